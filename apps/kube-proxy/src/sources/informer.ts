@@ -1,0 +1,314 @@
+// One resource's list+watch on client-node's ListWatch informer, hardened against its weak spots:
+//  - A watch can stall without the connection closing: a watchdog restarts the informer when no
+//    event (bookmarks included; they are requested) arrived for idleTimeoutMs.
+//  - ListWatch gives up on any error but 410 (a failed list, a dropped connection, an HTTP error):
+//    the informer is rebuilt after a jittered, growing backoff.
+//  - ListWatch reports updates without the previous object and relists after 410 on its own: the
+//    list goes through this class, which diffs it against what the handler last saw, so a relist or
+//    a restart emits only real changes (including deletes of objects gone meanwhile).
+// Every restart is logged and counted in kubeproxy_informer_restarts_total{resource}.
+
+import { type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
+import type { Logger } from '@kube-proxy-ts/core';
+import type { Counter } from 'prom-client';
+import { Backoff } from './backoff.js';
+import { ObjectDiff } from './object-diff.js';
+import type { WatchdogOptions } from './types.js';
+
+/** Query parameters of one list page. */
+export interface ListPageRequest {
+  labelSelector?: string;
+  fieldSelector?: string;
+  limit: number;
+  _continue?: string;
+}
+
+export interface InformerSpec<T extends KubernetesObject> {
+  /** Label for logs and metrics: "services", "endpointslices", "nodes". */
+  resource: string;
+  /** Collection path watched, e.g. /api/v1/services. */
+  path: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+  listPage(request: ListPageRequest): Promise<KubernetesListObject<T>>;
+  /** Watch events carry plain JSON; this gives them the shape list items have. */
+  normalize(raw: unknown): T;
+  diff: ObjectDiff<T>;
+}
+
+export interface InformerOptions {
+  kubeConfig: KubeConfig;
+  logger: Logger;
+  restarts?: Counter<'resource'>;
+  watchdog?: WatchdogOptions;
+  /** Called once, after the first complete list reached the handler. */
+  onSynced(): void;
+}
+
+const LIST_PAGE_SIZE = 500;
+
+interface Generation {
+  id: number;
+  listWatch?: ListWatch<KubernetesObject>;
+  controllers: Set<AbortController>;
+}
+
+export class ResilientInformer<T extends KubernetesObject> {
+  private readonly idleTimeoutMs: number;
+  private readonly watchTimeoutSeconds: () => number;
+  private readonly backoff: Backoff;
+  private readonly logger: Logger;
+  private current: Generation | undefined;
+  private nextId = 0;
+  private stopped = false;
+  private synced = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  /** When the current watch connected; a watch that lived long enough ends a failure streak. */
+  private watchHealthySince = 0;
+
+  constructor(
+    private readonly spec: InformerSpec<T>,
+    private readonly options: InformerOptions,
+  ) {
+    const w = options.watchdog ?? {};
+    this.idleTimeoutMs = w.idleTimeoutMs ?? 5 * 60_000;
+    const maxBackoffMs = w.maxBackoffMs ?? 30_000;
+    this.backoff = new Backoff({ initialMs: w.initialBackoffMs ?? 1000, maxMs: maxBackoffMs, jitter: w.jitter ?? 0.5 });
+    // Ask the server to end each watch before the watchdog would, as client-go does with a random
+    // timeout, so a quiet but healthy watch is renewed rather than declared stalled.
+    this.watchTimeoutSeconds =
+      w.watchTimeoutSeconds !== undefined
+        ? () => w.watchTimeoutSeconds as number
+        : () => Math.max(1, Math.floor((this.idleTimeoutMs / 1000) * (0.5 + 0.4 * Math.random())));
+    this.logger = options.logger.child({ resource: spec.resource });
+  }
+
+  start(): void {
+    this.launch();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.restartTimer);
+    await this.retire();
+  }
+
+  /** Tear down the current ListWatch; its late callbacks are ignored from now on. */
+  private async retire(): Promise<void> {
+    const gen = this.current;
+    this.current = undefined;
+    if (!gen) return;
+    for (const c of gen.controllers) c.abort();
+    gen.controllers.clear();
+    await gen.listWatch?.stop().catch(() => undefined);
+  }
+
+  private isCurrent(gen: Generation): boolean {
+    return !this.stopped && this.current === gen;
+  }
+
+  private launch(): void {
+    if (this.stopped) return;
+    const gen: Generation = { id: ++this.nextId, controllers: new Set() };
+    this.current = gen;
+    const watch = new GuardedWatch(this.options.kubeConfig, this, gen);
+    const lw = new ListWatch<KubernetesObject>(
+      this.spec.path,
+      watch,
+      () => this.list(gen),
+      false,
+      this.spec.labelSelector,
+      this.spec.fieldSelector,
+    );
+    gen.listWatch = lw;
+    const upsert = (obj: KubernetesObject) => {
+      if (this.isCurrent(gen)) this.spec.diff.upsert(obj as T);
+    };
+    lw.on('add', upsert);
+    lw.on('update', upsert);
+    lw.on('delete', (obj) => {
+      if (this.isCurrent(gen)) this.spec.diff.remove(obj as T);
+    });
+    lw.on('error', (err?: unknown) => {
+      if (this.isCurrent(gen)) this.restart(`informer stopped: ${describeError(err)}`);
+    });
+    this.feedWatchdog(gen);
+    lw.start().catch((err: unknown) => {
+      if (this.isCurrent(gen)) this.restart(`informer failed: ${describeError(err)}`);
+    });
+  }
+
+  /** Drop the current informer and build a new one after a backoff delay. */
+  restart(reason: string): void {
+    if (this.stopped) return;
+    if (this.watchHealthySince > 0 && Date.now() - this.watchHealthySince > this.backoffCeiling()) this.backoff.reset();
+    this.watchHealthySince = 0;
+    const delayMs = this.backoff.next();
+    this.options.restarts?.inc({ resource: this.spec.resource });
+    this.logger.warn({ reason, delayMs, attempt: this.backoff.consecutiveFailures }, 'restarting informer');
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.restartTimer);
+    void this.retire();
+    this.restartTimer = setTimeout(() => this.launch(), delayMs);
+  }
+
+  private backoffCeiling(): number {
+    return this.options.watchdog?.maxBackoffMs ?? 30_000;
+  }
+
+  /** Something arrived for this generation (list done, watch opened, any watch event). */
+  feedWatchdog(gen: Generation): void {
+    if (!this.isCurrent(gen)) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (this.isCurrent(gen)) this.restart(`no event for ${this.idleTimeoutMs} ms`);
+    }, this.idleTimeoutMs);
+  }
+
+  /** Lists every page, then brings the handler to exactly that state. */
+  private async list(gen: Generation): Promise<KubernetesListObject<KubernetesObject>> {
+    const items: T[] = [];
+    let resourceVersion: string | undefined;
+    let next: string | undefined;
+    do {
+      const page = await this.spec.listPage({
+        labelSelector: this.spec.labelSelector,
+        fieldSelector: this.spec.fieldSelector,
+        limit: LIST_PAGE_SIZE,
+        ...(next ? { _continue: next } : {}),
+      });
+      // A newer informer took over while this list was in flight: make this one give up quietly.
+      if (!this.isCurrent(gen)) throw new Error('superseded');
+      items.push(...page.items);
+      resourceVersion ??= page.metadata?.resourceVersion;
+      next = page.metadata?._continue || undefined;
+      this.feedWatchdog(gen);
+    } while (next);
+    const changes = this.spec.diff.replaceAll(items);
+    this.logger.debug({ ...changes, count: items.length, resourceVersion }, 'listed');
+    if (!this.synced) {
+      this.synced = true;
+      this.options.onSynced();
+    }
+    return { apiVersion: 'v1', kind: 'List', metadata: { resourceVersion }, items };
+  }
+
+  /** Hooks used by GuardedWatch. */
+  watchHooks(gen: Generation) {
+    return {
+      isCurrent: () => this.isCurrent(gen),
+      timeoutSeconds: () => this.watchTimeoutSeconds(),
+      connected: (controller: AbortController) => {
+        gen.controllers.add(controller);
+        this.watchHealthySince = Date.now();
+        this.feedWatchdog(gen);
+      },
+      closed: (controller: AbortController | undefined) => {
+        if (controller) gen.controllers.delete(controller);
+      },
+      event: (type: string, obj: unknown) => {
+        this.backoff.reset();
+        this.feedWatchdog(gen);
+        if (type === 'ERROR') {
+          const status = obj as { code?: number; message?: string } | undefined;
+          if (status?.code === 410) this.logger.info({ message: status.message }, 'watch expired (410); relisting');
+          else this.logger.warn({ code: status?.code, message: status?.message }, 'watch error event');
+        }
+      },
+      /** A watch that ended this quickly without delivering anything reconnects only after a backoff delay. */
+      minWatchLifetimeMs: this.options.watchdog?.initialBackoffMs ?? 1000,
+      quietCloseDelayMs: () => this.backoff.next(),
+      normalize: (raw: unknown) => this.spec.normalize(raw),
+      logger: this.logger,
+    };
+  }
+}
+
+/**
+ * client-node's Watch with what ListWatch does not do: request bookmarks and a server-side
+ * timeout, report activity to the watchdog, convert event objects to the typed model, and make
+ * sure a superseded or stopped informer never delivers an event.
+ */
+class GuardedWatch extends Watch {
+  private readonly hooks: ReturnType<ResilientInformer<KubernetesObject>['watchHooks']>;
+
+  constructor(
+    config: KubeConfig,
+    informer: ResilientInformer<KubernetesObject>,
+    gen: Generation,
+  ) {
+    super(config);
+    this.hooks = informer.watchHooks(gen);
+  }
+
+  override async watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    const hooks = this.hooks;
+    if (!hooks.isCurrent()) {
+      const dead = new AbortController();
+      dead.abort();
+      return dead;
+    }
+    let controller: AbortController | undefined;
+    let events = 0;
+    const startedAt = Date.now();
+    const onEvent = (type: string, obj: unknown, raw?: unknown) => {
+      if (!hooks.isCurrent()) return;
+      events++;
+      hooks.event(type, obj);
+      if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') {
+        let typed: unknown;
+        try {
+          typed = hooks.normalize(obj);
+        } catch (err) {
+          hooks.logger.warn({ err: describeError(err), type }, 'skipping undecodable watch event');
+          return;
+        }
+        callback(type, typed, raw);
+        return;
+      }
+      callback(type, obj, raw);
+    };
+    const onDone = (err: unknown) => {
+      hooks.closed(controller);
+      if (!hooks.isCurrent()) return;
+      if (err || events > 0 || Date.now() - startedAt >= hooks.minWatchLifetimeMs) {
+        done(err);
+        return;
+      }
+      // Closed at once with nothing delivered: reconnecting immediately could spin.
+      const delay = hooks.quietCloseDelayMs();
+      setTimeout(() => {
+        if (hooks.isCurrent()) done(null);
+      }, delay);
+    };
+    const params = { ...queryParams, allowWatchBookmarks: true, timeoutSeconds: hooks.timeoutSeconds() };
+    try {
+      controller = await super.watch(path, params, onEvent, onDone);
+    } catch (err) {
+      // Watch reports request errors through done; this catches set-up errors (no cluster, bad auth config).
+      onDone(err);
+      const dead = new AbortController();
+      dead.abort();
+      return dead;
+    }
+    if (!hooks.isCurrent()) controller.abort();
+    else if (!controller.signal.aborted) hooks.connected(controller);
+    return controller;
+  }
+}
+
+export function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { statusCode?: number; code?: number | string }).statusCode ?? (err as { code?: number | string }).code;
+    return code !== undefined ? `${err.message} (${code})` : err.message;
+  }
+  if (err && typeof err === 'object') return JSON.stringify(err);
+  return String(err);
+}

@@ -1,0 +1,55 @@
+// What every source of Services, EndpointSlices and the Node looks like to the daemon.
+
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger, ProxyEventHandler } from '@kube-proxy-ts/core';
+import type { Registry } from 'prom-client';
+
+/**
+ * A running source. It calls the handler as objects come and go, and each `on...Synced` once
+ * after its first complete view of that resource.
+ */
+export interface Source {
+  /** Resolves once all three kinds (Services, EndpointSlices, Node) have reported synced. */
+  readonly ready: Promise<void>;
+  /** Stops watching; no handler call happens after it resolves. */
+  stop(): Promise<void>;
+}
+
+export interface ManifestSourceOptions {
+  /** A file or a directory of `.yaml`, `.yml` and `.json` files (multi-document, `List` kinds). */
+  readonly path: string;
+  readonly handler: ProxyEventHandler;
+  readonly logger: Logger;
+  /** This node's name: only a Node of that name is passed on (any Node when unset). */
+  readonly nodeName?: string;
+  /** How long to wait after a file-system event before re-reading (default 100 ms). */
+  readonly debounceMs?: number;
+  /** A periodic re-read in case file-system events are missed (default 5 s; 0 disables). */
+  readonly rescanIntervalMs?: number;
+}
+
+/** Timings of the informer watchdog and restart backoff. */
+export interface WatchdogOptions {
+  /** Restart a watch that has delivered no event (bookmarks included) for this long (default 5 min). */
+  readonly idleTimeoutMs?: number;
+  /** First restart delay (default 1 s), doubled per consecutive failure up to maxBackoffMs. */
+  readonly initialBackoffMs?: number;
+  /** Backoff ceiling (default 30 s). */
+  readonly maxBackoffMs?: number;
+  /** Random extra fraction added to each delay (default 0.5 = up to +50 %). */
+  readonly jitter?: number;
+  /** timeoutSeconds asked of the server per watch (default: a random 50-90 % of idleTimeoutMs). */
+  readonly watchTimeoutSeconds?: number;
+}
+
+export interface KubernetesSourceOptions {
+  /** Loaded from clientConnection.kubeconfig / --kubeconfig, or in-cluster (see loadKubeConfig). */
+  readonly kubeConfig: KubeConfig;
+  /** Only this Node is watched (field selector metadata.name). */
+  readonly nodeName: string;
+  readonly handler: ProxyEventHandler;
+  readonly logger: Logger;
+  /** Where kubeproxy_informer_restarts_total{resource} is registered. */
+  readonly metrics?: Registry;
+  readonly watchdog?: WatchdogOptions;
+}

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Second stage of the IPVS test VM, run as PID 1 from the host's root (read-only over 9p).
+# Makes the few writable places a test needs, runs the command file named on the kernel
+# command line and prints its exit code on a marker line the host looks for, then powers off.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/tmp TMPDIR=/tmp
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /var/tmp 2>/dev/null
+mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
+ip link set lo up
+cmdfile=$(sed -n 's/.*kpts.cmd=\([^ ]*\).*/\1/p' /proc/cmdline)
+echo "KPTS-GUEST-START"
+sh "$cmdfile"
+echo "KPTS-GUEST-EXIT=$?"
+sync
+busybox poweroff -f

@@ -1,0 +1,120 @@
+// Upstream's nftables layout: one table `kube-proxy` per family, fixed base and helper chains,
+// and the sets and verdict maps that dispatch service traffic in one lookup.
+
+import type { IPFamily } from '@kube-proxy-ts/core';
+
+export const TABLE = 'kube-proxy';
+export const TABLE_COMMENT = 'rules for kube-proxy';
+
+// helper chains
+export const SERVICES_CHAIN = 'services';
+export const SERVICE_ENDPOINTS_CHECK_CHAIN = 'service-endpoints-check';
+export const NODEPORT_ENDPOINTS_CHECK_CHAIN = 'nodeport-endpoints-check';
+export const FIREWALL_CHECK_CHAIN = 'firewall-check';
+export const CLUSTER_IPS_CHECK_CHAIN = 'cluster-ips-check';
+export const REJECT_CHAIN = 'reject-chain';
+export const MARK_MASQ_CHAIN = 'mark-for-masquerade';
+export const MASQUERADING_CHAIN = 'masquerading';
+
+// sets and maps
+export const CLUSTER_IPS_SET = 'cluster-ips';
+export const NODEPORT_IPS_SET = 'nodeport-ips';
+export const SERVICE_IPS_MAP = 'service-ips';
+export const SERVICE_NODEPORTS_MAP = 'service-nodeports';
+export const NO_ENDPOINT_SERVICES_MAP = 'no-endpoint-services';
+export const NO_ENDPOINT_NODEPORTS_MAP = 'no-endpoint-nodeports';
+export const FIREWALL_IPS_MAP = 'firewall-ips';
+
+// per-service and per-endpoint object prefixes
+export const CLUSTER_POLICY_PREFIX = 'service-';
+export const LOCAL_POLICY_PREFIX = 'local-';
+export const EXTERNAL_PREFIX = 'external-';
+export const FIREWALL_PREFIX = 'firewall-';
+export const ENDPOINT_PREFIX = 'endpoint-';
+export const AFFINITY_PREFIX = 'affinity-';
+
+export type NftFamily = 'ip' | 'ip6';
+
+export function nftFamily(ipFamily: IPFamily): NftFamily {
+  return ipFamily === 'IPv6' ? 'ip6' : 'ip';
+}
+
+/** `ipv4_addr` / `ipv6_addr`: the element type of address sets. */
+export function addrType(ipFamily: IPFamily): string {
+  return ipFamily === 'IPv6' ? 'ipv6_addr' : 'ipv4_addr';
+}
+
+export interface BaseChain {
+  readonly name: string;
+  readonly type: 'filter' | 'nat';
+  readonly hook: 'prerouting' | 'input' | 'forward' | 'output' | 'postrouting';
+  readonly priority: string;
+}
+
+/** Filter chains run before DNAT so that they see the service address, not the endpoint's. */
+export const BASE_CHAINS: readonly BaseChain[] = [
+  { name: 'filter-prerouting', type: 'filter', hook: 'prerouting', priority: 'dstnat - 10' },
+  { name: 'filter-input', type: 'filter', hook: 'input', priority: 'dstnat - 10' },
+  { name: 'filter-forward', type: 'filter', hook: 'forward', priority: 'dstnat - 10' },
+  { name: 'filter-output', type: 'filter', hook: 'output', priority: 'dstnat - 10' },
+  { name: 'filter-output-post-dnat', type: 'filter', hook: 'output', priority: 'dstnat + 10' },
+  { name: 'nat-prerouting', type: 'nat', hook: 'prerouting', priority: 'dstnat' },
+  { name: 'nat-output', type: 'nat', hook: 'output', priority: 'dstnat' },
+  { name: 'nat-postrouting', type: 'nat', hook: 'postrouting', priority: 'srcnat' },
+];
+
+/** Jumps from base chains to helper chains, in rule order. */
+export const JUMPS: readonly { readonly from: string; readonly to: string; readonly match: string }[] = [
+  // reject is only valid in input/forward/output hooks on kernels before 5.9
+  { from: 'filter-input', to: NODEPORT_ENDPOINTS_CHECK_CHAIN, match: 'ct state new' },
+  { from: 'filter-input', to: SERVICE_ENDPOINTS_CHECK_CHAIN, match: 'ct state new' },
+  { from: 'filter-forward', to: SERVICE_ENDPOINTS_CHECK_CHAIN, match: 'ct state new' },
+  { from: 'filter-output', to: SERVICE_ENDPOINTS_CHECK_CHAIN, match: 'ct state new' },
+  { from: 'filter-prerouting', to: FIREWALL_CHECK_CHAIN, match: 'ct state new' },
+  { from: 'filter-output', to: FIREWALL_CHECK_CHAIN, match: 'ct state new' },
+  { from: 'nat-output', to: SERVICES_CHAIN, match: '' },
+  { from: 'nat-prerouting', to: SERVICES_CHAIN, match: '' },
+  { from: 'nat-postrouting', to: MASQUERADING_CHAIN, match: '' },
+  { from: 'filter-forward', to: CLUSTER_IPS_CHECK_CHAIN, match: 'ct state new' },
+  { from: 'filter-output-post-dnat', to: CLUSTER_IPS_CHECK_CHAIN, match: 'ct state new' },
+];
+
+export const HELPER_CHAINS: readonly string[] = [
+  SERVICES_CHAIN,
+  SERVICE_ENDPOINTS_CHECK_CHAIN,
+  NODEPORT_ENDPOINTS_CHECK_CHAIN,
+  FIREWALL_CHECK_CHAIN,
+  CLUSTER_IPS_CHECK_CHAIN,
+  REJECT_CHAIN,
+  MARK_MASQ_CHAIN,
+  MASQUERADING_CHAIN,
+];
+
+export interface ContainerSpec {
+  readonly name: string;
+  readonly kind: 'set' | 'map';
+  readonly type: (ipFamily: IPFamily) => string;
+  readonly comment: string;
+}
+
+const addrProtoPort = (f: IPFamily): string => `${addrType(f)} . inet_proto . inet_service : verdict`;
+
+/** The containers whose elements are tracked per service (nodeport-ips is node-wide, handled apart). */
+export const SERVICE_CONTAINERS: readonly ContainerSpec[] = [
+  { name: CLUSTER_IPS_SET, kind: 'set', type: addrType, comment: 'Active ClusterIPs' },
+  { name: SERVICE_IPS_MAP, kind: 'map', type: addrProtoPort, comment: 'ClusterIP, ExternalIP and LoadBalancer IP traffic' },
+  { name: SERVICE_NODEPORTS_MAP, kind: 'map', type: () => 'inet_proto . inet_service : verdict', comment: 'NodePort traffic' },
+  {
+    name: NO_ENDPOINT_SERVICES_MAP,
+    kind: 'map',
+    type: addrProtoPort,
+    comment: 'vmap to drop or reject packets to services with no endpoints',
+  },
+  {
+    name: NO_ENDPOINT_NODEPORTS_MAP,
+    kind: 'map',
+    type: () => 'inet_proto . inet_service : verdict',
+    comment: 'vmap to drop or reject packets to service nodeports with no endpoints',
+  },
+  { name: FIREWALL_IPS_MAP, kind: 'map', type: addrProtoPort, comment: 'destinations that are subject to LoadBalancerSourceRanges' },
+];

@@ -1,0 +1,223 @@
+// What one service port needs in the kube-proxy table: its chains (with rules), its affinity
+// sets and its elements in the shared sets and maps. A pure function of the service port, its
+// endpoints and the node, so partial and full syncs compute the very same objects.
+
+import {
+  categorizeEndpoints,
+  externallyAccessible,
+  servicePortNameString,
+  usesClusterEndpoints,
+  usesLocalEndpoints,
+  type Endpoint,
+  type NodeInfo,
+  type ServicePort,
+} from '@kube-proxy-ts/core';
+import { nftEndpointChainBase, nftServiceChainBase } from '@kube-proxy-ts/netfilter';
+import {
+  AFFINITY_PREFIX,
+  CLUSTER_IPS_SET,
+  CLUSTER_POLICY_PREFIX,
+  ENDPOINT_PREFIX,
+  EXTERNAL_PREFIX,
+  FIREWALL_IPS_MAP,
+  FIREWALL_PREFIX,
+  LOCAL_POLICY_PREFIX,
+  MARK_MASQ_CHAIN,
+  NO_ENDPOINT_NODEPORTS_MAP,
+  NO_ENDPOINT_SERVICES_MAP,
+  REJECT_CHAIN,
+  SERVICE_IPS_MAP,
+  SERVICE_NODEPORTS_MAP,
+  type NftFamily,
+} from './layout.js';
+import type { LocalTrafficMatch } from './local-traffic.js';
+
+/** A set element (value "") or map element, with an optional comment. */
+export interface ElementValue {
+  readonly value: string;
+  readonly comment?: string;
+}
+
+export interface ServiceObjects {
+  /** Chain name -> its rules, in order. */
+  readonly chains: ReadonlyMap<string, readonly string[]>;
+  /** Affinity set name -> timeout in seconds. */
+  readonly affinitySets: ReadonlyMap<string, number>;
+  /** Container name -> element key (`a . b . c`) -> value. */
+  readonly elements: ReadonlyMap<string, ReadonlyMap<string, ElementValue>>;
+  /** Traffic to this service is dropped for lack of local endpoints (upstream's no_local_endpoints metric). */
+  readonly noLocalEndpoints: { readonly internal: boolean; readonly external: boolean };
+}
+
+export interface RuleContext {
+  readonly family: NftFamily;
+  readonly masqueradeAll: boolean;
+  readonly localTraffic: LocalTrafficMatch | undefined;
+  /** The node's primary IP of this family, for loadBalancerSourceRanges that include the node. */
+  readonly nodeIP: string | undefined;
+}
+
+export function computeServiceObjects(
+  svc: ServicePort,
+  endpoints: readonly Endpoint[],
+  node: NodeInfo,
+  ctx: RuleContext,
+): ServiceObjects {
+  const ipX = ctx.family;
+  const protocol = svc.protocol.toLowerCase();
+  const base = nftServiceChainBase(svc.name);
+  const clusterPolicyChain = CLUSTER_POLICY_PREFIX + base;
+  const localPolicyChain = LOCAL_POLICY_PREFIX + base;
+  const externalChain = EXTERNAL_PREFIX + base;
+  const firewallChain = FIREWALL_PREFIX + base;
+  const nameString = servicePortNameString(svc.name);
+  const affinity = svc.sessionAffinity.type === 'ClientIP' ? svc.sessionAffinity.timeoutSeconds : 0;
+
+  const chains = new Map<string, string[]>();
+  const affinitySets = new Map<string, number>();
+  const elements = new Map<string, Map<string, ElementValue>>();
+  const addElement = (container: string, key: string, value: ElementValue): void => {
+    let m = elements.get(container);
+    if (!m) elements.set(container, (m = new Map()));
+    m.set(key, value);
+  };
+  const rules = (chain: string): string[] => {
+    let r = chains.get(chain);
+    if (!r) chains.set(chain, (r = []));
+    return r;
+  };
+
+  const { clusterEndpoints, localEndpoints, allReachableEndpoints, hasAnyEndpoints } = categorizeEndpoints(svc, endpoints, node);
+  const endpointNames = new Map<Endpoint, string>();
+  for (const ep of allReachableEndpoints) endpointNames.set(ep, nftEndpointChainBase(svc.name, ep.ip, ep.port));
+
+  const usesClusterPolicyChain = clusterEndpoints.length > 0 && usesClusterEndpoints(svc);
+  const usesLocalPolicyChain = localEndpoints.length > 0 && usesLocalEndpoints(svc);
+  const internalChain = svc.internalPolicyLocal ? localPolicyChain : clusterPolicyChain;
+  const hasInternalEndpoints = hasAnyEndpoints && (!svc.internalPolicyLocal || localEndpoints.length > 0);
+  const externalPolicyChain = svc.externalPolicyLocal ? localPolicyChain : clusterPolicyChain;
+  const hasExternalEndpoints = hasAnyEndpoints && (!svc.externalPolicyLocal || localEndpoints.length > 0);
+  // The external chain also carries the short-circuit rules for local traffic, so it exists
+  // whenever any endpoint does, even if none is usable for external traffic.
+  const usesExternalChain = hasAnyEndpoints && externallyAccessible(svc);
+
+  const internalFilterVerdict = hasAnyEndpoints ? (hasInternalEndpoints ? '' : 'drop') : `goto ${REJECT_CHAIN}`;
+  const externalFilterVerdict = hasAnyEndpoints ? (hasExternalEndpoints ? '' : 'drop') : `goto ${REJECT_CHAIN}`;
+  const port = String(svc.port);
+  const ipKey = (ip: string): string => `${ip} . ${protocol} . ${port}`;
+  const noEndpoint = (verdict: string): ElementValue => ({ value: verdict, comment: nameString });
+
+  // ClusterIP
+  addElement(CLUSTER_IPS_SET, svc.clusterIP, { value: '' });
+  if (hasInternalEndpoints) addElement(SERVICE_IPS_MAP, ipKey(svc.clusterIP), { value: `goto ${internalChain}` });
+  else addElement(NO_ENDPOINT_SERVICES_MAP, ipKey(svc.clusterIP), noEndpoint(internalFilterVerdict));
+
+  // externalIPs and load-balancer IPs go through the external chain
+  for (const ip of [...svc.externalIPs, ...svc.loadBalancerVIPs]) {
+    if (hasAnyEndpoints) addElement(SERVICE_IPS_MAP, ipKey(ip), { value: `goto ${externalChain}` });
+    if (!hasExternalEndpoints) addElement(NO_ENDPOINT_SERVICES_MAP, ipKey(ip), noEndpoint(externalFilterVerdict));
+  }
+  const usesFirewallChain = svc.loadBalancerVIPs.length > 0 && svc.loadBalancerSourceRanges.length > 0;
+  if (usesFirewallChain) {
+    for (const ip of svc.loadBalancerVIPs) addElement(FIREWALL_IPS_MAP, ipKey(ip), { value: `goto ${firewallChain}` });
+  }
+
+  // NodePort (not subject to loadBalancerSourceRanges, as upstream)
+  if (svc.nodePort !== 0) {
+    const key = `${protocol} . ${svc.nodePort}`;
+    if (hasAnyEndpoints) addElement(SERVICE_NODEPORTS_MAP, key, { value: `goto ${externalChain}` });
+    if (!hasExternalEndpoints) addElement(NO_ENDPOINT_NODEPORTS_MAP, key, noEndpoint(externalFilterVerdict));
+  }
+
+  // Chains exist in this order: policy chains, external, firewall, endpoints.
+  if (usesClusterPolicyChain) rules(clusterPolicyChain);
+  if (usesLocalPolicyChain) rules(localPolicyChain);
+
+  if (hasInternalEndpoints) {
+    const dest = `${ipX} daddr ${svc.clusterIP} ${protocol} dport ${port}`;
+    if (ctx.masqueradeAll) rules(internalChain).push(`${dest} jump ${MARK_MASQ_CHAIN}`);
+    // Off-cluster traffic to a ClusterIP may be bridged to another node: masquerade it.
+    else if (ctx.localTraffic) rules(internalChain).push(`${dest} ${ctx.localTraffic.ifNotLocal} jump ${MARK_MASQ_CHAIN}`);
+  }
+
+  if (usesExternalChain) {
+    const ext = rules(externalChain);
+    if (!svc.externalPolicyLocal) {
+      ext.push(`jump ${MARK_MASQ_CHAIN}`);
+    } else {
+      // Pod and host traffic to an external address acts as if it left and came back through
+      // a load balancer: it may use any endpoint; host traffic is masqueraded.
+      if (ctx.localTraffic) ext.push(`${ctx.localTraffic.ifLocal} goto ${clusterPolicyChain} comment "short-circuit pod traffic"`);
+      ext.push(`fib saddr type local jump ${MARK_MASQ_CHAIN} comment "masquerade local traffic"`);
+      ext.push(`fib saddr type local goto ${clusterPolicyChain} comment "short-circuit local traffic"`);
+    }
+    if (hasExternalEndpoints) ext.push(`goto ${externalPolicyChain}`);
+  }
+
+  if (usesFirewallChain) {
+    const sources = [...svc.loadBalancerSourceRanges];
+    const allowFromNode = ctx.nodeIP !== undefined && svc.loadBalancerSourceRanges.some((cidr) => cidrContains(cidr, ctx.nodeIP!));
+    // A VIP bound locally loops node traffic back with the VIP as source.
+    if (allowFromNode) sources.push(...svc.loadBalancerVIPs);
+    rules(firewallChain).push(`${ipX} saddr != { ${sources.join(', ')} } drop`);
+  }
+
+  if (affinity > 0) {
+    for (const ep of allReachableEndpoints) affinitySets.set(AFFINITY_PREFIX + endpointNames.get(ep)!, affinity);
+  }
+
+  const writeBalancing = (chain: string, eps: readonly Endpoint[]): void => {
+    const r = rules(chain);
+    if (affinity > 0) {
+      for (const ep of eps) {
+        const name = endpointNames.get(ep)!;
+        r.push(`${ipX} saddr @${AFFINITY_PREFIX}${name} goto ${ENDPOINT_PREFIX}${name}`);
+      }
+    }
+    const targets = eps.map((ep, i) => `${i} : goto ${ENDPOINT_PREFIX}${endpointNames.get(ep)!}`);
+    r.push(`numgen random mod ${eps.length} vmap { ${targets.join(', ')} }`);
+  };
+  if (usesClusterPolicyChain) writeBalancing(clusterPolicyChain, clusterEndpoints);
+  if (usesLocalPolicyChain) writeBalancing(localPolicyChain, localEndpoints);
+
+  for (const ep of allReachableEndpoints) {
+    const name = endpointNames.get(ep)!;
+    const r = rules(ENDPOINT_PREFIX + name);
+    // hairpin: an endpoint reaching itself through the service must be masqueraded
+    r.push(`${ipX} saddr ${ep.ip} jump ${MARK_MASQ_CHAIN}`);
+    if (affinity > 0) r.push(`update @${AFFINITY_PREFIX}${name} { ${ipX} saddr }`);
+    r.push(`meta l4proto ${protocol} dnat to ${ep.hostPort}`);
+  }
+
+  return {
+    chains,
+    affinitySets,
+    elements,
+    noLocalEndpoints: { internal: hasAnyEndpoints && !hasInternalEndpoints, external: hasAnyEndpoints && !hasExternalEndpoints },
+  };
+}
+
+/** Whether `ip` lies in `cidr` (both already validated, same family). */
+export function cidrContains(cidr: string, ip: string): boolean {
+  const [net, lenText] = cidr.split('/');
+  const len = Number(lenText);
+  const a = ipToBigInt(net ?? '');
+  const b = ipToBigInt(ip);
+  if (a === undefined || b === undefined || a.bits !== b.bits || !Number.isInteger(len)) return false;
+  const shift = BigInt(a.bits - len);
+  return a.value >> shift === b.value >> shift;
+}
+
+function ipToBigInt(ip: string): { value: bigint; bits: number } | undefined {
+  if (ip.includes(':')) {
+    const [head = '', tail] = ip.split('::');
+    const h = head ? head.split(':') : [];
+    const t = tail === undefined ? [] : tail ? tail.split(':') : [];
+    const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+    if (groups.length !== 8) return undefined;
+    return { value: groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16) || 0), 0n), bits: 128 };
+  }
+  const parts = ip.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) return undefined;
+  return { value: parts.reduce((acc, p) => (acc << 8n) | BigInt(p), 0n), bits: 32 };
+}

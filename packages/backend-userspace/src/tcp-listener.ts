@@ -1,0 +1,168 @@
+// A TCP listener for one service port: accept, pick an endpoint (failing over on connect
+// errors), then relay both directions with backpressure, half-close and resets.
+
+import net from 'node:net';
+import { dialWithFailover, ENDPOINT_DIAL_TIMEOUTS_MS } from './failover.js';
+import type { BalancerEndpoint } from './balancer.js';
+import type { ListenerDeps, ServiceListener } from './listener.js';
+
+interface Relay {
+  readonly client: net.Socket;
+  readonly upstream: net.Socket;
+  reportedToEndpoint: number;
+  reportedToClient: number;
+  open: number;
+}
+
+export interface TcpListenerOptions extends ListenerDeps {
+  /** Per-attempt connect timeouts; default 250 ms, 500 ms, 1 s, 2 s. */
+  readonly dialTimeouts?: readonly number[];
+}
+
+export class TcpServiceListener implements ServiceListener {
+  readonly protocol = 'TCP' as const;
+  private server: net.Server | undefined;
+  /** Clients accepted and waiting for an endpoint connection. */
+  private readonly pending = new Set<net.Socket>();
+  private readonly relays = new Set<Relay>();
+  private closed = false;
+
+  constructor(private readonly deps: TcpListenerOptions) {}
+
+  get serving(): boolean {
+    return this.server !== undefined;
+  }
+
+  get activeConnections(): number {
+    return this.relays.size;
+  }
+
+  open(port: number): Promise<number> {
+    if (this.closed) return Promise.reject(new Error('listener is closed'));
+    // pauseOnConnect: bytes that arrive before the endpoint answers wait in the kernel.
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
+    server.on('connection', (client) => this.accept(client));
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.deps.host, port, exclusive: true }, () => {
+        server.removeListener('error', reject);
+        // Later errors are accept failures (EMFILE and the like): log them, keep listening.
+        server.on('error', (err) => this.deps.logger.warn({ err: String(err) }, 'accept failed'));
+        this.server = server;
+        resolve((server.address() as net.AddressInfo).port);
+      });
+    });
+  }
+
+  pause(): void {
+    this.server?.close();
+    this.server = undefined;
+  }
+
+  endpointsRemoved(): void {
+    // Established TCP connections to a removed endpoint are left alone, as the kernel backends
+    // leave their conntrack entries; only new connections avoid the endpoint.
+  }
+
+  flushMetrics(): void {
+    for (const relay of this.relays) this.report(relay);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.pause();
+    for (const client of this.pending) client.destroy();
+    this.pending.clear();
+    for (const relay of [...this.relays]) {
+      relay.client.destroy();
+      relay.upstream.destroy();
+    }
+  }
+
+  private accept(client: net.Socket): void {
+    if (this.closed) {
+      client.destroy();
+      return;
+    }
+    const { balancer, metrics, logger } = this.deps;
+    const clientIP = client.remoteAddress;
+    this.pending.add(client);
+    // Until the relay takes over, an error (a reset) just ends the wait.
+    const onEarlyError = () => client.destroy();
+    client.on('error', onEarlyError);
+    void dialWithFailover<BalancerEndpoint, net.Socket>({
+      pick: (reset) => balancer.pick(clientIP, reset),
+      dial: dialTcp,
+      onFailure: (endpoint, err) => {
+        metrics.connectError();
+        logger.debug({ endpoint: endpoint.hostPort, err: err.message }, 'endpoint connect failed, trying the next one');
+      },
+      cancelled: () => client.destroyed,
+      timeouts: this.deps.dialTimeouts ?? ENDPOINT_DIAL_TIMEOUTS_MS,
+    }).then((result) => {
+      this.pending.delete(client);
+      client.removeListener('error', onEarlyError);
+      if (result.kind === 'connected') {
+        if (client.destroyed || this.closed) result.conn.destroy();
+        else this.relay(client, result.conn);
+        return;
+      }
+      if (result.kind === 'failed') logger.info({ err: result.error.message, attempts: result.failures }, 'no endpoint answered');
+      if (!client.destroyed) client.resetAndDestroy();
+    });
+  }
+
+  private relay(client: net.Socket, upstream: net.Socket): void {
+    const relay: Relay = { client, upstream, reportedToEndpoint: 0, reportedToClient: 0, open: 2 };
+    this.relays.add(relay);
+    this.deps.metrics.connectionOpened();
+    // pipe() gives backpressure and, with allowHalfOpen on both sockets, forwards a FIN as a
+    // FIN while the other direction keeps flowing.
+    client.pipe(upstream);
+    upstream.pipe(client);
+    // A reset on one side becomes a reset on the other.
+    client.on('error', () => upstream.resetAndDestroy());
+    upstream.on('error', () => client.resetAndDestroy());
+    const onClose = (other: net.Socket) => () => {
+      // After a clean close in both directions the other socket finishes on its own; anything
+      // else (destroyed, aborted) must not leave it open.
+      if (!other.destroyed && !(other.readableEnded && other.writableEnded)) other.destroy();
+      if (--relay.open === 0) {
+        this.relays.delete(relay);
+        this.report(relay);
+        this.deps.metrics.connectionClosed();
+      }
+    };
+    client.once('close', onClose(upstream));
+    upstream.once('close', onClose(client));
+  }
+
+  private report(relay: Relay): void {
+    const toEndpoint = relay.client.bytesRead - relay.reportedToEndpoint;
+    const toClient = relay.upstream.bytesRead - relay.reportedToClient;
+    relay.reportedToEndpoint += toEndpoint;
+    relay.reportedToClient += toClient;
+    this.deps.metrics.bytes(toEndpoint, toClient);
+  }
+}
+
+/** Connects to an endpoint, failing after `timeoutMs`. */
+function dialTcp(endpoint: BalancerEndpoint, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: endpoint.ip, port: endpoint.port, allowHalfOpen: true, noDelay: true });
+    const fail = (err: Error) => {
+      socket.destroy();
+      reject(err);
+    };
+    const onTimeout = () => fail(new Error(`connect to ${endpoint.hostPort} timed out after ${timeoutMs} ms`));
+    socket.setTimeout(timeoutMs);
+    socket.once('timeout', onTimeout);
+    socket.once('error', fail);
+    socket.once('connect', () => {
+      socket.setTimeout(0);
+      socket.removeListener('timeout', onTimeout);
+      socket.removeListener('error', fail);
+      resolve(socket);
+    });
+  });
+}

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import type { ChangeSet, CommandRunner, Endpoint, ProxyState, ServicePort } from '@kube-proxy-ts/core';
+import { conntrackDeleteArgs, deleteConntrackFlows, planStaleUDPFlows } from './conntrack.js';
+
+const udpService: ServicePort = {
+  key: 'ns/dns:dns/UDP',
+  name: { namespace: 'ns', name: 'dns', port: 'dns', protocol: 'UDP' },
+  type: 'NodePort',
+  clusterIP: '10.96.0.10',
+  port: 53,
+  protocol: 'UDP',
+  nodePort: 30053,
+  targetPort: 53,
+  externalIPs: ['192.0.2.1'],
+  loadBalancerVIPs: [],
+  loadBalancerSourceRanges: [],
+  sessionAffinity: { type: 'None' },
+  externalPolicyLocal: false,
+  internalPolicyLocal: false,
+  healthCheckNodePort: 0,
+  trafficDistribution: undefined,
+  topologyMode: undefined,
+};
+
+const endpoint: Endpoint = {
+  ip: '10.0.1.5', port: 5353, hostPort: '10.0.1.5:5353', ready: false, serving: false, terminating: true,
+  nodeName: 'n1', zone: undefined, zoneHints: undefined, nodeHints: undefined, isLocal: true,
+};
+
+function changes(partial: Partial<ChangeSet>): ChangeSet {
+  return {
+    servicePorts: new Set(), nodeChanged: false, deletedUDPClusterIPs: new Set(), staleUDPEndpoints: [],
+    newlyActiveUDPServices: new Set(), lastChangeTriggerTimes: new Map(), ...partial,
+  };
+}
+
+const state: ProxyState = {
+  ipFamily: 'IPv4',
+  services: new Map([[udpService.key, udpService]]),
+  endpoints: new Map(),
+  node: { name: 'n1', labels: {}, zone: undefined, podCIDRs: [], addresses: [], eligible: true },
+};
+
+describe('planStaleUDPFlows', () => {
+  it('deletes flows to a removed endpoint by original destination and reply source', () => {
+    const filters = planStaleUDPFlows(state, changes({ staleUDPEndpoints: [{ servicePort: udpService.key, endpoint }] }));
+    expect(filters).toEqual([
+      { protocol: 'udp', origDst: '10.96.0.10', origDstPort: 53, replySrc: '10.0.1.5', replySrcPort: 5353 },
+      { protocol: 'udp', origDst: '192.0.2.1', origDstPort: 53, replySrc: '10.0.1.5', replySrcPort: 5353 },
+      { protocol: 'udp', origDstPort: 30053, replySrc: '10.0.1.5', replySrcPort: 5353 },
+    ]);
+  });
+
+  it('deletes everything to a deleted ClusterIP and un-DNATed flows of newly active services', () => {
+    const filters = planStaleUDPFlows(state, changes({ deletedUDPClusterIPs: new Set(['10.96.0.99']), newlyActiveUDPServices: new Set([udpService.key]) }));
+    expect(filters).toContainEqual({ protocol: 'udp', origDst: '10.96.0.99' });
+    expect(filters).toContainEqual({ protocol: 'udp', origDst: '10.96.0.10', origDstPort: 53, replySrc: '10.96.0.10' });
+    expect(filters).toContainEqual({ protocol: 'udp', origDstPort: 30053 });
+  });
+});
+
+describe('deleteConntrackFlows', () => {
+  it('runs conntrack -D per filter, treating "0 deleted" as success', async () => {
+    const calls: string[][] = [];
+    const runner: CommandRunner = {
+      run(_cmd, args) {
+        calls.push([...args]);
+        const n = calls.length === 1 ? 2 : 0;
+        return Promise.resolve({ code: n ? 0 : 1, stdout: '', stderr: `conntrack v1.4.7 (conntrack-tools): ${n} flow entries have been deleted.\n` });
+      },
+    };
+    const result = await deleteConntrackFlows(runner, 'IPv6', [{ protocol: 'udp', origDst: 'fd00::a' }, { protocol: 'udp', origDstPort: 1 }]);
+    expect(result).toEqual({ deleted: 2, failures: 0 });
+    expect(calls[0]).toEqual(['-D', '-f', 'ipv6', '-p', 'udp', '--orig-dst', 'fd00::a']);
+  });
+
+  it('counts real failures and a missing tool without throwing', async () => {
+    const runner: CommandRunner = { run: () => Promise.reject(new Error('ENOENT')) };
+    expect(await deleteConntrackFlows(runner, 'IPv4', [{ protocol: 'udp' }])).toEqual({ deleted: 0, failures: 1 });
+    expect(conntrackDeleteArgs('IPv4', { protocol: 'udp', origDstPort: 53, replySrcPort: 5353 })).toEqual(['-D', '-f', 'ipv4', '-p', 'udp', '--orig-port-dst', '53', '--reply-port-src', '5353']);
+  });
+});

@@ -1,0 +1,103 @@
+// ipset through its save/restore text format: one `ipset save` to read, one `ipset restore`
+// to apply a batch of creates, adds and deletes.
+
+import type { CommandRunner, IPFamily } from '@kube-proxy-ts/core';
+
+export type IpsetType = 'hash:ip' | 'hash:ip,port' | 'hash:ip,port,ip' | 'hash:ip,port,net' | 'bitmap:port';
+
+export interface IpsetSpec {
+  readonly name: string;
+  readonly type: IpsetType;
+  /** Address family of hash sets; bitmap:port sets have none. */
+  readonly family: IPFamily;
+  readonly comment?: string;
+}
+
+/** The `create` line arguments of a set (without `-exist`). */
+export function ipsetCreateArgs(spec: IpsetSpec): string[] {
+  const args = ['create', spec.name, spec.type];
+  if (spec.type === 'bitmap:port') args.push('range', '0-65535');
+  else args.push('family', spec.family === 'IPv6' ? 'inet6' : 'inet', 'hashsize', '1024', 'maxelem', '65536');
+  return args;
+}
+
+/** A set's content as `ipset save` shows it. */
+export interface IpsetContent {
+  readonly type: string;
+  readonly entries: Set<string>;
+}
+
+/**
+ * Canonical spelling of an entry, so desired entries and saved ones compare equal: lower-case
+ * protocol names, and no `/32` or `/128` on a net member (ipset prints host nets bare).
+ */
+export function canonicalIpsetEntry(entry: string): string {
+  return entry
+    .toLowerCase()
+    .split(',')
+    .map((part) => part.replace(/^(.*)\/(32|128)$/, (whole, addr: string, bits: string) => (bits === '32' && addr.includes(':') ? whole : addr)))
+    .join(',');
+}
+
+/** Parses `ipset save` output; only sets accepted by `wanted` are kept. */
+export function parseIpsetSave(text: string, wanted: (name: string) => boolean = () => true): Map<string, IpsetContent> {
+  const sets = new Map<string, IpsetContent>();
+  for (const line of text.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f[0] === 'create' && f[1] && f[2] && wanted(f[1])) sets.set(f[1], { type: f[2], entries: new Set() });
+    else if (f[0] === 'add' && f[1] && f[2]) sets.get(f[1])?.entries.add(canonicalIpsetEntry(f[2]));
+  }
+  return sets;
+}
+
+/** One `ipset restore` payload. */
+export class IpsetRestoreWriter {
+  private readonly lines: string[] = [];
+
+  create(spec: IpsetSpec): this {
+    this.lines.push(`${ipsetCreateArgs(spec).join(' ')} -exist`);
+    return this;
+  }
+
+  add(name: string, entry: string): this {
+    this.lines.push(`add ${name} ${entry} -exist`);
+    return this;
+  }
+
+  del(name: string, entry: string): this {
+    this.lines.push(`del ${name} ${entry} -exist`);
+    return this;
+  }
+
+  flush(name: string): this {
+    this.lines.push(`flush ${name}`);
+    return this;
+  }
+
+  destroy(name: string): this {
+    this.lines.push(`destroy ${name}`);
+    return this;
+  }
+
+  get size(): number {
+    return this.lines.length;
+  }
+
+  toString(): string {
+    return this.lines.length === 0 ? '' : `${this.lines.join('\n')}\n`;
+  }
+}
+
+/** Reads all sets (one process) and keeps those `wanted`. */
+export async function saveIpsets(runner: CommandRunner, wanted?: (name: string) => boolean): Promise<Map<string, IpsetContent>> {
+  const result = await runner.run('ipset', ['save']);
+  if (result.code !== 0) throw new Error(`ipset save failed (${result.code}): ${result.stderr.trim()}`);
+  return parseIpsetSave(result.stdout, wanted);
+}
+
+/** Applies a payload with `ipset restore`; empty payloads run nothing. */
+export async function runIpsetRestore(runner: CommandRunner, payload: string): Promise<{ ok: boolean; stderr: string }> {
+  if (payload === '') return { ok: true, stderr: '' };
+  const result = await runner.run('ipset', ['restore'], { stdin: payload });
+  return { ok: result.code === 0, stderr: result.stderr.trim() };
+}

@@ -1,0 +1,76 @@
+// Which iptables the host uses. Both flavours can be installed; rules written with the wrong
+// one are invisible to the other and to the operator's tools. Like upstream's iptables-wrapper,
+// trust a kubelet/kube-proxy hint chain in the mangle table first, then pick the flavour whose
+// tables hold more rules (nft on a tie, as on a fresh host).
+
+import type { CommandRunner, IPFamily } from '@kube-proxy-ts/core';
+
+export type IptablesFlavour = 'nft' | 'legacy';
+
+/** The binaries of one flavour and IP family. */
+export interface IptablesCommands {
+  readonly flavour: IptablesFlavour;
+  readonly family: IPFamily;
+  readonly iptables: string;
+  readonly save: string;
+  readonly restore: string;
+}
+
+export function iptablesCommands(flavour: IptablesFlavour, family: IPFamily): IptablesCommands {
+  const base = family === 'IPv6' ? 'ip6tables' : 'iptables';
+  return {
+    flavour,
+    family,
+    iptables: `${base}-${flavour}`,
+    save: `${base}-${flavour}-save`,
+    restore: `${base}-${flavour}-restore`,
+  };
+}
+
+/** Chains whose presence in mangle marks the flavour the node's agents already use. */
+const HINT_CHAINS = ['KUBE-IPTABLES-HINT', 'KUBE-KUBELET-CANARY'];
+
+async function saveOutput(runner: CommandRunner, command: string, args: string[]): Promise<string> {
+  try {
+    const result = await runner.run(command, args);
+    return result.code === 0 ? result.stdout : '';
+  } catch {
+    return ''; // not installed
+  }
+}
+
+function countRules(dump: string): number {
+  let n = 0;
+  for (const line of dump.split('\n')) if (line.startsWith('-')) n++;
+  return n;
+}
+
+function hasHint(mangleDump: string): boolean {
+  return HINT_CHAINS.some((chain) => mangleDump.includes(`:${chain} `));
+}
+
+export interface FlavourDetection {
+  readonly flavour: IptablesFlavour;
+  readonly reason: string;
+}
+
+/**
+ * Detects the host's flavour. `override` ("nft" | "legacy") skips detection.
+ */
+export async function detectIptablesFlavour(runner: CommandRunner, override?: IptablesFlavour | 'auto'): Promise<FlavourDetection> {
+  if (override === 'nft' || override === 'legacy') return { flavour: override, reason: 'configured' };
+  for (const flavour of ['nft', 'legacy'] as const) {
+    for (const family of ['IPv4', 'IPv6'] as const) {
+      const dump = await saveOutput(runner, iptablesCommands(flavour, family).save, ['-t', 'mangle']);
+      if (hasHint(dump)) return { flavour, reason: `hint chain in ${family} mangle table` };
+    }
+  }
+  const counts = { nft: 0, legacy: 0 };
+  for (const flavour of ['nft', 'legacy'] as const) {
+    for (const family of ['IPv4', 'IPv6'] as const) {
+      counts[flavour] += countRules(await saveOutput(runner, iptablesCommands(flavour, family).save, []));
+    }
+  }
+  const flavour = counts.legacy > counts.nft ? 'legacy' : 'nft';
+  return { flavour, reason: `rule count nft=${counts.nft} legacy=${counts.legacy}` };
+}

@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import type { CommandRunner } from '@kube-proxy-ts/core';
+import { listLocalAddresses, resolveNodePortAddresses } from './node-port-addresses.js';
+
+describe('resolveNodePortAddresses', () => {
+  it('empty means every local address, loopback included for IPv4', () => {
+    const all = resolveNodePortAddresses([], 'IPv4');
+    expect(all.matchAll).toBe(true);
+    expect(all.containsIPv4Loopback).toBe(true);
+    expect(all.select(['10.0.0.1', '127.0.0.1', 'fd00::1'])).toEqual(['10.0.0.1', '127.0.0.1']);
+    expect(resolveNodePortAddresses([], 'IPv6').containsIPv4Loopback).toBe(false);
+  });
+
+  it('keeps CIDRs of its own family only', () => {
+    const v4 = resolveNodePortAddresses(['192.168.0.0/16', 'fd00::/64'], 'IPv4');
+    expect(v4.matchAll).toBe(false);
+    expect(v4.cidrs).toEqual(['192.168.0.0/16']);
+    expect(v4.containsIPv4Loopback).toBe(false);
+    expect(v4.select(['192.168.1.5', '10.0.0.1', '127.0.0.1'])).toEqual(['192.168.1.5']);
+    // only other-family CIDRs: this family matches all, as upstream
+    expect(resolveNodePortAddresses(['fd00::/64'], 'IPv4').matchAll).toBe(true);
+    expect(resolveNodePortAddresses(['127.0.0.0/8'], 'IPv4').containsIPv4Loopback).toBe(true);
+  });
+
+  it('resolves "primary" to the node IP of the family', () => {
+    const primary = resolveNodePortAddresses(['primary'], 'IPv4', '10.1.2.3');
+    expect(primary.cidrs).toEqual(['10.1.2.3/32']);
+    expect(primary.select(['10.1.2.3', '10.1.2.4'])).toEqual(['10.1.2.3']);
+    expect(resolveNodePortAddresses(['primary'], 'IPv6', 'fd00::5').cidrs).toEqual(['fd00::5/128']);
+  });
+});
+
+describe('listLocalAddresses', () => {
+  it('reads ip -j addr output', async () => {
+    const runner: CommandRunner = {
+      run: (_cmd, args) =>
+        Promise.resolve({
+          code: 0,
+          stderr: '',
+          stdout: JSON.stringify([{ addr_info: [{ family: 'inet', local: '127.0.0.1' }] }, { addr_info: [{ family: 'inet', local: '10.0.0.2' }] }]),
+          args,
+        }),
+    };
+    expect(await listLocalAddresses(runner, 'IPv4')).toEqual(['127.0.0.1', '10.0.0.2']);
+  });
+});

@@ -1,0 +1,66 @@
+// nodePortAddresses: which local addresses accept NodePort traffic. Empty means every local
+// address; otherwise CIDRs of this family, or "primary" for the node's primary IP.
+
+import { BlockList, isIPv4 } from 'node:net';
+import type { CommandRunner, IPFamily } from '@kube-proxy-ts/core';
+import { cidrFamily } from './local-traffic.js';
+
+export interface NodePortAddresses {
+  /** No CIDR of this family: NodePorts are open on every local address. */
+  readonly matchAll: boolean;
+  /** CIDRs of this family ("primary" already resolved). */
+  readonly cidrs: readonly string[];
+  /** True when 127.0.0.1 may accept NodePorts (matchAll, or a CIDR containing it). */
+  readonly containsIPv4Loopback: boolean;
+  /** The addresses (of this family) inside the CIDRs; all of them when matchAll. */
+  select(localAddresses: readonly string[]): string[];
+}
+
+const blockListType = (family: IPFamily) => (family === 'IPv6' ? 'ipv6' : 'ipv4');
+
+/**
+ * @param specs config.nodePortAddresses
+ * @param primaryNodeIP the node's primary address of this family, for "primary"
+ */
+export function resolveNodePortAddresses(specs: readonly string[], family: IPFamily, primaryNodeIP?: string): NodePortAddresses {
+  const cidrs: string[] = [];
+  for (const spec of specs) {
+    if (spec === 'primary') {
+      if (primaryNodeIP && (isIPv4(primaryNodeIP) ? 'IPv4' : 'IPv6') === family) {
+        cidrs.push(family === 'IPv4' ? `${primaryNodeIP}/32` : `${primaryNodeIP}/128`);
+      }
+    } else if (cidrFamily(spec) === family) {
+      cidrs.push(spec);
+    }
+  }
+  const list = new BlockList();
+  for (const cidr of cidrs) {
+    const [address = '', prefix = ''] = cidr.split('/');
+    list.addSubnet(address, Number(prefix), blockListType(family));
+  }
+  const matchAll = cidrs.length === 0;
+  return {
+    matchAll,
+    cidrs,
+    containsIPv4Loopback: family === 'IPv4' && (matchAll || list.check('127.0.0.1', 'ipv4')),
+    select(localAddresses) {
+      return localAddresses.filter((ip) => (isIPv4(ip) ? 'IPv4' : 'IPv6') === family && (matchAll || list.check(ip, blockListType(family))));
+    },
+  };
+}
+
+interface IpAddrJson {
+  addr_info?: { family?: string; local?: string }[];
+}
+
+/** The addresses assigned to local interfaces (`ip -j addr show`), of one family. */
+export async function listLocalAddresses(runner: CommandRunner, family: IPFamily): Promise<string[]> {
+  const result = await runner.run('ip', ['-j', family === 'IPv6' ? '-6' : '-4', 'addr', 'show']);
+  if (result.code !== 0) throw new Error(`ip addr show failed: ${result.stderr.trim()}`);
+  const links = JSON.parse(result.stdout || '[]') as IpAddrJson[];
+  const addresses: string[] = [];
+  for (const link of links) {
+    for (const info of link.addr_info ?? []) if (info.local) addresses.push(info.local);
+  }
+  return addresses;
+}
