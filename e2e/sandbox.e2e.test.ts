@@ -1,5 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSandbox, listSandboxNamespaces, sandboxUnsupportedReason, type Sandbox } from '@kube-proxy-ts/testing';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  assertNotHostNamespace,
+  createSandbox,
+  listSandboxNamespaces,
+  sandboxUnsupportedReason,
+  type Sandbox,
+} from '@kube-proxy-ts/testing';
 
 const unsupported = sandboxUnsupportedReason();
 if (unsupported) console.log(`sandbox e2e skipped: ${unsupported}`);
@@ -34,12 +42,43 @@ describe.skipIf(unsupported !== undefined)('network-namespace sandbox', () => {
     await expect(sb!.exec('kpts-not-mine', ['true'])).rejects.toThrow(/unknown namespace/);
   });
 
+  it('refuses the host namespace even under a sandbox-like name', () => {
+    // A name bound to our own namespace (a mount only; no network state is touched).
+    const name = `kpts-hostcheck-${randomBytes(3).toString('hex')}`;
+    execFileSync('ip', ['netns', 'attach', name, String(process.pid)], { timeout: 10_000 });
+    try {
+      expect(() => assertNotHostNamespace(name)).toThrow(/host's namespace/);
+    } finally {
+      execFileSync('ip', ['netns', 'del', name], { timeout: 10_000 });
+    }
+    expect(() => assertNotHostNamespace(sb!.netns('node'))).not.toThrow();
+  });
+
   it('stops a pod server on request', async () => {
     await sb!.stopServer('pod2');
     const r = await sb!.tryHttp('client', sb!.pods[1]!.ip, 8080, { timeoutMs: 1000 });
     expect(r.ok).toBe(false);
     await sb!.startServer('pod2');
     expect(await sb!.http('client', sb!.pods[1]!.ip, 8080)).toBe('pod2');
+  });
+
+  it('gives pods IPv6 addresses too when asked (dual-stack)', async () => {
+    const v6 = await createSandbox({ tag: 'sbe2e6', pods: 1, ipv6: true });
+    try {
+      const pod = v6.pods[0]!;
+      expect(await v6.http('client', pod.ipv6!, 8080)).toBe('pod1');
+      expect(await v6.udp('external', pod.ipv6!, 8080, { message: 'clientip' })).toBe(v6.external.ipv6);
+      expect(await v6.http('client', pod.ip, 8080)).toBe('pod1');
+    } finally {
+      await v6.destroy();
+    }
+    expect(await listSandboxNamespaces(v6.id)).toEqual([]);
+  });
+
+  it('removes what it built when creation fails half-way', async () => {
+    // The same port twice: each echo server fails to bind after the namespaces exist.
+    await expect(createSandbox({ tag: 'sbfail', pods: 1, ports: [8080, 8080] })).rejects.toThrow(/echo server pod1/);
+    expect(await listSandboxNamespaces('kpts-sbfail-')).toEqual([]);
   });
 
   it('tears everything down', async () => {

@@ -4,6 +4,7 @@
 
 import {
   categorizeEndpoints,
+  cidrContains,
   externallyAccessible,
   servicePortNameString,
   usesClusterEndpoints,
@@ -12,7 +13,7 @@ import {
   type NodeInfo,
   type ServicePort,
 } from '@kube-proxy-ts/core';
-import { nftEndpointChainBase, nftServiceChainBase } from '@kube-proxy-ts/netfilter';
+import { nftablesLocalMatch, nftEndpointChainBase, nftServiceChainBase, type LocalTrafficDetector } from '@kube-proxy-ts/netfilter';
 import {
   AFFINITY_PREFIX,
   CLUSTER_IPS_SET,
@@ -30,7 +31,6 @@ import {
   SERVICE_NODEPORTS_MAP,
   type NftFamily,
 } from './layout.js';
-import type { LocalTrafficMatch } from './local-traffic.js';
 
 /** A set element (value "") or map element, with an optional comment. */
 export interface ElementValue {
@@ -52,7 +52,8 @@ export interface ServiceObjects {
 export interface RuleContext {
   readonly family: NftFamily;
   readonly masqueradeAll: boolean;
-  readonly localTraffic: LocalTrafficMatch | undefined;
+  /** Which packets come from pods on this node; kind 'none' drops the rules that need it. */
+  readonly localDetector: LocalTrafficDetector;
   /** The node's primary IP of this family, for loadBalancerSourceRanges that include the node. */
   readonly nodeIP: string | undefined;
 }
@@ -72,6 +73,8 @@ export function computeServiceObjects(
   const firewallChain = FIREWALL_PREFIX + base;
   const nameString = servicePortNameString(svc.name);
   const affinity = svc.sessionAffinity.type === 'ClientIP' ? svc.sessionAffinity.timeoutSeconds : 0;
+  const ifLocal = nftablesLocalMatch(ctx.localDetector, false);
+  const ifNotLocal = nftablesLocalMatch(ctx.localDetector, true);
 
   const chains = new Map<string, string[]>();
   const affinitySets = new Map<string, number>();
@@ -137,7 +140,7 @@ export function computeServiceObjects(
     const dest = `${ipX} daddr ${svc.clusterIP} ${protocol} dport ${port}`;
     if (ctx.masqueradeAll) rules(internalChain).push(`${dest} jump ${MARK_MASQ_CHAIN}`);
     // Off-cluster traffic to a ClusterIP may be bridged to another node: masquerade it.
-    else if (ctx.localTraffic) rules(internalChain).push(`${dest} ${ctx.localTraffic.ifNotLocal} jump ${MARK_MASQ_CHAIN}`);
+    else if (ifNotLocal) rules(internalChain).push(`${dest} ${ifNotLocal} jump ${MARK_MASQ_CHAIN}`);
   }
 
   if (usesExternalChain) {
@@ -147,7 +150,7 @@ export function computeServiceObjects(
     } else {
       // Pod and host traffic to an external address acts as if it left and came back through
       // a load balancer: it may use any endpoint; host traffic is masqueraded.
-      if (ctx.localTraffic) ext.push(`${ctx.localTraffic.ifLocal} goto ${clusterPolicyChain} comment "short-circuit pod traffic"`);
+      if (ifLocal) ext.push(`${ifLocal} goto ${clusterPolicyChain} comment "short-circuit pod traffic"`);
       ext.push(`fib saddr type local jump ${MARK_MASQ_CHAIN} comment "masquerade local traffic"`);
       ext.push(`fib saddr type local goto ${clusterPolicyChain} comment "short-circuit local traffic"`);
     }
@@ -175,7 +178,7 @@ export function computeServiceObjects(
       }
     }
     const targets = eps.map((ep, i) => `${i} : goto ${ENDPOINT_PREFIX}${endpointNames.get(ep)!}`);
-    r.push(`numgen random mod ${eps.length} vmap { ${targets.join(', ')} }`);
+    r.push(`numgen random mod ${eps.length} vmap { ${targets.join(' , ')} }`);
   };
   if (usesClusterPolicyChain) writeBalancing(clusterPolicyChain, clusterEndpoints);
   if (usesLocalPolicyChain) writeBalancing(localPolicyChain, localEndpoints);
@@ -195,29 +198,4 @@ export function computeServiceObjects(
     elements,
     noLocalEndpoints: { internal: hasAnyEndpoints && !hasInternalEndpoints, external: hasAnyEndpoints && !hasExternalEndpoints },
   };
-}
-
-/** Whether `ip` lies in `cidr` (both already validated, same family). */
-export function cidrContains(cidr: string, ip: string): boolean {
-  const [net, lenText] = cidr.split('/');
-  const len = Number(lenText);
-  const a = ipToBigInt(net ?? '');
-  const b = ipToBigInt(ip);
-  if (a === undefined || b === undefined || a.bits !== b.bits || !Number.isInteger(len)) return false;
-  const shift = BigInt(a.bits - len);
-  return a.value >> shift === b.value >> shift;
-}
-
-function ipToBigInt(ip: string): { value: bigint; bits: number } | undefined {
-  if (ip.includes(':')) {
-    const [head = '', tail] = ip.split('::');
-    const h = head ? head.split(':') : [];
-    const t = tail === undefined ? [] : tail ? tail.split(':') : [];
-    const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-    if (groups.length !== 8) return undefined;
-    return { value: groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16) || 0), 0n), bits: 128 };
-  }
-  const parts = ip.split('.').map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) return undefined;
-  return { value: parts.reduce((acc, p) => (acc << 8n) | BigInt(p), 0n), bits: 32 };
 }

@@ -94,7 +94,8 @@ export class NftTransaction {
   }
 }
 
-function renderElement(key: string, v: ElementValue): string {
+/** `key`, `key : value`, with the comment nft expects between them. */
+export function renderElement(key: string, v: ElementValue): string {
   const comment = v.comment ? ` comment ${quote(v.comment)}` : '';
   return v.value ? `${key}${comment} : ${v.value}` : `${key}${comment}`;
 }

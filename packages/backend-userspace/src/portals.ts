@@ -66,7 +66,10 @@ export interface PortalTarget {
    * to a node address instead. Undefined falls back to REDIRECT.
    */
   readonly hostIP: string | undefined;
-  readonly proxyPort: number;
+  /** The listener's port; inspect() passes a stable placeholder instead of the number. */
+  readonly proxyPort: number | string;
+  /** config.nodePortAddresses of this family: node ports only on these. Empty: every local address. */
+  readonly nodePortCIDRs?: readonly string[];
 }
 
 export interface PortalRule {
@@ -78,11 +81,11 @@ function hostCIDR(ip: string): string {
   return isIP(ip) === 6 ? `${ip}/128` : `${ip}/32`;
 }
 
-function joinHostPort(ip: string, port: number): string {
+function joinHostPort(ip: string, port: number | string): string {
   return isIP(ip) === 6 ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
-function jumpTo(address: string | undefined, port: number): string[] {
+function jumpTo(address: string | undefined, port: number | string): string[] {
   return address === undefined ? ['-j', 'REDIRECT', '--to-ports', String(port)] : ['-j', 'DNAT', '--to-destination', joinHostPort(address, port)];
 }
 
@@ -93,10 +96,12 @@ export function portalRules(portal: Portal, target: PortalTarget): PortalRule[] 
   const containerJump = jumpTo(target.listenIP, target.proxyPort);
   const hostJump = jumpTo(target.listenIP ?? target.hostIP, target.proxyPort);
   if (portal.ip === undefined) {
-    return [
-      { chain: CONTAINER_NODEPORT_CHAIN, args: [...match, ...containerJump] },
-      { chain: HOST_NODEPORT_CHAIN, args: [...match, ...hostJump] },
-    ];
+    const destinations = target.nodePortCIDRs?.length ? target.nodePortCIDRs : [undefined];
+    const rules: PortalRule[] = [];
+    for (const [chain, jump] of [[CONTAINER_NODEPORT_CHAIN, containerJump], [HOST_NODEPORT_CHAIN, hostJump]] as const) {
+      for (const cidr of destinations) rules.push({ chain, args: [...match, ...(cidr ? ['-d', cidr] : []), ...jump] });
+    }
+    return rules;
   }
   const destination = [...match, '-d', hostCIDR(portal.ip)];
   const sources = portal.kind === 'LoadBalancer' && portal.sourceRanges.length > 0 ? portal.sourceRanges : [undefined];

@@ -44,7 +44,8 @@ export class TcpServiceListener implements ServiceListener {
     server.on('connection', (client) => this.accept(client));
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: this.deps.host, port, exclusive: true }, () => {
+      // An IPv6 listener on "::" stays IPv6-only: the IPv4 family has its own listeners.
+      server.listen({ host: this.deps.host, port, exclusive: true, ipv6Only: this.deps.host === '::' }, () => {
         server.removeListener('error', reject);
         // Later errors are accept failures (EMFILE and the like): log them, keep listening.
         server.on('error', (err) => this.deps.logger.warn({ err: String(err) }, 'accept failed'));

@@ -91,7 +91,7 @@ export class UdpServiceListener implements ServiceListener {
 
   open(port: number): Promise<number> {
     if (this.closed) return Promise.reject(new Error('listener is closed'));
-    const socket = dgram.createSocket({ type: this.deps.family === 'IPv6' ? 'udp6' : 'udp4' });
+    const socket = dgram.createSocket({ type: this.deps.family === 'IPv6' ? 'udp6' : 'udp4', ipv6Only: this.deps.family === 'IPv6' });
     socket.on('message', (msg, rinfo) => this.fromClient(socket, msg, rinfo));
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => {

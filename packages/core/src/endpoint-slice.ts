@@ -142,13 +142,12 @@ export function endpointSliceToEndpoints(slice: V1EndpointSlice, family: IPFamil
 }
 
 /**
- * Of two records for one ip:port, the one to keep: a local one (upstream favours it), then a
- * non-terminating one; otherwise the one seen first. Deterministic whatever the slice order.
+ * Of two records for one ip:port (an endpoint moving between slices, or a pod IP reused before
+ * the old pod is gone), upstream keeps the later one unless it is terminating. Slices are taken
+ * in name order, so the choice does not depend on the order events arrived in.
  */
-function preferNewcomer(kept: Endpoint, newcomer: Endpoint): boolean {
-  if (kept.isLocal !== newcomer.isLocal) return newcomer.isLocal;
-  if (kept.terminating !== newcomer.terminating) return !newcomer.terminating;
-  return false;
+function preferNewcomer(_kept: Endpoint, newcomer: Endpoint): boolean {
+  return !newcomer.terminating;
 }
 
 function dedupe(list: Iterable<Endpoint>): readonly Endpoint[] {

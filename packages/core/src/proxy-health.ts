@@ -1,6 +1,9 @@
 // The bookkeeping behind /healthz and /livez, as upstream's ProxyHealthServer: a proxy is
 // unhealthy when an update has been queued for longer than the health timeout without a
 // successful sync since. /healthz also fails when the node is going away; /livez does not.
+// As upstream, a family is only judged once it has called updated() (a control loop calls it
+// when it starts, so that a loop whose syncs never succeed turns unhealthy): while informers
+// are still listing, queued updates do not count.
 
 import type { V1Node } from '@kubernetes/client-node';
 import type { Clock } from './contract.js';
@@ -8,14 +11,17 @@ import type { IPFamily } from './model.js';
 import { nodeEligible } from './node.js';
 
 export interface ProxyHealthOptions {
-  /** ms; upstream uses 2 x syncPeriod. */
+  /** ms; upstream kube-proxy passes 2 x syncPeriod. */
   readonly healthTimeout: number;
   readonly clock: Clock;
 }
 
 export interface HealthStatus {
   readonly healthy: boolean;
-  /** Newest successful sync of any family (clock ms); undefined before the first. */
+  /**
+   * When healthy: the newest successful sync of any family; when not: that of the family found
+   * late (clock ms). Undefined before the first updated().
+   */
   readonly lastUpdated: number | undefined;
   /** Clock ms at the time of the check. */
   readonly currentTime: number;
@@ -61,35 +67,33 @@ export class ProxyHealth {
     this.eligible = value;
   }
 
-  /** The proxy's own health, ignoring the node. */
+  /** The proxy's own health, ignoring the node (upstream IsHealthy). */
   isHealthy(): boolean {
-    return this.proxyHealth(this.clock.now());
+    return this.check(this.clock.now()).healthy;
   }
 
   /** /healthz: proxy health and node eligibility. */
   healthz(): HealthStatus {
     const currentTime = this.clock.now();
-    const healthy = this.proxyHealth(currentTime) && this.eligible;
-    return { healthy, lastUpdated: this.newestUpdate(), currentTime, nodeEligible: this.eligible };
+    const { healthy, lastUpdated } = this.check(currentTime);
+    return { healthy: healthy && this.eligible, lastUpdated, currentTime, nodeEligible: this.eligible };
   }
 
   /** /livez: proxy health only; a draining node is still alive. */
   livez(): HealthStatus {
     const currentTime = this.clock.now();
-    return { healthy: this.proxyHealth(currentTime), lastUpdated: this.newestUpdate(), currentTime, nodeEligible: this.eligible };
+    const { healthy, lastUpdated } = this.check(currentTime);
+    return { healthy, lastUpdated, currentTime, nodeEligible: this.eligible };
   }
 
-  private proxyHealth(now: number): boolean {
-    for (const queuedAt of this.oldestPendingQueued.values()) {
-      // An update waiting longer than the timeout means syncs are stuck or failing.
-      if (now - queuedAt >= this.healthTimeout) return false;
-    }
-    return true;
-  }
-
-  private newestUpdate(): number | undefined {
+  private check(now: number): { healthy: boolean; lastUpdated: number | undefined } {
     let newest: number | undefined;
-    for (const t of this.lastUpdated.values()) if (newest === undefined || t > newest) newest = t;
-    return newest;
+    for (const [family, updatedAt] of this.lastUpdated) {
+      if (newest === undefined || updatedAt > newest) newest = updatedAt;
+      const queuedAt = this.oldestPendingQueued.get(family);
+      // An update waiting for the whole timeout means syncs are stuck or failing.
+      if (queuedAt !== undefined && now - queuedAt >= this.healthTimeout) return { healthy: false, lastUpdated: updatedAt };
+    }
+    return { healthy: true, lastUpdated: newest };
   }
 }

@@ -137,7 +137,11 @@ export function serviceToServicePorts(svc: V1Service, family: IPFamily, opts: Se
   if (!spec.clusterIP && !(spec.clusterIPs && spec.clusterIPs.length > 0)) return none('the Service has no ClusterIP');
   if (spec.clusterIP === 'None' || spec.clusterIPs?.[0] === 'None') return none('headless Services are not proxied');
   const rawClusterIP = clusterIPOfFamily(svc, family);
-  if (!rawClusterIP) return none(`the Service has no ${family} ClusterIP`);
+  if (!rawClusterIP) {
+    const bad = [spec.clusterIP, ...(spec.clusterIPs ?? [])].find((ip) => ip && !parseIP(ip));
+    if (bad !== undefined && !spec.ipFamilies?.length) return none(`ClusterIP ${JSON.stringify(bad)} is not a valid IP address`);
+    return none(`the Service has no ${family} ClusterIP`);
+  }
   const clusterIP = parseIP(rawClusterIP);
   if (!clusterIP) return none(`ClusterIP ${JSON.stringify(rawClusterIP)} is not a valid IP address`);
   if (clusterIP.family !== family) return none(`ClusterIP ${rawClusterIP} is not ${family}`);
@@ -147,7 +151,8 @@ export function serviceToServicePorts(svc: V1Service, family: IPFamily, opts: Se
     // ipMode Proxy: the load balancer delivers to the node itself, so the VIP must not be short-circuited.
     .filter((ing) => ing.ip && ing.ipMode !== 'Proxy')
     .map((ing) => ing.ip);
-  const loadBalancerVIPs = type === 'LoadBalancer' ? ipsOfFamily('load-balancer ingress IP', ingressIPs, family, problems) : [];
+  // Taken whatever the type, as upstream: the API server clears the status when it stops being a LoadBalancer.
+  const loadBalancerVIPs = ipsOfFamily('load-balancer ingress IP', ingressIPs, family, problems);
   const loadBalancerSourceRanges: string[] = [];
   for (const raw of spec.loadBalancerSourceRanges ?? []) {
     const cidr = parseCIDR(raw.trim());
@@ -172,7 +177,11 @@ export function serviceToServicePorts(svc: V1Service, family: IPFamily, opts: Se
 
   const ports: ServicePort[] = [];
   const seen = new Set<string>();
-  for (const p of spec.ports ?? []) {
+  for (const p of Array.isArray(spec.ports) ? spec.ports : []) {
+    if (!p || typeof p !== 'object') {
+      problems.push(`port ${JSON.stringify(p)} is not a port object`);
+      continue;
+    }
     const label = portLabel(p);
     const protocol = p.protocol ?? 'TCP';
     if (!isProtocol(protocol)) {
@@ -189,7 +198,7 @@ export function serviceToServicePorts(svc: V1Service, family: IPFamily, opts: Se
         problems.push(`port ${label}: nodePort ${JSON.stringify(p.nodePort)} is not in 1..65535`);
         continue;
       }
-      nodePort = type === 'ClusterIP' ? 0 : p.nodePort;
+      nodePort = p.nodePort;
     }
     const spn: ServicePortName = { namespace, name, port: p.name ?? '', protocol };
     const key = servicePortKey(spn);

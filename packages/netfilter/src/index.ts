@@ -7,3 +7,5 @@ export * from './iptables-flavour.js';
 export * from './local-traffic.js';
 export * from './node-port-addresses.js';
 export * from './conntrack.js';
+export * from './ipset.js';
+export * from './ipvs.js';

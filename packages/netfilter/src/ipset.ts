@@ -89,15 +89,48 @@ export class IpsetRestoreWriter {
 }
 
 /** Reads all sets (one process) and keeps those `wanted`. */
-export async function saveIpsets(runner: CommandRunner, wanted?: (name: string) => boolean): Promise<Map<string, IpsetContent>> {
-  const result = await runner.run('ipset', ['save']);
+export async function saveIpsets(runner: CommandRunner, wanted?: (name: string) => boolean, timeoutMs = 60_000): Promise<Map<string, IpsetContent>> {
+  const result = await runner.run('ipset', ['save'], { timeoutMs });
   if (result.code !== 0) throw new Error(`ipset save failed (${result.code}): ${result.stderr.trim()}`);
   return parseIpsetSave(result.stdout, wanted);
 }
 
-/** Applies a payload with `ipset restore`; empty payloads run nothing. */
-export async function runIpsetRestore(runner: CommandRunner, payload: string): Promise<{ ok: boolean; stderr: string }> {
-  if (payload === '') return { ok: true, stderr: '' };
-  const result = await runner.run('ipset', ['restore'], { stdin: payload });
-  return { ok: result.code === 0, stderr: result.stderr.trim() };
+/**
+ * Splits a line-oriented payload into chunks of at most `maxLines` lines, so that no single
+ * process (and no single kernel transaction behind it) grows with the cluster.
+ */
+export function splitPayload(payload: string, maxLines: number): string[] {
+  if (payload === '') return [];
+  const lines = payload.endsWith('\n') ? payload.slice(0, -1).split('\n') : payload.split('\n');
+  const chunks: string[] = [];
+  for (let i = 0; i < lines.length; i += Math.max(1, maxLines)) chunks.push(`${lines.slice(i, i + Math.max(1, maxLines)).join('\n')}\n`);
+  return chunks;
+}
+
+export interface BatchOptions {
+  /** Lines per process. Default 20000. */
+  readonly maxLines?: number;
+  /** Kill a process after this long. Default 60 s. */
+  readonly timeoutMs?: number;
+}
+
+export interface IpsetRestoreResult {
+  readonly ok: boolean;
+  readonly stderr: string;
+  /** Processes run. */
+  readonly batches: number;
+}
+
+/**
+ * Applies a payload with `ipset restore`, in bounded batches; empty payloads run nothing. Stops
+ * at the first failed batch (ipset itself stops at the first failed line).
+ */
+export async function runIpsetRestore(runner: CommandRunner, payload: string, options: BatchOptions = {}): Promise<IpsetRestoreResult> {
+  let batches = 0;
+  for (const chunk of splitPayload(payload, options.maxLines ?? 20_000)) {
+    batches++;
+    const result = await runner.run('ipset', ['restore'], { stdin: chunk, timeoutMs: options.timeoutMs ?? 60_000 });
+    if (result.code !== 0) return { ok: false, stderr: result.stderr.trim() || `ipset restore exited ${result.code}`, batches };
+  }
+  return { ok: true, stderr: '', batches };
 }

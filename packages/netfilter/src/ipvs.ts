@@ -2,6 +2,7 @@
 // connection counts) and writing changes as one `ipvsadm --restore` batch on stdin.
 
 import type { CommandRunner } from '@kube-proxy-ts/core';
+import { splitPayload, type BatchOptions } from './ipset.js';
 
 export type IpvsProtocol = 'TCP' | 'UDP' | 'SCTP';
 
@@ -170,8 +171,8 @@ export class IpvsadmRestoreWriter {
 }
 
 /** Reads every virtual service with its real servers and connection counts. */
-export async function listIpvs(runner: CommandRunner): Promise<IpvsServiceListing[]> {
-  const result = await runner.run('ipvsadm', ['-Ln']);
+export async function listIpvs(runner: CommandRunner, timeoutMs = 60_000): Promise<IpvsServiceListing[]> {
+  const result = await runner.run('ipvsadm', ['-Ln'], { timeoutMs });
   if (result.code !== 0) throw new Error(`ipvsadm -Ln failed (${result.code}): ${result.stderr.trim()}`);
   return parseIpvsadmList(result.stdout);
 }
@@ -180,12 +181,33 @@ export interface IpvsadmRestoreResult {
   readonly ok: boolean;
   /** ipvsadm --restore goes on after a failed line and still exits 0: its complaints are here. */
   readonly errors: readonly string[];
+  /** Processes run. */
+  readonly batches: number;
 }
 
-/** Applies a payload with `ipvsadm --restore`; empty payloads run nothing. */
-export async function runIpvsadmRestore(runner: CommandRunner, payload: string): Promise<IpvsadmRestoreResult> {
-  if (payload === '') return { ok: true, errors: [] };
-  const result = await runner.run('ipvsadm', ['--restore'], { stdin: payload });
-  const errors = result.stderr.split('\n').map((l) => l.trim()).filter(Boolean);
-  return { ok: result.code === 0 && errors.length === 0, errors };
+/**
+ * Applies a payload with `ipvsadm --restore` in bounded batches (each line is its own netlink
+ * request, so batches only bound the process); empty payloads run nothing.
+ */
+export async function runIpvsadmRestore(runner: CommandRunner, payload: string, options: BatchOptions = {}): Promise<IpvsadmRestoreResult> {
+  const errors: string[] = [];
+  let batches = 0;
+  let ok = true;
+  for (const chunk of splitPayload(payload, options.maxLines ?? 20_000)) {
+    batches++;
+    const result = await runner.run('ipvsadm', ['--restore'], { stdin: chunk, timeoutMs: options.timeoutMs ?? 60_000 });
+    const lines = result.stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+    errors.push(...lines);
+    if (result.code !== 0) {
+      ok = false;
+      if (lines.length === 0) errors.push(`ipvsadm --restore exited ${result.code}`);
+    }
+  }
+  return { ok: ok && errors.length === 0, errors, batches };
+}
+
+/** `ipvsadm --set tcp tcpfin udp` (seconds; 0 keeps the kernel's value), or undefined when all are 0. */
+export function ipvsTimeoutArgs(tcpSeconds: number, tcpFinSeconds: number, udpSeconds: number): string[] | undefined {
+  if (tcpSeconds <= 0 && tcpFinSeconds <= 0 && udpSeconds <= 0) return undefined;
+  return ['--set', String(Math.max(0, tcpSeconds)), String(Math.max(0, tcpFinSeconds)), String(Math.max(0, udpSeconds))];
 }

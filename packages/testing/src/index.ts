@@ -8,3 +8,8 @@ export * from './test-logger.js';
 export * from './test-context.js';
 export * from './netns/plan.js';
 export * from './netns/sandbox.js';
+export * from './conformance/compare.js';
+export * from './conformance/universe.js';
+export * from './conformance/harness.js';
+export * from './conformance/partial-sync.js';
+export * from './conformance/suite.js';

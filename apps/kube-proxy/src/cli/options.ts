@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { defaultProxyConfig, type ProxyConfig } from '@kube-proxy-ts/core';
 import { ConfigError, invalid } from '../config/field-error.js';
-import { appendPortIfNeeded } from '../config/net.js';
+import { appendPortIfNeeded, splitHostPort } from '../config/net.js';
 import { applyModeSyncPeriods, decodeKubeProxyConfiguration, modeSection } from '../config/v1alpha1.js';
 import { validateProxyConfig } from '../config/validate.js';
 import { FLAGS, FlagError, parseFlags, type FlagValue } from './flags.js';
@@ -77,10 +77,10 @@ export function resolveOptions(argv: readonly string[], deps: ResolveDeps = {}):
       if (values.has(spec.name)) spec.apply?.(config, values.get(spec.name) as never);
     }
     applySyncPeriodFlags(config, values);
-    if (!base.writeConfigTo) {
-      config.healthzBindAddress = addressFromDeprecatedFlag(config.healthzBindAddress, get<number>('healthz-port') ?? 10256);
-      config.metricsBindAddress = addressFromDeprecatedFlag(config.metricsBindAddress, get<number>('metrics-port') ?? 10249);
-    }
+    const healthzPort = get<number>('healthz-port');
+    const metricsPort = get<number>('metrics-port');
+    if (healthzPort !== undefined) config.healthzBindAddress = addressFromDeprecatedFlag(config.healthzBindAddress, healthzPort);
+    if (metricsPort !== undefined) config.metricsBindAddress = addressFromDeprecatedFlag(config.metricsBindAddress, metricsPort);
   }
 
   const hostname = get<string>('hostname-override');
@@ -113,6 +113,10 @@ function applySyncPeriodFlags(c: ProxyConfig, values: ReadonlyMap<string, FlagVa
   applyModeSyncPeriods(c);
 }
 
+// The deprecated --healthz-port / --metrics-port: 0 disables the server, another value replaces
+// the port of the address.
 function addressFromDeprecatedFlag(addr: string, port: number): string {
-  return port === 0 ? '' : appendPortIfNeeded(addr, port);
+  if (port === 0) return '';
+  const hp = splitHostPort(addr);
+  return appendPortIfNeeded(hp ? hp.host : addr, port);
 }

@@ -3,8 +3,7 @@
 // Decoding is strict first (unknown or duplicate fields); when only strictness fails, the document is
 // used anyway and a warning says why, as upstream's lenient fallback does.
 
-import { parseDocument } from 'yaml';
-import { stringify } from 'yaml';
+import { isMap, isScalar, parseDocument, stringify, type Node as YamlNode } from 'yaml';
 import { defaultProxyConfig, type LocalMode, type ProxyConfig } from '@kube-proxy-ts/core';
 import { formatDuration, parseDuration } from './duration.js';
 import { ConfigError, invalid, type FieldError } from './field-error.js';
@@ -86,8 +85,9 @@ export function decodeKubeProxyConfiguration(text: string, source = 'config file
   const warnings: string[] = [];
   let parsed = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
   if (parsed.errors.some((e) => e.code === 'DUPLICATE_KEY')) {
-    warnings.push(`strict decoding failed: ${parsed.errors.map((e) => e.message.split('\n')[0]).join('; ')}`);
     parsed = parseDocument(text, { uniqueKeys: false, prettyErrors: false });
+    const dups = duplicateKeys(parsed.contents, '');
+    warnings.push(`strict decoding failed, using lenient decoding: ${dups.map((k) => `duplicate field "${k}"`).join(', ')} (the last value is used)`);
   }
   if (parsed.errors.length > 0) {
     const first = parsed.errors[0];
@@ -109,6 +109,20 @@ export function decodeKubeProxyConfiguration(text: string, source = 'config file
     warnings.push(`strict decoding failed, using lenient decoding: ${unknown.map((f) => `unknown field "${f}"`).join(', ')}`);
   }
   return { config: toProxyConfig(d), warnings };
+}
+
+function duplicateKeys(node: YamlNode | null, prefix: string): string[] {
+  if (!isMap(node)) return [];
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const item of node.items) {
+    const key = isScalar(item.key) ? String(item.key.value) : String(item.key);
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (seen.has(key) && !out.includes(path)) out.push(path);
+    seen.add(key);
+    out.push(...duplicateKeys(item.value as YamlNode | null, path));
+  }
+  return out;
 }
 
 function checkShape(obj: Doc, shape: Shape, prefix: string, errors: FieldError[], unknown: string[]): void {

@@ -113,7 +113,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     if (this.stopped) return;
     const gen: Generation = { id: ++this.nextId, controllers: new Set() };
     this.current = gen;
-    const watch = new GuardedWatch(this.options.kubeConfig, this, gen);
+    const watch = new GuardedWatch(this.options.kubeConfig, this.watchHooks(gen));
     const lw = new ListWatch<KubernetesObject>(
       this.spec.path,
       watch,
@@ -195,8 +195,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     return { apiVersion: 'v1', kind: 'List', metadata: { resourceVersion }, items };
   }
 
-  /** Hooks used by GuardedWatch. */
-  watchHooks(gen: Generation) {
+  private watchHooks(gen: Generation): WatchHooks {
     return {
       isCurrent: () => this.isCurrent(gen),
       timeoutSeconds: () => this.watchTimeoutSeconds(),
@@ -209,15 +208,15 @@ export class ResilientInformer<T extends KubernetesObject> {
         if (controller) gen.controllers.delete(controller);
       },
       event: (type: string, obj: unknown) => {
-        this.backoff.reset();
         this.feedWatchdog(gen);
-        if (type === 'ERROR') {
-          const status = obj as { code?: number; message?: string } | undefined;
-          if (status?.code === 410) this.logger.info({ message: status.message }, 'watch expired (410); relisting');
-          else this.logger.warn({ code: status?.code, message: status?.message }, 'watch error event');
+        if (type !== 'ERROR') {
+          this.backoff.reset();
+          return;
         }
+        const status = obj as { code?: number; message?: string } | undefined;
+        if (status?.code === 410) this.logger.info({ message: status.message }, 'watch expired (410); relisting');
+        else this.logger.warn({ code: status?.code, message: status?.message }, 'watch error event');
       },
-      /** A watch that ended this quickly without delivering anything reconnects only after a backoff delay. */
       minWatchLifetimeMs: this.options.watchdog?.initialBackoffMs ?? 1000,
       quietCloseDelayMs: () => this.backoff.next(),
       normalize: (raw: unknown) => this.spec.normalize(raw),
@@ -226,21 +225,31 @@ export class ResilientInformer<T extends KubernetesObject> {
   }
 }
 
+/** What a GuardedWatch reports to, and asks of, the informer generation it belongs to. */
+interface WatchHooks {
+  isCurrent(): boolean;
+  timeoutSeconds(): number;
+  connected(controller: AbortController): void;
+  closed(controller: AbortController | undefined): void;
+  event(type: string, obj: unknown): void;
+  /** A watch that ended this quickly without delivering anything reconnects only after a backoff delay. */
+  minWatchLifetimeMs: number;
+  quietCloseDelayMs(): number;
+  normalize(raw: unknown): unknown;
+  logger: Logger;
+}
+
 /**
  * client-node's Watch with what ListWatch does not do: request bookmarks and a server-side
  * timeout, report activity to the watchdog, convert event objects to the typed model, and make
  * sure a superseded or stopped informer never delivers an event.
  */
 class GuardedWatch extends Watch {
-  private readonly hooks: ReturnType<ResilientInformer<KubernetesObject>['watchHooks']>;
-
   constructor(
     config: KubeConfig,
-    informer: ResilientInformer<KubernetesObject>,
-    gen: Generation,
+    private readonly hooks: WatchHooks,
   ) {
     super(config);
-    this.hooks = informer.watchHooks(gen);
   }
 
   override async watch(
@@ -257,9 +266,26 @@ class GuardedWatch extends Watch {
     }
     let controller: AbortController | undefined;
     let events = 0;
+    let finished = false;
     const startedAt = Date.now();
-    const onEvent = (type: string, obj: unknown, raw?: unknown) => {
+    const onDone = (err: unknown) => {
+      if (finished) return;
+      finished = true;
+      hooks.closed(controller);
       if (!hooks.isCurrent()) return;
+      if (isGone(err)) hooks.logger.info({ err: describeError(err) }, 'watch expired (410); relisting');
+      if (err || events > 0 || Date.now() - startedAt >= hooks.minWatchLifetimeMs) {
+        done(err);
+        return;
+      }
+      // Closed at once with nothing delivered: reconnecting immediately could spin.
+      const delay = hooks.quietCloseDelayMs();
+      setTimeout(() => {
+        if (hooks.isCurrent()) done(null);
+      }, delay);
+    };
+    const onEvent = (type: string, obj: unknown, raw?: unknown) => {
+      if (finished || !hooks.isCurrent()) return;
       events++;
       hooks.event(type, obj);
       if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') {
@@ -273,20 +299,16 @@ class GuardedWatch extends Watch {
         callback(type, typed, raw);
         return;
       }
-      callback(type, obj, raw);
-    };
-    const onDone = (err: unknown) => {
-      hooks.closed(controller);
-      if (!hooks.isCurrent()) return;
-      if (err || events > 0 || Date.now() - startedAt >= hooks.minWatchLifetimeMs) {
-        done(err);
+      if (type === 'ERROR' && (obj as { code?: unknown } | undefined)?.code !== 410) {
+        // ListWatch would re-watch from the same resourceVersion at once and likely fail the same
+        // way; as client-go's reflector, treat it as a failure: back off, then relist.
+        const status = obj as { code?: number; message?: string } | undefined;
+        const err = Object.assign(new Error(`watch error: ${status?.message ?? 'unknown'}`), { statusCode: status?.code });
+        controller?.abort();
+        onDone(err);
         return;
       }
-      // Closed at once with nothing delivered: reconnecting immediately could spin.
-      const delay = hooks.quietCloseDelayMs();
-      setTimeout(() => {
-        if (hooks.isCurrent()) done(null);
-      }, delay);
+      callback(type, obj, raw);
     };
     const params = { ...queryParams, allowWatchBookmarks: true, timeoutSeconds: hooks.timeoutSeconds() };
     try {
@@ -302,6 +324,11 @@ class GuardedWatch extends Watch {
     else if (!controller.signal.aborted) hooks.connected(controller);
     return controller;
   }
+}
+
+function isGone(err: unknown): boolean {
+  const e = err as { statusCode?: unknown; code?: unknown } | null | undefined;
+  return e?.statusCode === 410 || e?.code === 410;
 }
 
 export function describeError(err: unknown): string {

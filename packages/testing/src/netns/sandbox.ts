@@ -4,7 +4,8 @@
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import type { CommandOptions, CommandResult, CommandRunner } from '@kube-proxy-ts/core';
 import { runProcess } from './process.js';
 import { PLAN, podIP, podIPv6 } from './plan.js';
@@ -98,14 +99,28 @@ export interface Sandbox {
   destroy(): Promise<void>;
 }
 
-/** Why a sandbox cannot be created here, or undefined when it can (root and iproute2 present). */
-export function sandboxUnsupportedReason(): string | undefined {
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return 'network-namespace tests need root';
-  try {
-    execFileSync('ip', ['-V'], { stdio: 'ignore' });
-  } catch {
-    return 'iproute2 (`ip`) is not installed';
+function onPath(tool: string): boolean {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    try {
+      accessSync(join(dir, tool), constants.X_OK);
+      return true;
+    } catch {
+      // not in this directory
+    }
   }
+  return false;
+}
+
+/**
+ * Why a sandbox cannot be created here, or undefined when it can: needs root, iproute2 and curl,
+ * plus `tools` (e.g. ['iptables-restore', 'conntrack']) for the suite at hand.
+ */
+export function sandboxUnsupportedReason(tools: readonly string[] = []): string | undefined {
+  if (process.platform !== 'linux') return 'network namespaces need Linux';
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return 'network-namespace tests need root';
+  const missing = ['ip', 'curl', ...tools].filter((t) => !onPath(t));
+  if (missing.length > 0) return `missing tools: ${missing.join(', ')}`;
   return undefined;
 }
 
@@ -140,9 +155,18 @@ let exitHookInstalled = false;
 function onExit(cleanup: () => void): () => void {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
-    process.once('exit', () => {
+    const runAll = () => {
       for (const fn of live) fn();
-    });
+      live.clear();
+    };
+    process.once('exit', runAll);
+    // A test runner stopping its workers by signal skips 'exit': clean up, then die of the signal.
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      process.once(signal, () => {
+        runAll();
+        process.kill(process.pid, signal);
+      });
+    }
   }
   live.add(cleanup);
   return () => live.delete(cleanup);

@@ -1,0 +1,281 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { defaultProxyConfig, ProxyStateTracker, realClock, type Backend, type BackendContext, type BackendFactory, type ChangeSet, type IPFamily, type ProxyConfig, type ProxyEventHandler, type ProxyState, type SyncResult } from '@kube-proxy-ts/core';
+import { createTestLogger, endpointSlice, node, service } from '@kube-proxy-ts/testing';
+import { BackendLoadError, loadBackendFactory } from './backend-loader.js';
+import { Daemon, StartupError } from './daemon.js';
+import { createRegistry } from './metrics.js';
+import { chooseFamilies } from './families.js';
+import { missingRequirements } from './requirements.js';
+import { cleanupAll } from './cleanup.js';
+
+/** A backend that records what it was asked to program; `fail` makes syncs report failure. */
+class FakeBackend implements Backend {
+  readonly name = 'fake';
+  ctx: BackendContext | undefined;
+  syncs: Array<{ state: ProxyState; changes: ChangeSet }> = [];
+  fail = false;
+  cleaned = 0;
+  stopped = 0;
+  oks = 0;
+  constructor(readonly family: IPFamily) {}
+  async start(ctx: BackendContext): Promise<void> {
+    this.ctx = ctx;
+  }
+  async sync(state: ProxyState, changes: ChangeSet): Promise<SyncResult> {
+    this.syncs.push({ state, changes });
+    if (!this.fail) this.oks++;
+    return this.fail ? { ok: false, full: true, error: new Error('the kernel refused a rule') } : { ok: true, full: this.syncs.length === 1, stats: { rules: state.services.size } };
+  }
+  async cleanup(): Promise<void> {
+    this.cleaned++;
+  }
+  async stop(): Promise<void> {
+    this.stopped++;
+  }
+}
+
+/** A source the test drives by hand. */
+function fakeSource() {
+  const s: { handler: ProxyEventHandler | undefined; stopped: boolean } = { handler: undefined, stopped: false };
+  return {
+    s,
+    start: (h: ProxyEventHandler) => {
+      s.handler = h;
+      return { stop: () => void (s.stopped = true) };
+    },
+  };
+}
+
+const until = async (cond: () => boolean, ms = 3000) => {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+const daemons: Daemon[] = [];
+afterEach(async () => {
+  await Promise.all(daemons.splice(0).map((d) => d.stop()));
+});
+
+function setup(over: Partial<ProxyConfig> = {}, extra: { requirements?: string[] } = {}) {
+  const config: ProxyConfig = { ...defaultProxyConfig(), healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', minSyncPeriod: 0, syncPeriod: 200, ...over };
+  const backends: FakeBackend[] = [];
+  const factory: BackendFactory = ({ ipFamily }) => {
+    const b = new FakeBackend(ipFamily);
+    backends.push(b);
+    return b;
+  };
+  const src = fakeSource();
+  const logger = createTestLogger();
+  const registry = createRegistry();
+  const daemon = new Daemon({
+    config,
+    nodeName: 'node1',
+    logger,
+    registry,
+    runner: { run: async () => ({ code: 0, stdout: '', stderr: '' }) },
+    clock: realClock,
+    loadFactory: async () => factory,
+    createTracker: (ipFamily, nodeName) => new ProxyStateTracker({ ipFamily, nodeName }),
+    startSource: src.start,
+    checkRequirements: async () => extra.requirements ?? [],
+  });
+  daemons.push(daemon);
+  return { daemon, backends, src, registry, logger, config };
+}
+
+const web = () => service('ns1', 'web', { clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80, protocol: 'TCP' }] });
+const webSlice = (ips: string[]) => endpointSlice('ns1', 'web', { name: 'web-1', endpoints: ips, ports: [{ name: 'http', port: 8080 }] });
+
+async function healthz(d: Daemon, path = '/healthz') {
+  const a = d.healthzAddress;
+  if (!a) throw new Error('no healthz server');
+  return fetch(`http://127.0.0.1:${a.port}${path}`);
+}
+
+describe('daemon assembly', () => {
+  it('syncs only after Services, EndpointSlices and the Node are synced, then follows changes', async () => {
+    const { daemon, backends, src, registry } = setup();
+    const started = daemon.start();
+    await until(() => src.s.handler !== undefined);
+    const h = src.s.handler as ProxyEventHandler;
+    h.onServiceAdd(web());
+    h.onServicesSynced();
+    h.onEndpointSliceAdd(webSlice(['10.244.1.11', '10.244.1.12']));
+    h.onEndpointSlicesSynced();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(backends).toHaveLength(0); // the node has not synced yet: no backend, no flush
+    h.onNodeAdd(node('node1', { addresses: ['192.168.50.1'], podCIDRs: ['10.244.1.0/24'] }));
+    h.onNodeSynced();
+    await started;
+
+    expect(backends.map((b) => b.family)).toEqual(['IPv4']);
+    const b = backends[0] as FakeBackend;
+    expect(b.ctx?.node).toMatchObject({ name: 'node1', addresses: ['192.168.50.1'] });
+    await until(() => b.syncs.length >= 1);
+    const first = b.syncs[0] as { state: ProxyState };
+    expect([...first.state.services.keys()]).toEqual(['ns1/web:http/TCP']);
+    expect(first.state.endpoints.get('ns1/web:http/TCP')?.map((e) => e.hostPort)).toEqual(['10.244.1.11:8080', '10.244.1.12:8080']);
+
+    // An endpoint change reaches the backend with the changed key.
+    const before = b.syncs.length;
+    h.onEndpointSliceUpdate(webSlice(['10.244.1.11', '10.244.1.12']), webSlice(['10.244.1.13']));
+    await until(() => b.syncs.some((s, i) => i >= before && s.changes.servicePorts.has('ns1/web:http/TCP')));
+    const last = b.syncs.at(-1) as { state: ProxyState };
+    expect(last.state.endpoints.get('ns1/web:http/TCP')?.map((e) => e.hostPort)).toEqual(['10.244.1.13:8080']);
+
+    expect((await healthz(daemon)).status).toBe(200);
+    const text = await registry.metrics();
+    expect(text).toMatch(/kubeproxy_sync_proxy_rules_duration_seconds_count\{ip_family="IPv4"\} [1-9]/);
+    expect(text).toMatch(/kubeproxy_sync_full_proxy_rules_duration_seconds_count\{ip_family="IPv4"\} 1/);
+    expect(text).toMatch(/kubeproxy_sync_proxy_rules_endpoint_changes_total\{ip_family="IPv4"\} 2/);
+    expect(text).toMatch(/kubeproxy_sync_proxy_rules_last_timestamp_seconds\{ip_family="IPv4"\} \d/);
+
+    // SIGTERM-like stop: backends stop, nothing is cleaned up.
+    await daemon.stop();
+    expect(b.stopped).toBe(1);
+    expect(b.cleaned).toBe(0);
+    expect(src.s.stopped).toBe(true);
+  });
+
+  it('keeps the changes of a failed sync for the retry, and /healthz turns 503 then back to 200', async () => {
+    const { daemon, backends, src } = setup({ syncPeriod: 300 });
+    const started = daemon.start();
+    await until(() => src.s.handler !== undefined);
+    const h = src.s.handler as ProxyEventHandler;
+    h.onServicesSynced();
+    h.onEndpointSlicesSynced();
+    h.onNodeSynced();
+    await started;
+    const b = backends[0] as FakeBackend;
+    await until(() => b.syncs.length >= 1);
+
+    b.fail = true;
+    const failedFrom = b.syncs.length;
+    h.onServiceAdd(web());
+    await until(() => b.syncs.length > failedFrom + 1);
+    // Every retry still carries the service that moved.
+    for (const s of b.syncs.slice(failedFrom)) expect(s.changes.servicePorts.has('ns1/web:http/TCP')).toBe(true);
+    // Health timeout is 2 x syncPeriod = 600 ms.
+    await new Promise((r) => setTimeout(r, 650));
+    const bad = await healthz(daemon);
+    expect(bad.status).toBe(503);
+    expect((await healthz(daemon, '/livez')).status).toBe(503);
+
+    const oks = b.oks;
+    b.fail = false;
+    await until(() => b.oks > oks, 5000);
+    expect((await healthz(daemon)).status).toBe(200);
+  });
+
+  it('runs one backend per IP family of a dual-stack node', async () => {
+    const { daemon, backends, src } = setup();
+    const started = daemon.start();
+    await until(() => src.s.handler !== undefined);
+    const h = src.s.handler as ProxyEventHandler;
+    h.onServicesSynced();
+    h.onEndpointSlicesSynced();
+    h.onNodeAdd(node('node1', { addresses: ['192.168.50.1', 'fd00::1'] }));
+    h.onNodeSynced();
+    await started;
+    expect(backends.map((b) => b.family)).toEqual(['IPv4', 'IPv6']);
+    expect(backends[1]?.ctx?.node.addresses).toEqual(['fd00::1']);
+  });
+
+  it('serves health-check node ports for externalTrafficPolicy Local services', async () => {
+    const { daemon, src } = setup();
+    const started = daemon.start();
+    await until(() => src.s.handler !== undefined);
+    const h = src.s.handler as ProxyEventHandler;
+    const hcPort = 20000 + Math.floor(Math.random() * 20000);
+    h.onServiceAdd(service('ns1', 'lb', { type: 'LoadBalancer', clusterIP: '10.96.0.20', externalTrafficPolicy: 'Local', healthCheckNodePort: hcPort }));
+    h.onEndpointSliceAdd(endpointSlice('ns1', 'lb', { endpoints: [{ ip: '10.244.1.11', nodeName: 'node1' }, { ip: '10.244.2.11', nodeName: 'node2' }] }));
+    h.onServicesSynced();
+    h.onEndpointSlicesSynced();
+    h.onNodeAdd(node('node1', { addresses: ['192.168.50.1'] }));
+    h.onNodeSynced();
+    await started;
+    await until(() => daemon.serviceHealthPorts().get('ns1/lb') === hcPort);
+    const r = await fetch(`http://127.0.0.1:${hcPort}/`);
+    expect(r.status).toBe(200);
+    expect(r.headers.get('x-load-balancing-endpoint-weight')).toBe('1');
+    expect(JSON.parse(await r.text())).toEqual({ service: { namespace: 'ns1', name: 'lb' }, localEndpoints: 1, serviceProxyHealthy: true });
+    h.onServiceDelete(service('ns1', 'lb', { type: 'LoadBalancer', clusterIP: '10.96.0.20', externalTrafficPolicy: 'Local', healthCheckNodePort: hcPort }));
+    await until(() => !daemon.serviceHealthPorts().has('ns1/lb'));
+  });
+
+  it('refuses to start when the mode lacks a tool, naming it', async () => {
+    const { daemon, src } = setup({}, { requirements: ['iptables-restore is not installed or not on PATH'] });
+    const started = daemon.start();
+    await until(() => src.s.handler !== undefined);
+    const h = src.s.handler as ProxyEventHandler;
+    h.onServicesSynced();
+    h.onEndpointSlicesSynced();
+    h.onNodeSynced();
+    await expect(started).rejects.toThrow(StartupError);
+    await expect(started).rejects.toThrow(/iptables-restore is not installed/);
+  });
+});
+
+describe('backend loading', () => {
+  it('loads a default-exported factory by package name', async () => {
+    const factory = () => new FakeBackend('IPv4');
+    expect(await loadBackendFactory('@acme/x', async () => ({ default: factory }))).toBe(factory);
+    expect(await loadBackendFactory('@acme/x', async () => ({ default: { default: factory } }))).toBe(factory);
+  });
+  it('says when the package is missing or has no factory', async () => {
+    const missing = async (s: string) => {
+      throw Object.assign(new Error(`Cannot find package '${s}'`), { code: 'ERR_MODULE_NOT_FOUND' });
+    };
+    await expect(loadBackendFactory('@acme/nope', missing)).rejects.toThrow(new BackendLoadError('proxy mode "@acme/nope": package @acme/nope is not installed (a mode is iptables, ipvs, nftables, userspace, or the name of an installed backend package)'));
+    await expect(loadBackendFactory('iptables', async () => ({ default: 42 }))).rejects.toThrow('proxy mode "iptables": package @kube-proxy-ts/backend-iptables has no default export that is a BackendFactory function');
+  });
+  it('loads a real package through dynamic import', async () => {
+    await expect(loadBackendFactory('definitely-not-installed-kpts-backend')).rejects.toThrow(/is not installed/);
+  });
+});
+
+describe('families, requirements, cleanup', () => {
+  it('chooses families from the bind address, node addresses and cluster CIDR', () => {
+    const c = defaultProxyConfig();
+    expect(chooseFamilies(c, undefined)).toEqual(['IPv4']);
+    expect(chooseFamilies({ ...c, bindAddress: '::' }, node('n', { addresses: ['fd00::1'] }))).toEqual(['IPv6']);
+    expect(chooseFamilies({ ...c, clusterCIDR: '10.244.0.0/16,fd00:10:244::/56' }, undefined)).toEqual(['IPv4', 'IPv6']);
+    expect(chooseFamilies({ ...c, bindAddress: 'fd00::5' }, node('n', { addresses: ['10.0.0.1'] }))).toEqual(['IPv6', 'IPv4']);
+  });
+
+  it('names each missing tool and missing IPVS support', async () => {
+    const runner = { run: async (cmd: string) => (cmd === 'ipset' ? Promise.reject(Object.assign(new Error('spawn ipset ENOENT'), { code: 'ENOENT' })) : { code: 0, stdout: '', stderr: '' }) };
+    expect(await missingRequirements('iptables', 'IPv4', { runner })).toEqual([]);
+    expect(await missingRequirements('ipvs', 'IPv4', { runner, exists: () => false })).toEqual([
+      'ipset is not installed or not on PATH (the ipvs mode uses it: it holds the IPVS-mode address sets)',
+      'the kernel has no IPVS support (/proc/net/ip_vs is missing: load the ip_vs module, or use --proxy-mode=iptables or nftables)',
+    ]);
+  });
+
+  it('--cleanup runs cleanup() of every built-in mode and family, reporting failures', async () => {
+    const made: FakeBackend[] = [];
+    const failures = await cleanupAll({
+      config: defaultProxyConfig(),
+      nodeName: 'n',
+      logger: createTestLogger(),
+      registry: createRegistry(),
+      runner: { run: async () => ({ code: 0, stdout: '', stderr: '' }) },
+      clock: realClock,
+      loadFactory: async (mode) => {
+        if (mode === 'userspace') throw new Error('cannot load');
+        return ({ ipFamily }) => {
+          const b = new FakeBackend(ipFamily);
+          made.push(b);
+          return b;
+        };
+      },
+      applicable: async (mode) => mode !== 'ipvs',
+    });
+    expect(made).toHaveLength(4); // iptables and nftables, two families each
+    expect(made.every((b) => b.cleaned === 1)).toBe(true);
+    expect(failures).toEqual(['userspace: cannot load']);
+  });
+});

@@ -1,0 +1,10 @@
+export { main } from './main.js';
+export { parseFlags, FLAGS, FlagError, usage } from './cli/flags.js';
+export { resolveOptions } from './cli/options.js';
+export { decodeKubeProxyConfiguration, encodeKubeProxyConfiguration, toV1Alpha1 } from './config/v1alpha1.js';
+export { validateProxyConfig } from './config/validate.js';
+export { ConfigError } from './config/field-error.js';
+export { parseDuration, formatDuration } from './config/duration.js';
+export { Daemon, StartupError } from './daemon/daemon.js';
+export { loadBackendFactory, BUILTIN_BACKENDS } from './daemon/backend-loader.js';
+export { ServiceHealthServer } from './server/service-health.js';

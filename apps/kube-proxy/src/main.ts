@@ -1,0 +1,169 @@
+// The kube-proxy process: parse flags and configuration, then either answer and exit (--help,
+// --version, --write-config-to, --cleanup, --init-only) or run the proxy until SIGTERM/SIGINT.
+
+import { writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { ProxyStateTracker, realClock, type ProxyEventHandler } from '@kube-proxy-ts/core';
+import { createExecRunner } from '@kube-proxy-ts/netfilter';
+import { FlagError, usage } from './cli/flags.js';
+import { resolveOptions, type Options } from './cli/options.js';
+import { ConfigError } from './config/field-error.js';
+import { encodeKubeProxyConfiguration } from './config/v1alpha1.js';
+import { watchConfigFile } from './config/watch.js';
+import { BackendLoadError, loadBackendFactory } from './daemon/backend-loader.js';
+import { cleanupAll } from './daemon/cleanup.js';
+import { Daemon, StartupError, type RunningSource } from './daemon/daemon.js';
+import { createRegistry } from './daemon/metrics.js';
+import { missingRequirements } from './daemon/requirements.js';
+import { createLogger, levelForVerbosity, type PinoLogger } from './log/logger.js';
+import { versionText } from './version.js';
+
+export interface MainIO {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+  /** Registers signal handlers; tests pass a no-op. */
+  readonly onSignal?: (signal: NodeJS.Signals, fn: () => void) => void;
+}
+
+const processIO: MainIO = {
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+  onSignal: (s, fn) => process.on(s, fn),
+};
+
+/** Runs the command line; resolves with the process exit code. */
+export async function main(argv: readonly string[], io: MainIO = processIO): Promise<number> {
+  let options: Options;
+  try {
+    options = resolveOptions(argv);
+  } catch (err) {
+    if (err instanceof FlagError || err instanceof ConfigError) {
+      io.stderr(`Error: ${err.message}\n`);
+      if (err instanceof FlagError) io.stderr('Run "kube-proxy --help" for the list of flags.\n');
+      return 1;
+    }
+    throw err;
+  }
+  if (options.help) {
+    io.stdout(`${usage()}\n`);
+    return 0;
+  }
+  if (options.version !== undefined) {
+    io.stdout(`${versionText(options.version)}\n`);
+    return 0;
+  }
+  if (options.writeConfigTo) {
+    try {
+      writeFileSync(options.writeConfigTo, encodeKubeProxyConfiguration(options.config));
+    } catch (err) {
+      io.stderr(`Error: cannot write the configuration to ${options.writeConfigTo}: ${(err as Error).message}\n`);
+      return 1;
+    }
+    io.stdout(`Wrote configuration to: ${options.writeConfigTo}\n`);
+    return 0;
+  }
+
+  const config = options.config;
+  const logger = createLogger({ format: config.logging.format, level: options.logLevel ?? levelForVerbosity(config.logging.verbosity) });
+  for (const w of options.warnings) logger.warn(w);
+  const nodeName = (config.hostnameOverride || hostname()).toLowerCase();
+  const runner = createExecRunner();
+  const registry = createRegistry();
+  const loadFactory = (mode: string) => loadBackendFactory(mode);
+
+  if (options.cleanup) {
+    const failures = await cleanupAll({
+      config,
+      nodeName,
+      logger,
+      registry,
+      runner,
+      clock: realClock,
+      loadFactory,
+      applicable: async (mode, family) => (await missingRequirements(mode, family, { runner })).length === 0,
+    });
+    if (failures.length > 0) {
+      logger.error({ failures }, 'Cleanup failed');
+      return 1;
+    }
+    logger.info('Cleanup complete');
+    return 0;
+  }
+
+  if (options.initOnly) {
+    // The privileged part of start-up is checking what the mode needs; nothing else to do here.
+    const problems = await missingRequirements(config.mode, 'IPv4', { runner });
+    if (problems.length > 0) {
+      logger.error({ problems }, `proxy mode ${config.mode} cannot run on this machine`);
+      return 1;
+    }
+    logger.info('Initialization complete (--init-only)');
+    return 0;
+  }
+
+  return runDaemon(options, logger, io, { nodeName, runner, registry, loadFactory });
+}
+
+async function runDaemon(
+  options: Options,
+  logger: PinoLogger,
+  io: MainIO,
+  deps: Pick<ConstructorParameters<typeof Daemon>[0], 'nodeName' | 'runner' | 'registry' | 'loadFactory'>,
+): Promise<number> {
+  const config = options.config;
+  let exitCode = 0;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  const daemon = new Daemon({
+    ...deps,
+    config,
+    logger,
+    createTracker: (ipFamily, nodeName) => new ProxyStateTracker({ ipFamily, nodeName, clock: realClock, logger: logger.child({ component: 'tracker', ipFamily }) }),
+    startSource: (handler) => startSource(options, handler, logger, deps),
+    checkRequirements: (mode, family) => missingRequirements(mode, family, { runner: deps.runner }),
+  });
+
+  let stopping = false;
+  const shutdown = (why: string, code: number) => {
+    if (stopping) return;
+    stopping = true;
+    exitCode = code;
+    logger.info({ reason: why }, 'Shutting down (rules are left in place)');
+    daemon.stop().then(resolveDone, (err: Error) => {
+      logger.error({ err }, 'error while stopping');
+      resolveDone();
+    });
+  };
+  io.onSignal?.('SIGTERM', () => shutdown('SIGTERM', 0));
+  io.onSignal?.('SIGINT', () => shutdown('SIGINT', 0));
+  const watch = options.configFile ? watchConfigFile(options.configFile, (why) => shutdown(why, 1)) : undefined;
+
+  try {
+    // A signal during start-up (still waiting for the sources) ends the process too.
+    await Promise.race([daemon.start(), done]);
+  } catch (err) {
+    const known = err instanceof StartupError || err instanceof BackendLoadError;
+    logger.fatal({ err: known ? undefined : err }, known ? (err as Error).message : 'start-up failed');
+    if (known) io.stderr(`Error: ${(err as Error).message}\n`);
+    watch?.close();
+    await daemon.stop();
+    return 1;
+  }
+  await done;
+  watch?.close();
+  return exitCode;
+}
+
+async function startSource(
+  options: Options,
+  handler: ProxyEventHandler,
+  logger: PinoLogger,
+  deps: { nodeName: string; registry: ConstructorParameters<typeof Daemon>[0]['registry'] },
+): Promise<RunningSource> {
+  const sources = await import('./sources/index.js');
+  if (options.manifests) {
+    return sources.startManifestSource({ path: options.manifests, handler, logger, nodeName: deps.nodeName });
+  }
+  const kubeConfig = sources.loadKubeConfig(options.config.clientConnection.kubeconfig || undefined, options.master);
+  return sources.startKubernetesSource({ kubeConfig, nodeName: deps.nodeName, handler, logger, metrics: deps.registry });
+}

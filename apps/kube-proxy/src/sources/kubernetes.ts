@@ -1,0 +1,162 @@
+// The Kubernetes API source: Services and EndpointSlices of every namespace, and this Node,
+// each through a ResilientInformer. Selectors are upstream kube-proxy's, so objects handed to
+// another proxy (service.kubernetes.io/service-proxy-name) or headless slices never arrive.
+
+import {
+  CoreV1Api,
+  DiscoveryV1Api,
+  KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+  type V1EndpointSlice,
+  type V1Node,
+  type V1Service,
+} from '@kubernetes/client-node';
+import { counter } from '@kube-proxy-ts/core';
+import { type KindHandler, PROXIED_OBJECTS_LABEL_SELECTOR, endpointSliceHandler, nodeHandler, serviceHandler } from './kinds.js';
+import { type ListPageRequest, ResilientInformer } from './informer.js';
+import { ObjectDiff, sameResourceVersion } from './object-diff.js';
+import { toTyped } from './typed.js';
+import type { KubernetesSourceOptions, Source } from './types.js';
+
+/**
+ * The client configuration kube-proxy uses: the kubeconfig file when given (with `master`
+ * replacing its server, as upstream's --master does), only `master` when that is all there is,
+ * and the in-cluster service account otherwise.
+ */
+export function loadKubeConfig(path?: string, master?: string): KubeConfig {
+  const kc = new KubeConfig();
+  if (path) {
+    kc.loadFromFile(path);
+    if (master) {
+      const current = kc.getCurrentCluster();
+      if (!current) throw new Error(`kubeconfig ${path} has no current cluster`);
+      kc.loadFromOptions({
+        clusters: kc.clusters.map((c) => (c.name === current.name ? { ...c, server: master, skipTLSVerify: c.skipTLSVerify || isPlainHttp(master) } : c)),
+        users: kc.users,
+        contexts: kc.contexts,
+        currentContext: kc.currentContext,
+      });
+    }
+    return kc;
+  }
+  if (master) {
+    kc.loadFromOptions({
+      // client-node refuses http:// unless TLS verification is off; there is no TLS to verify.
+      clusters: [{ name: 'master', server: master, skipTLSVerify: isPlainHttp(master) }],
+      users: [{ name: 'anonymous' }],
+      contexts: [{ name: 'master', cluster: 'master', user: 'anonymous' }],
+      currentContext: 'master',
+    });
+    return kc;
+  }
+  if (!process.env.KUBERNETES_SERVICE_HOST || !process.env.KUBERNETES_SERVICE_PORT) {
+    throw new Error('no kubeconfig or master given, and not running in a cluster (KUBERNETES_SERVICE_HOST/PORT unset)');
+  }
+  kc.loadFromCluster();
+  return kc;
+}
+
+function isPlainHttp(server: string): boolean {
+  return server.startsWith('http:');
+}
+
+interface Resource<T extends KubernetesObject> {
+  resource: string;
+  kind: 'Service' | 'EndpointSlice' | 'Node';
+  path: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+  listPage(request: ListPageRequest): Promise<KubernetesListObject<T>>;
+  handler: KindHandler<T>;
+}
+
+/**
+ * Starts the three informers. `ready` resolves once each has delivered its first complete list;
+ * until then a failing API server only causes retries (start-up waits, as upstream does).
+ */
+export function startKubernetesSource(options: KubernetesSourceOptions): Source {
+  const { kubeConfig, nodeName, handler } = options;
+  const logger = options.logger.child({ component: 'kubernetes-source' });
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  const discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
+  const restarts = options.metrics
+    ? counter(options.metrics, {
+        name: 'informer_restarts_total',
+        help: 'Restarts of a Kubernetes informer after a watch error, a stall or a failed list, by resource.',
+        labelNames: ['resource'] as const,
+      })
+    : undefined;
+
+  const resources = [
+    {
+      resource: 'services',
+      kind: 'Service',
+      path: '/api/v1/services',
+      labelSelector: PROXIED_OBJECTS_LABEL_SELECTOR,
+      listPage: (r: ListPageRequest) => core.listServiceForAllNamespaces(r),
+      handler: serviceHandler(handler),
+    } satisfies Resource<V1Service>,
+    {
+      resource: 'endpointslices',
+      kind: 'EndpointSlice',
+      path: '/apis/discovery.k8s.io/v1/endpointslices',
+      labelSelector: PROXIED_OBJECTS_LABEL_SELECTOR,
+      listPage: (r: ListPageRequest) => discovery.listEndpointSliceForAllNamespaces(r),
+      handler: endpointSliceHandler(handler),
+    } satisfies Resource<V1EndpointSlice>,
+    {
+      resource: 'nodes',
+      kind: 'Node',
+      path: '/api/v1/nodes',
+      fieldSelector: `metadata.name=${nodeName}`,
+      listPage: (r: ListPageRequest) => core.listNode(r),
+      handler: nodeHandler(handler),
+    } satisfies Resource<V1Node>,
+  ] as Resource<KubernetesObject>[];
+
+  const informers: ResilientInformer<KubernetesObject>[] = [];
+  const synced = resources.map((r) => {
+    let resolve!: () => void;
+    const done = new Promise<void>((res) => (resolve = res));
+    const diff = new ObjectDiff<KubernetesObject>(r.kind, r.handler, sameResourceVersion, logger);
+    informers.push(
+      new ResilientInformer<KubernetesObject>(
+        {
+          resource: r.resource,
+          path: r.path,
+          ...(r.labelSelector !== undefined ? { labelSelector: r.labelSelector } : {}),
+          ...(r.fieldSelector !== undefined ? { fieldSelector: r.fieldSelector } : {}),
+          listPage: r.listPage,
+          normalize: (raw) => toTyped(r.kind, raw),
+          diff,
+        },
+        {
+          kubeConfig,
+          logger,
+          ...(restarts ? { restarts } : {}),
+          ...(options.watchdog ? { watchdog: options.watchdog } : {}),
+          onSynced: () => {
+            diff.synced();
+            logger.info({ resource: r.resource, count: diff.size }, 'informer synced');
+            resolve();
+          },
+        },
+      ),
+    );
+    return done;
+  });
+
+  let stopped = false;
+  for (const informer of informers) informer.start();
+  logger.info({ nodeName, server: kubeConfig.getCurrentCluster()?.server }, 'watching the API server');
+
+  return {
+    ready: Promise.all(synced).then(() => undefined),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await Promise.all(informers.map((i) => i.stop()));
+    },
+  };
+}

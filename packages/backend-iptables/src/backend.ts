@@ -1,0 +1,411 @@
+// The iptables backend: upstream's layout, written with iptables-restore --noflush --counters.
+// What we wrote is remembered, so steady-state syncs neither read the kernel nor rewrite what did
+// not change; the kernel is read (iptables-save) on full syncs only, to find leftovers and jumps.
+
+import {
+  counter,
+  gauge,
+  type Backend,
+  type BackendContext,
+  type BackendFactory,
+  type BackendOptions,
+  type ChangeSet,
+  type IPFamily,
+  type ProxyConfig,
+  type ProxyState,
+  type SyncResult,
+} from '@kube-proxy-ts/core';
+import {
+  createLocalTrafficDetector,
+  deleteConntrackFlows,
+  detectIptablesFlavour,
+  formatRestoreLine,
+  iptablesCommands,
+  isServiceChainName,
+  listLocalAddresses,
+  parseIptablesSave,
+  planStaleUDPFlows,
+  resolveNodePortAddresses,
+  RestoreTableWriter,
+  runIptablesRestore,
+  type IptablesCommands,
+  type IptablesFlavour,
+  type RestoreResult,
+  type SavedTable,
+} from '@kube-proxy-ts/netfilter';
+import { missingJumps } from './jumps.js';
+import {
+  FULL_SYNC_PERIOD_MS,
+  JUMP_RULES,
+  KUBE_EXTERNAL_SERVICES,
+  KUBE_FIREWALL,
+  KUBE_FORWARD,
+  KUBE_KUBELET_CANARY,
+  KUBE_MARK_MASQ,
+  KUBE_NODEPORTS,
+  KUBE_POSTROUTING,
+  KUBE_PROXY_CANARY,
+  KUBE_PROXY_FIREWALL,
+  KUBE_SERVICES,
+  KUBELET_FIREWALL_JUMPS,
+  type JumpRule,
+} from './layout.js';
+import { computeRules, type RuleOptions, type RuleSet } from './rules.js';
+import { DEFAULT_LIMITS, ORDER_FREE_CHAINS, planSync, type KernelModel, type PlanLimits, type SyncPlan } from './sync-plan.js';
+
+export interface IptablesBackendOptions extends BackendOptions {
+  /** Which iptables to drive; "auto" (default) detects the host's, as iptables-wrapper does. */
+  readonly flavour?: IptablesFlavour | 'auto';
+  /** Bounds of each kernel transaction. */
+  readonly limits?: PlanLimits;
+  /** Kill an iptables process after this long. Default 120 s. */
+  readonly commandTimeoutMs?: number;
+}
+
+const NAME = 'iptables';
+
+interface SyncDecision {
+  readonly full: boolean;
+  readonly reason: string;
+}
+
+export class IptablesBackend implements Backend {
+  readonly name = NAME;
+  private readonly family: IPFamily;
+  private readonly config: ProxyConfig;
+  private ctx: BackendContext | undefined;
+  private commands: IptablesCommands | undefined;
+  private conntrackTCPLiberal = false;
+  private localhostNodePorts = false;
+  /** What the kernel holds from us; undefined when unknown. */
+  private model: KernelModel | undefined;
+  private previousRules: RuleSet | undefined;
+  private needFullSync = true;
+  private lastFullSync = -Infinity;
+  private lastCanaryCheck = -Infinity;
+  private nodePortIPs: string[] | undefined;
+  private payloads: string[] = [];
+
+  constructor(private readonly options: IptablesBackendOptions) {
+    this.family = options.ipFamily;
+    this.config = options.config;
+  }
+
+  private get timeoutMs(): number {
+    return this.options.commandTimeoutMs ?? 120_000;
+  }
+
+  async start(ctx: BackendContext): Promise<void> {
+    this.ctx = ctx;
+    const logger = ctx.logger.child({ backend: NAME, ipFamily: this.family });
+    if (!this.commands) {
+      const detection = await detectIptablesFlavour(ctx.runner, this.options.flavour ?? 'auto');
+      this.commands = iptablesCommands(detection.flavour, this.family);
+      logger.info({ flavour: detection.flavour, reason: detection.reason }, 'using iptables flavour');
+    }
+    const addresses = resolveNodePortAddresses(this.config.nodePortAddresses, this.family, ctx.node.addresses[0]);
+    this.localhostNodePorts = this.family === 'IPv4' && this.config.iptables.localhostNodePorts && addresses.containsIPv4Loopback;
+    if (this.localhostNodePorts) {
+      logger.info('setting route_localnet=1 to allow node ports on localhost; disable iptables.localhostNodePorts or restrict nodePortAddresses to avoid it');
+      const r = await this.run('sysctl', ['-w', 'net.ipv4.conf.all.route_localnet=1']);
+      if (r.code !== 0) logger.warn({ stderr: r.stderr.trim() }, 'could not set route_localnet');
+    }
+    const liberal = await this.run('sysctl', ['-n', 'net.netfilter.nf_conntrack_tcp_be_liberal']);
+    this.conntrackTCPLiberal = liberal.code === 0 && liberal.stdout.trim() !== '' && liberal.stdout.trim() !== '0';
+    if (this.conntrackTCPLiberal) logger.info('nf_conntrack_tcp_be_liberal set, not installing DROP rules for INVALID packets');
+    // A (re)start trusts nothing it remembers.
+    this.needFullSync = true;
+    this.model = undefined;
+  }
+
+  /** The iptables-restore payloads of the last sync, in the order they were applied. */
+  lastPayload(): string {
+    return this.payloads.join('');
+  }
+
+  /** The rules for `state`, computed without touching the kernel (for --dry-run). */
+  computeRules(state: ProxyState): RuleSet {
+    return computeRules(state, this.ruleOptions(state));
+  }
+
+  /** The payloads a full sync of `state` would apply from scratch, without touching the kernel. */
+  dryRun(state: ProxyState): string {
+    const rules = this.computeRules(state);
+    const plan = planSync({ rules, model: undefined, full: true, changed: new Set(), previous: undefined, canary: true, missingJumps: this.wantedJumps(), limits: this.options.limits ?? DEFAULT_LIMITS });
+    return plan.transactions.map((t) => t.payload).join('');
+  }
+
+  private wantedJumps(): JumpRule[] {
+    return [...JUMP_RULES, ...(this.localhostNodePorts ? KUBELET_FIREWALL_JUMPS : [])];
+  }
+
+  private ruleOptions(state: ProxyState): RuleOptions {
+    const nodeIP = state.node.addresses[0];
+    const addresses = resolveNodePortAddresses(this.config.nodePortAddresses, this.family, nodeIP);
+    return {
+      masqueradeAll: this.config.iptables.masqueradeAll,
+      masqueradeBit: this.config.iptables.masqueradeBit,
+      localDetector: createLocalTrafficDetector(this.config, this.family, state.node),
+      localhostNodePorts: this.localhostNodePorts,
+      randomFully: true,
+      conntrackTCPLiberal: this.conntrackTCPLiberal,
+      nodePortsOnAllAddresses: addresses.matchAll,
+      nodePortIPs: this.nodePortIPs ?? [],
+      nodeIP,
+    };
+  }
+
+  private async run(command: string, args: string[], stdin?: string) {
+    const ctx = this.ctx!;
+    try {
+      return await ctx.runner.run(command, args, { timeoutMs: this.timeoutMs, ...(stdin !== undefined ? { stdin } : {}) });
+    } catch (err) {
+      return { code: 127, stdout: '', stderr: err instanceof Error ? err.message : String(err) };
+    }
+  }
+
+  private async save(table: string): Promise<SavedTable | undefined> {
+    const r = await this.run(this.commands!.save, ['-t', table]);
+    if (r.code !== 0) {
+      this.ctx?.logger.warn({ table, stderr: r.stderr.trim() }, 'iptables-save failed');
+      return undefined;
+    }
+    return parseIptablesSave(r.stdout).get(table) ?? new Map();
+  }
+
+  /** Whether our canary chain is gone (someone flushed the tables). Checked at most once per syncPeriod. */
+  private async canaryLost(): Promise<boolean> {
+    const now = this.ctx!.clock.now();
+    if (now - this.lastCanaryCheck < this.config.iptables.syncPeriod) return false;
+    this.lastCanaryCheck = now;
+    const r = await this.run(this.commands!.iptables, ['-w', '-t', 'mangle', '-S', KUBE_PROXY_CANARY]);
+    return r.code !== 0;
+  }
+
+  private async decide(changes: ChangeSet): Promise<SyncDecision> {
+    const now = this.ctx!.clock.now();
+    if (this.needFullSync || !this.model) return { full: true, reason: 'start or previous failure' };
+    if (changes.nodeChanged) return { full: true, reason: 'node changed' };
+    if (now - this.lastFullSync > FULL_SYNC_PERIOD_MS) return { full: true, reason: 'periodic full sync' };
+    if (await this.canaryLost()) return { full: true, reason: 'canary chain lost' };
+    return { full: false, reason: 'partial' };
+  }
+
+  async sync(state: ProxyState, changes: ChangeSet): Promise<SyncResult> {
+    const ctx = this.ctx;
+    if (!ctx || !this.commands) return { ok: false, full: true, error: new Error('iptables backend used before start()') };
+    const logger = ctx.logger;
+    const labels = { ip_family: this.family };
+    let decision: SyncDecision = { full: true, reason: 'start' };
+    try {
+      decision = await this.decide(changes);
+      const { full } = decision;
+
+      if (!resolveNodePortAddresses(this.config.nodePortAddresses, this.family).matchAll && (full || !this.nodePortIPs)) {
+        const addresses = resolveNodePortAddresses(this.config.nodePortAddresses, this.family, state.node.addresses[0]);
+        this.nodePortIPs = addresses.select(await listLocalAddresses(ctx.runner, this.family));
+      }
+
+      const computeStart = ctx.clock.now();
+      const rules = computeRules(state, this.ruleOptions(state), full ? {} : { previous: this.previousRules, changed: changes.servicePorts });
+      const computeMs = ctx.clock.now() - computeStart;
+      for (const [key, reason] of rules.skipped) logger.warn({ servicePort: key, reason }, 'service port skipped: its rules cannot be written safely');
+
+      // On a full sync, read the kernel: leftovers of ours to delete and jumps to restore.
+      let kernelServiceChains: Set<string> | undefined;
+      let jumps: JumpRule[] = [];
+      if (full) {
+        const nat = await this.save('nat');
+        const filter = await this.save('filter');
+        kernelServiceChains = new Set([...(nat?.keys() ?? [])].filter(isServiceChainName));
+        const tables = new Map<string, SavedTable>([['nat', nat ?? new Map()], ['filter', filter ?? new Map()]]);
+        jumps = nat && filter ? missingJumps(tables, this.wantedJumps()) : this.wantedJumps();
+      }
+
+      const plan: SyncPlan = planSync({
+        rules,
+        model: full ? undefined : this.model,
+        full,
+        changed: changes.servicePorts,
+        previous: this.previousRules,
+        ...(kernelServiceChains ? { kernelServiceChains } : {}),
+        missingJumps: jumps,
+        canary: full,
+        limits: this.options.limits ?? DEFAULT_LIMITS,
+      });
+
+      this.payloads = [];
+      const applyStart = ctx.clock.now();
+      for (const [i, tx] of plan.transactions.entries()) {
+        this.payloads.push(tx.payload);
+        const result = await runIptablesRestore(ctx.runner, this.commands.restore, tx.payload, { timeoutMs: this.timeoutMs });
+        if (!result.ok) return this.failed(decision, result, i, plan.transactions.length);
+      }
+      const applyMs = ctx.clock.now() - applyStart;
+
+      this.model = plan.model;
+      this.previousRules = rules;
+      this.needFullSync = false;
+      if (full) this.lastFullSync = ctx.clock.now();
+
+      const rulesTotal = gauge(ctx.metrics, { name: 'sync_proxy_rules_iptables_total', help: 'Total number of iptables rules owned by kube-proxy', labelNames: ['table', 'ip_family'] as const });
+      rulesTotal.set({ table: 'nat', ...labels }, plan.stats.natRules);
+      rulesTotal.set({ table: 'filter', ...labels }, plan.stats.filterRules);
+      const rulesLast = gauge(ctx.metrics, { name: 'sync_proxy_rules_iptables_last', help: 'Number of iptables rules written by kube-proxy in last sync', labelNames: ['table', 'ip_family'] as const });
+      const written = { nat: 0, filter: 0 };
+      for (const tx of plan.transactions) {
+        const n = countRuleLines(tx.payload);
+        written.nat += n.nat;
+        written.filter += n.filter;
+      }
+      rulesLast.set({ table: 'nat', ...labels }, written.nat);
+      rulesLast.set({ table: 'filter', ...labels }, written.filter);
+
+      const conntrack = await this.cleanConntrack(state, changes);
+      const stats = {
+        services: rules.services.size,
+        endpoints: rules.totalEndpoints,
+        largeClusterMode: rules.largeClusterMode ? 1 : 0,
+        transactions: plan.transactions.length,
+        payloadBytes: this.payloads.reduce((n, p) => n + p.length, 0),
+        servicesWritten: plan.stats.servicesWritten,
+        chainsDeleted: plan.stats.chainsDeleted,
+        topLevelRewritten: plan.stats.topLevelRewritten,
+        topLevelPatched: plan.stats.topLevelPatched,
+        natRules: plan.stats.natRules,
+        filterRules: plan.stats.filterRules,
+        computeMs,
+        applyMs,
+        conntrackDeleted: conntrack,
+        skipped: rules.skipped.size,
+      };
+      logger.debug({ ...stats, reason: decision.reason }, 'iptables sync done');
+      return { ok: true, full, stats };
+    } catch (err) {
+      // Never throw out of sync: report, and start over with a full sync.
+      this.needFullSync = true;
+      this.model = undefined;
+      const error = err instanceof Error ? err : new Error(String(err));
+      logger.error({ err: error.message }, 'iptables sync failed');
+      return { ok: false, full: decision.full, error };
+    }
+  }
+
+  private failed(decision: SyncDecision, result: RestoreResult, index: number, count: number): SyncResult {
+    const ctx = this.ctx!;
+    const labels = { ip_family: this.family };
+    counter(ctx.metrics, { name: 'sync_proxy_rules_iptables_restore_failures_total', help: 'Cumulative proxy iptables restore failures', labelNames: ['ip_family'] as const }).inc(labels);
+    if (!decision.full) {
+      counter(ctx.metrics, { name: 'sync_proxy_rules_iptables_partial_restore_failures_total', help: 'Cumulative proxy iptables partial restore failures', labelNames: ['ip_family'] as const }).inc(labels);
+    }
+    // Earlier transactions may have applied: what the kernel holds is unknown until the next full sync reads it.
+    this.needFullSync = true;
+    this.model = undefined;
+    const where = result.failedLine !== undefined ? ` at line ${result.failedLine}: ${result.failedLineText ?? ''}` : '';
+    const error = new Error(`${this.commands!.restore} failed (transaction ${index + 1} of ${count})${where}: ${result.stderr.trim()}`);
+    ctx.logger.error({ err: error.message, line: result.failedLine, text: result.failedLineText, full: decision.full }, 'failed to execute iptables-restore');
+    return { ok: false, full: decision.full, error };
+  }
+
+  private async cleanConntrack(state: ProxyState, changes: ChangeSet): Promise<number> {
+    const filters = planStaleUDPFlows(state, changes);
+    if (filters.length === 0) return 0;
+    const result = await deleteConntrackFlows(this.ctx!.runner, this.family, filters, this.ctx!.logger);
+    return result.deleted;
+  }
+
+  async cleanup(): Promise<void> {
+    const ctx = this.ctx;
+    if (!ctx) throw new Error('iptables backend: cleanup() needs start() first');
+    if (!this.commands) {
+      const detection = await detectIptablesFlavour(ctx.runner, this.options.flavour ?? 'auto');
+      this.commands = iptablesCommands(detection.flavour, this.family);
+    }
+    const errors: string[] = [];
+    const mangle = await this.save('mangle');
+    // kubelet keeps its own KUBE-FIREWALL; without kubelet on this node, the chain is ours.
+    const kubeletPresent = mangle?.has(KUBE_KUBELET_CANARY) ?? true;
+    const jumps = [...JUMP_RULES, ...(kubeletPresent ? [] : KUBELET_FIREWALL_JUMPS)];
+    for (const jump of jumps) {
+      // Delete every copy; stop at the first "no such rule".
+      for (let i = 0; i < 8; i++) {
+        const r = await this.run(this.commands.iptables, ['-w', '-t', jump.table, '-D', jump.from, ...jump.args, '-j', jump.to]);
+        if (r.code !== 0) break;
+      }
+    }
+
+    const tables: Array<[string, string[]]> = [
+      ['nat', [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ, KUBE_PROXY_CANARY]],
+      ['filter', [KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL, KUBE_PROXY_CANARY, ...(kubeletPresent ? [] : [KUBE_FIREWALL])]],
+      ['mangle', [KUBE_PROXY_CANARY]],
+    ];
+    for (const [table, fixed] of tables) {
+      const saved = table === 'mangle' ? mangle : await this.save(table);
+      if (!saved) {
+        errors.push(`iptables-save -t ${table} failed`);
+        continue;
+      }
+      const ours = [...fixed.filter((c) => saved.has(c)), ...[...saved.keys()].filter((c) => table === 'nat' && isServiceChainName(c)).sort()];
+      if (ours.length === 0) continue;
+      const writer = new RestoreTableWriter(table as 'nat' | 'filter' | 'mangle');
+      for (const chain of ours) writer.deleteChain(chain);
+      let result = await runIptablesRestore(ctx.runner, this.commands.restore, writer.toString(), { timeoutMs: this.timeoutMs });
+      if (!result.ok) {
+        // Another program (the IPVS mode) may still reference a shared chain: keep those.
+        const onlyServiceChains = new RestoreTableWriter(table as 'nat' | 'filter' | 'mangle');
+        for (const chain of ours.filter((c) => isServiceChainName(c) || c === KUBE_PROXY_CANARY)) onlyServiceChains.deleteChain(chain);
+        if (!onlyServiceChains.isEmpty()) result = await runIptablesRestore(ctx.runner, this.commands.restore, onlyServiceChains.toString(), { timeoutMs: this.timeoutMs });
+        if (!result.ok) errors.push(`${table}: ${result.stderr.trim()}`);
+        else ctx.logger.warn({ table }, 'some shared KUBE-* chains are still referenced by other rules and were left in place');
+      }
+    }
+    this.model = undefined;
+    this.previousRules = undefined;
+    this.needFullSync = true;
+    this.payloads = [];
+    if (errors.length > 0) throw new Error(`iptables cleanup incomplete: ${errors.join('; ')}`);
+  }
+
+  /**
+   * What this backend programmed: our chains and their rules as the kernel holds them after our
+   * transactions, chains sorted, order-free chains' rules sorted.
+   */
+  inspect(): Promise<unknown> {
+    const model = this.model;
+    if (!model) return Promise.resolve({ filter: {}, nat: {}, serviceChains: {} });
+    const picture = (table: string, chains: ReadonlyMap<string, readonly string[]>) => {
+      const out: Record<string, string[]> = {};
+      for (const chain of [...chains.keys()].sort()) {
+        const rules = [...chains.get(chain)!];
+        if (ORDER_FREE_CHAINS.has(`${table}/${chain}`)) {
+          const tail = rules.filter((r) => r.endsWith(`-j ${KUBE_NODEPORTS}`) && table === 'nat' && chain === KUBE_SERVICES);
+          out[chain] = [...rules.filter((r) => !tail.includes(r)).sort(), ...tail];
+        } else {
+          out[chain] = rules;
+        }
+      }
+      return out;
+    };
+    return Promise.resolve({ filter: picture('filter', model.filter), nat: picture('nat', model.nat), serviceChains: picture('svc', model.serviceChains) });
+  }
+}
+
+function countRuleLines(payload: string): { nat: number; filter: number } {
+  let table = '';
+  const counts = { nat: 0, filter: 0 };
+  for (const line of payload.split('\n')) {
+    if (line.startsWith('*')) table = line.slice(1);
+    else if ((line.startsWith('-A ') || line.startsWith('-I ')) && (table === 'nat' || table === 'filter')) counts[table]++;
+  }
+  return counts;
+}
+
+/** Exposed for the jump-rule text in docs and tests. */
+export function jumpRuleLine(jump: JumpRule): string {
+  return `-A ${jump.from} ${formatRestoreLine([...jump.args, '-j', jump.to])}`;
+}
+
+export const createIptablesBackend = (options: IptablesBackendOptions): IptablesBackend => new IptablesBackend(options);
+
+/** The BackendFactory the daemon loads for `--proxy-mode=iptables`. */
+export const iptablesBackendFactory: BackendFactory = (options) => new IptablesBackend(options);

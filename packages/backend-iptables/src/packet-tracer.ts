@@ -1,0 +1,247 @@
+// A test utility: walks a packet through an iptables-save dump the way netfilter would, so
+// scenario tests can assert behaviour ("this client reaches these endpoints", "this one is
+// rejected") instead of rule text. Probabilistic and `recent` matches are explored both ways,
+// so the result lists every endpoint a packet can end at. Understands the matches and targets
+// this backend writes; anything else throws so a test cannot pass by accident.
+
+import { BlockList, isIP } from 'node:net';
+import { parseIptablesSave, splitRuleArgs, type SavedTable } from '@kube-proxy-ts/netfilter';
+
+export interface TracePacket {
+  readonly src: string;
+  readonly dst: string;
+  readonly protocol: 'tcp' | 'udp' | 'sctp';
+  readonly dport: number;
+  /** Interface the packet came in on (PREROUTING). */
+  readonly inInterface?: string;
+  /** PREROUTING (from the network, default) or OUTPUT (from a process on the node). */
+  readonly hook?: 'PREROUTING' | 'OUTPUT';
+}
+
+export interface TraceOptions {
+  /** The node's own addresses (addrtype LOCAL); loopback is always local. */
+  readonly localAddresses: readonly string[];
+}
+
+export interface TraceOutcome {
+  /** Chains walked, in order, from the built-in chain on. */
+  readonly path: readonly string[];
+  /** `ip:port` the packet was DNATed to, if any. */
+  readonly dnat?: string;
+  /** The filter table's verdict on the (possibly DNATed) packet, if one of our chains decided. */
+  readonly verdict?: 'ACCEPT' | 'DROP' | 'REJECT';
+  /** KUBE-MARK-MASQ was reached: the packet will be masqueraded. */
+  readonly masquerade: boolean;
+}
+
+export interface TraceResult {
+  readonly outcomes: readonly TraceOutcome[];
+  /** Every chain walked on any path, nat then filter. */
+  readonly chains: readonly string[];
+  /** Sorted distinct DNAT targets. */
+  readonly dnatTargets: readonly string[];
+  /** Sorted distinct filter verdicts ("none" when no rule decided). */
+  readonly verdicts: readonly string[];
+}
+
+interface Walk {
+  path: string[];
+  masquerade: boolean;
+  dnat?: string;
+  verdict?: 'ACCEPT' | 'DROP' | 'REJECT';
+  /** How the walk left the chain: a final target, or RETURN; undefined = fell through. */
+  end?: 'terminal' | 'return';
+}
+
+function inCIDR(ip: string, spec: string): boolean {
+  const [address = '', prefix] = spec.split('/');
+  const v = isIP(address);
+  if (v === 0 || isIP(ip) !== v) return false;
+  const type = v === 4 ? 'ipv4' : 'ipv6';
+  const list = new BlockList();
+  if (prefix === undefined) list.addAddress(address, type);
+  else list.addSubnet(address, Number(prefix), type);
+  return list.check(ip, type);
+}
+
+function isLocal(ip: string, options: TraceOptions): boolean {
+  return inCIDR(ip, '127.0.0.0/8') || ip === '::1' || options.localAddresses.includes(ip);
+}
+
+const TERMINAL = new Set(['ACCEPT', 'DROP', 'REJECT']);
+
+type Packet = TracePacket & { dst: string; dport: number };
+
+/** Match result of one rule: yes, no, or "sometimes" (statistic, recent --rcheck). */
+function matches(args: readonly string[], packet: Packet, options: TraceOptions, walk: Walk): boolean | 'maybe' {
+  let maybe = false;
+  let negate = false;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '!') {
+      negate = true;
+      continue;
+    }
+    const value = args[i + 1] ?? '';
+    let ok: boolean;
+    switch (a) {
+      case '-s':
+        ok = inCIDR(packet.src, value);
+        i++;
+        break;
+      case '-d':
+        ok = inCIDR(packet.dst, value);
+        i++;
+        break;
+      case '-p':
+        ok = value === packet.protocol;
+        i++;
+        break;
+      case '-i':
+        ok = value.endsWith('+') ? (packet.inInterface ?? '').startsWith(value.slice(0, -1)) : packet.inInterface === value;
+        i++;
+        break;
+      case '--dport': {
+        const [lo = '', hi] = value.split(':');
+        ok = hi === undefined ? Number(lo) === packet.dport : packet.dport >= Number(lo) && packet.dport <= Number(hi);
+        i++;
+        break;
+      }
+      case '--dst-type':
+        ok = value === 'LOCAL' ? isLocal(packet.dst, options) : false;
+        i++;
+        break;
+      case '--src-type':
+        ok = value === 'LOCAL' ? isLocal(packet.src, options) || packet.hook === 'OUTPUT' : false;
+        i++;
+        break;
+      case '--ctstate': {
+        const states = value.split(',');
+        // A new connection; once DNATed the conntrack entry also carries the DNAT status.
+        ok = states.includes('NEW') || (walk.dnat !== undefined && states.includes('DNAT'));
+        i++;
+        break;
+      }
+      case '--mark':
+        ok = walk.masquerade;
+        i++;
+        break;
+      case '-m': {
+        i++;
+        if (value === 'statistic') maybe = true;
+        continue;
+      }
+      case '--rcheck':
+        maybe = true;
+        continue;
+      case '--set':
+      case '--reap':
+        continue;
+      case '--comment':
+      case '--mode':
+      case '--probability':
+      case '--name':
+      case '--seconds':
+        i++;
+        continue;
+      default:
+        throw new Error(`packet tracer: unsupported match ${a} in: ${args.join(' ')}`);
+    }
+    if (negate) ok = !ok;
+    negate = false;
+    if (!ok) return false;
+  }
+  return maybe ? 'maybe' : true;
+}
+
+function targetArg(args: readonly string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+/** Walks `chain` of `table`; returns every way the walk can end (fall-through included). */
+function walkChain(table: SavedTable, chain: string, packet: Packet, options: TraceOptions, walk: Walk, depth: number): Walk[] {
+  if (depth > 32) throw new Error(`packet tracer: jump loop through ${chain}`);
+  const rules = table.get(chain)?.rules ?? [];
+  walk.path.push(chain);
+  let live: Walk[] = [walk];
+  const done: Walk[] = [];
+  for (const rule of rules) {
+    const args = splitRuleArgs(rule);
+    const j = args.indexOf('-j');
+    const matchArgs = j >= 0 ? args.slice(0, j) : args;
+    const target = j >= 0 ? args[j + 1] : undefined;
+    const next: Walk[] = [];
+    for (const w of live) {
+      const m = matches(matchArgs, packet, options, w);
+      if (m === false || target === undefined) {
+        next.push(w);
+        continue;
+      }
+      // "maybe": one copy takes the rule, the other goes on.
+      const taking: Walk = m === 'maybe' ? { ...w, path: [...w.path] } : w;
+      if (m === 'maybe') next.push(w);
+      const tArgs = args.slice(j + 2);
+      if (target === 'RETURN') {
+        done.push({ ...taking, end: 'return' });
+      } else if (target === 'DNAT') {
+        done.push({ ...taking, dnat: targetArg(tArgs, '--to-destination') ?? '?', end: 'terminal' });
+      } else if (TERMINAL.has(target)) {
+        done.push({ ...taking, verdict: target as Walk['verdict'], end: 'terminal' });
+      } else if (target === 'MARK' || target === 'MASQUERADE') {
+        next.push(taking);
+      } else if (target === 'KUBE-MARK-MASQ') {
+        taking.path.push(target);
+        next.push({ ...taking, masquerade: true });
+      } else if (table.has(target)) {
+        for (const end of walkChain(table, target, packet, options, taking, depth + 1)) {
+          if (end.end === 'terminal') done.push(end);
+          else next.push({ ...end, end: undefined });
+        }
+      } else {
+        throw new Error(`packet tracer: unknown target ${target} in chain ${chain}`);
+      }
+    }
+    live = next;
+  }
+  return [...done, ...live];
+}
+
+function walkBuiltin(table: SavedTable | undefined, builtin: string, packet: Packet, options: TraceOptions, start: Walk): Walk[] {
+  if (!table) return [start];
+  return walkChain(table, builtin, packet, options, start, 0);
+}
+
+/** Traces `packet` through the nat table (PREROUTING or OUTPUT), then the filter table. */
+export function tracePacket(dump: string | ReadonlyMap<string, SavedTable>, packet: TracePacket, options: TraceOptions): TraceResult {
+  const tables = typeof dump === 'string' ? parseIptablesSave(dump) : dump;
+  const hook = packet.hook ?? 'PREROUTING';
+  const natEnds = walkBuiltin(tables.get('nat'), hook, packet, options, { path: [], masquerade: false });
+  const outcomes: TraceOutcome[] = [];
+  const chains = new Set<string>();
+  for (const end of natEnds) {
+    let dst = packet.dst;
+    let dport = packet.dport;
+    if (end.dnat) {
+      const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(end.dnat);
+      if (m) {
+        dst = m[1]!;
+        dport = Number(m[2]);
+      }
+    }
+    const after: Packet = { ...packet, dst, dport };
+    const filterHook = hook === 'OUTPUT' ? 'OUTPUT' : isLocal(dst, options) ? 'INPUT' : 'FORWARD';
+    const filterEnds = walkBuiltin(tables.get('filter'), filterHook, after, options, { path: [], masquerade: end.masquerade, ...(end.dnat ? { dnat: end.dnat } : {}) });
+    for (const f of filterEnds) {
+      for (const c of end.path) chains.add(c);
+      for (const c of f.path) chains.add(c);
+      outcomes.push({ path: [...end.path, ...f.path], masquerade: end.masquerade, ...(end.dnat ? { dnat: end.dnat } : {}), ...(f.verdict ? { verdict: f.verdict } : {}) });
+    }
+  }
+  return {
+    outcomes,
+    chains: [...chains],
+    dnatTargets: [...new Set(outcomes.flatMap((o) => (o.dnat ? [o.dnat] : [])))].sort(),
+    verdicts: [...new Set(outcomes.map((o) => o.verdict ?? 'none'))].sort(),
+  };
+}

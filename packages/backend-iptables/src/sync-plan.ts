@@ -1,0 +1,250 @@
+// From a rule set and what we know the kernel holds to the iptables-restore transactions of one
+// sync. Pure. Two ideas keep syncs fast on iptables-nft, whose restore time grows faster than
+// linearly with the transaction size:
+//  - a large sync writes the per-service chains in bounded transactions first, then the
+//    top-level chains that reference them in a last one, so no half-built chain is ever in use
+//    and no single kernel transaction runs for long;
+//  - top-level chains we know the kernel holds are not rewritten when a few rules changed: the
+//    changed rules are deleted and inserted one by one (their order does not matter).
+
+import type { ServicePortKey } from '@kube-proxy-ts/core';
+import { formatRestoreLine, RestoreTableWriter } from '@kube-proxy-ts/netfilter';
+import { KUBE_NODEPORTS, KUBE_PROXY_CANARY, KUBE_SERVICES, type JumpRule } from './layout.js';
+import type { RuleSet, ServicePortRules } from './rules.js';
+
+/** What we wrote and the kernel accepted: our chains and their rules, in kernel order. */
+export interface KernelModel {
+  readonly filter: ReadonlyMap<string, readonly string[]>;
+  readonly nat: ReadonlyMap<string, readonly string[]>;
+  /** Per-service nat chains (KUBE-SVC/SVL/EXT/FW/SEP). */
+  readonly serviceChains: ReadonlyMap<string, readonly string[]>;
+}
+
+export interface PlanLimits {
+  /** Most payload lines of per-service chains in one transaction. */
+  readonly maxLinesPerTransaction: number;
+  /** Most service ports in one transaction. */
+  readonly maxServicesPerTransaction: number;
+}
+
+export const DEFAULT_LIMITS: PlanLimits = { maxLinesPerTransaction: 50_000, maxServicesPerTransaction: 1000 };
+
+export interface PlanInput {
+  readonly rules: RuleSet;
+  /** What the kernel holds; undefined when unknown (start, after a failure): everything is written. */
+  readonly model: KernelModel | undefined;
+  /** Rewrite every chain (upstream's full sync). */
+  readonly full: boolean;
+  /** Service ports whose chains must be rewritten on a partial sync. */
+  readonly changed: ReadonlySet<ServicePortKey>;
+  /** The previous rule set, to know which chains a changed service owned before. */
+  readonly previous: RuleSet | undefined;
+  /** Chains of ours found in the kernel (a save at start or after a failure), to delete when stale. */
+  readonly kernelServiceChains?: ReadonlySet<string>;
+  /** Jumps from built-in chains that are missing and must be inserted. */
+  readonly missingJumps?: readonly JumpRule[];
+  /** Also (re)create KUBE-PROXY-CANARY in mangle, nat and filter. */
+  readonly canary?: boolean;
+  readonly limits?: PlanLimits;
+}
+
+export interface Transaction {
+  readonly payload: string;
+  /** Service ports whose chains this transaction writes. */
+  readonly services: number;
+  readonly lines: number;
+}
+
+export interface SyncPlan {
+  /** In order; the last one holds the top-level chains. Empty when nothing changed. */
+  readonly transactions: readonly Transaction[];
+  /** The kernel's content once every transaction succeeded. */
+  readonly model: KernelModel;
+  readonly stats: {
+    readonly servicesWritten: number;
+    readonly chainsDeleted: number;
+    readonly topLevelRewritten: number;
+    readonly topLevelPatched: number;
+    readonly natRules: number;
+    readonly filterRules: number;
+  };
+}
+
+/** Top-level chains whose rules match disjoint packets, so their order is free. */
+export const ORDER_FREE_CHAINS: ReadonlySet<string> = new Set(['filter/KUBE-SERVICES', 'filter/KUBE-EXTERNAL-SERVICES', 'filter/KUBE-NODEPORTS', 'filter/KUBE-PROXY-FIREWALL', 'nat/KUBE-SERVICES', 'nat/KUBE-NODEPORTS']);
+
+function isNodePortsTail(table: string, chain: string, line: string): boolean {
+  return table === 'nat' && chain === KUBE_SERVICES && line.endsWith(`-j ${KUBE_NODEPORTS}`);
+}
+
+function serviceLines(rules: ServicePortRules): number {
+  let n = 0;
+  for (const lines of rules.chains.values()) n += lines.length + 1;
+  return n;
+}
+
+function writeServiceChains(writer: RestoreTableWriter, rules: ServicePortRules): void {
+  for (const chain of rules.chains.keys()) writer.declareChain(chain);
+  for (const [chain, lines] of rules.chains) for (const line of lines) writer.appendRule(chain, line);
+}
+
+/**
+ * Rewrites or patches one top-level chain in `writer`. Returns the rules the kernel will hold
+ * and whether the chain was rewritten, patched or left alone.
+ */
+function syncTopLevelChain(
+  writer: RestoreTableWriter,
+  table: string,
+  chain: string,
+  wanted: readonly string[],
+  current: readonly string[] | undefined,
+  force: boolean,
+): { rules: readonly string[]; action: 'rewrite' | 'patch' | 'none' } {
+  if (!force && current && sameLines(current, wanted)) return { rules: current, action: 'none' };
+  if (!force && current && ORDER_FREE_CHAINS.has(`${table}/${chain}`)) {
+    const patch = patchOrderFree(table, chain, current, wanted);
+    if (patch) {
+      for (const line of patch.removed) writer.deleteRule(chain, line);
+      // Inserting at the top keeps KUBE-SERVICES' node-port tail last.
+      for (const line of patch.added) writer.insertRule(chain, line, 1);
+      return { rules: patch.result, action: 'patch' };
+    }
+  }
+  writer.declareChain(chain);
+  for (const line of wanted) writer.appendRule(chain, line);
+  return { rules: wanted, action: 'rewrite' };
+}
+
+function sameLines(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** A delete/insert patch, or undefined when rewriting the chain is simpler or required. */
+function patchOrderFree(
+  table: string,
+  chain: string,
+  current: readonly string[],
+  wanted: readonly string[],
+): { removed: string[]; added: string[]; result: string[] } | undefined {
+  const currentSet = new Set(current);
+  const wantedSet = new Set(wanted);
+  // Duplicates make delete-by-specification ambiguous.
+  if (currentSet.size !== current.length || wantedSet.size !== wanted.length) return undefined;
+  const tailOf = (lines: readonly string[]) => lines.filter((l) => isNodePortsTail(table, chain, l));
+  if (!sameLines(tailOf(current), tailOf(wanted))) return undefined;
+  if (current.length > 0 && tailOf(current).length > 0 && !isNodePortsTail(table, chain, current[current.length - 1]!)) return undefined;
+  const removed = current.filter((l) => !wantedSet.has(l));
+  const added = wanted.filter((l) => !currentSet.has(l));
+  if (removed.length + added.length > Math.max(16, wanted.length / 2)) return undefined;
+  const result = [...[...added].reverse(), ...current.filter((l) => wantedSet.has(l))];
+  return { removed, added, result };
+}
+
+export function planSync(input: PlanInput): SyncPlan {
+  const { rules, model, previous } = input;
+  const limits = input.limits ?? DEFAULT_LIMITS;
+  const everything = input.full || !model;
+
+  // Which service ports to write.
+  const toWrite: ServicePortRules[] = [];
+  for (const [key, svc] of rules.services) {
+    if (everything || input.changed.has(key) || !previous?.services.has(key)) {
+      if (svc.chains.size > 0) toWrite.push(svc);
+    }
+  }
+
+  // Active chains, and which known chains are now stale.
+  const active = new Set<string>();
+  for (const svc of rules.services.values()) for (const chain of svc.chains.keys()) active.add(chain);
+  const stale = new Set<string>();
+  for (const chain of model?.serviceChains.keys() ?? []) if (!active.has(chain)) stale.add(chain);
+  for (const chain of input.kernelServiceChains ?? []) if (!active.has(chain)) stale.add(chain);
+  if (!model && previous) for (const svc of previous.services.values()) for (const chain of svc.chains.keys()) if (!active.has(chain)) stale.add(chain);
+
+  const serviceChains = new Map(model?.serviceChains ?? []);
+  for (const chain of stale) serviceChains.delete(chain);
+  for (const svc of toWrite) for (const [chain, lines] of svc.chains) serviceChains.set(chain, lines);
+
+  // Split the service chains into bounded transactions; the last group joins the top-level one.
+  const groups: ServicePortRules[][] = [[]];
+  let groupLines = 0;
+  for (const svc of toWrite) {
+    const lines = serviceLines(svc);
+    const group = groups[groups.length - 1]!;
+    if (group.length > 0 && (group.length >= limits.maxServicesPerTransaction || groupLines + lines > limits.maxLinesPerTransaction)) {
+      groups.push([svc]);
+      groupLines = lines;
+    } else {
+      group.push(svc);
+      groupLines += lines;
+    }
+  }
+
+  const transactions: Transaction[] = [];
+  const finalGroup = groups.pop()!;
+  for (const group of groups) {
+    const nat = new RestoreTableWriter('nat');
+    // Service chains jump to KUBE-MARK-MASQ, which may not exist yet on a first sync.
+    nat.declareChain('KUBE-MARK-MASQ');
+    for (const line of rules.nat.get('KUBE-MARK-MASQ') ?? []) nat.appendRule('KUBE-MARK-MASQ', line);
+    for (const svc of group) writeServiceChains(nat, svc);
+    transactions.push({ payload: nat.toString(), services: group.length, lines: nat.chainCount + nat.ruleCount });
+  }
+
+  const filter = new RestoreTableWriter('filter');
+  const nat = new RestoreTableWriter('nat');
+  let topLevelRewritten = 0;
+  let topLevelPatched = 0;
+  const newFilter = new Map<string, readonly string[]>();
+  const newNat = new Map<string, readonly string[]>();
+  for (const [chain, wanted] of rules.filter) {
+    const r = syncTopLevelChain(filter, 'filter', chain, wanted, model?.filter.get(chain), everything);
+    newFilter.set(chain, r.rules);
+    if (r.action === 'rewrite') topLevelRewritten++;
+    if (r.action === 'patch') topLevelPatched++;
+  }
+  // A top-level chain we no longer want (KUBE-FIREWALL once localhost node ports are off) is emptied.
+  for (const chain of model?.filter.keys() ?? []) if (!rules.filter.has(chain)) filter.declareChain(chain);
+  for (const svc of finalGroup) writeServiceChains(nat, svc);
+  for (const [chain, wanted] of rules.nat) {
+    const r = syncTopLevelChain(nat, 'nat', chain, wanted, model?.nat.get(chain), everything);
+    newNat.set(chain, r.rules);
+    if (r.action === 'rewrite') topLevelRewritten++;
+    if (r.action === 'patch') topLevelPatched++;
+  }
+  for (const chain of [...stale].sort()) nat.deleteChain(chain);
+
+  let mangle: RestoreTableWriter | undefined;
+  if (input.canary) {
+    mangle = new RestoreTableWriter('mangle').declareChain(KUBE_PROXY_CANARY);
+    nat.declareChain(KUBE_PROXY_CANARY);
+    filter.declareChain(KUBE_PROXY_CANARY);
+  }
+  for (const jump of input.missingJumps ?? []) {
+    const writer = jump.table === 'nat' ? nat : jump.table === 'filter' ? filter : undefined;
+    writer?.insertRule(jump.from, formatRestoreLine([...jump.args, '-j', jump.to]), 1);
+  }
+
+  const sections = [filter, nat, mangle].filter((w): w is RestoreTableWriter => w !== undefined && !w.isEmpty());
+  if (sections.length > 0) {
+    transactions.push({
+      payload: sections.map((w) => w.toString()).join(''),
+      services: finalGroup.length,
+      lines: sections.reduce((n, w) => n + w.chainCount + w.ruleCount + w.deletedChainCount, 0),
+    });
+  }
+
+  let natRules = 0;
+  for (const lines of newNat.values()) natRules += lines.length;
+  for (const lines of serviceChains.values()) natRules += lines.length;
+  let filterRules = 0;
+  for (const lines of newFilter.values()) filterRules += lines.length;
+
+  return {
+    transactions,
+    model: { filter: newFilter, nat: newNat, serviceChains },
+    stats: { servicesWritten: toWrite.length, chainsDeleted: stale.size, topLevelRewritten, topLevelPatched, natRules, filterRules },
+  };
+}

@@ -1,0 +1,311 @@
+// IPVS mode: one virtual service per service address and port, real servers in masquerade
+// mode, addresses on the kube-ipvs0 dummy interface, ipsets and a small fixed iptables layer.
+// Each sync reads the kernel once (addresses, ipsets, virtual services) and applies only the
+// differences, in bounded batches.
+
+import {
+  counter,
+  gauge,
+  type Backend,
+  type BackendContext,
+  type BackendOptions,
+  type ChangeSet,
+  type IPFamily,
+  type ProxyConfig,
+  type ProxyState,
+  type SyncResult,
+} from '@kube-proxy-ts/core';
+import {
+  IpsetRestoreWriter,
+  canonicalIpsetEntry,
+  createLocalTrafficDetector,
+  detectIptablesFlavour,
+  iptablesCommands,
+  ipvsTimeoutArgs,
+  listIpvs,
+  parseIptablesSave,
+  resolveNodePortAddresses,
+  runIpsetRestore,
+  runIptablesRestore,
+  runIpvsadmRestore,
+  saveIpsets,
+  virtualServerKey,
+  type IpsetContent,
+  type IptablesCommands,
+  type IpvsServiceListing,
+  type SavedTable,
+} from '@kube-proxy-ts/netfilter';
+import { computeDesired } from './desired.js';
+import { diffIpvs, type DrainingRealServer } from './ipvs-diff.js';
+import { ipsetSpecs } from './ipsets.js';
+import { IPVS_CHAINS, buildIptablesCleanup, buildIptablesLayer } from './iptables-layer.js';
+import { DUMMY_DEVICE, addressBatch, parseLocalAddresses, type LocalAddresses } from './kernel-addresses.js';
+import { ownershipTest } from './ownership.js';
+import { chooseScheduler, type SchedulerChoice } from './scheduler.js';
+
+/** Per-process bounds: no single process or kernel transaction grows with the cluster. */
+const IPVSADM_BATCH_LINES = 20_000;
+const IPSET_BATCH_LINES = 20_000;
+const IP_BATCH_LINES = 5_000;
+const COMMAND_TIMEOUT_MS = 60_000;
+
+interface KernelView {
+  readonly addresses: LocalAddresses;
+  readonly sets: Map<string, IpsetContent>;
+  readonly ipvs: IpvsServiceListing[];
+}
+
+export class IpvsBackend implements Backend {
+  readonly name = 'ipvs';
+  private readonly family: IPFamily;
+  private readonly config: ProxyConfig;
+  private readonly scheduler: SchedulerChoice;
+  private readonly sets: ReturnType<typeof ipsetSpecs>;
+  private ctx: BackendContext | undefined;
+  private iptables: IptablesCommands | undefined;
+  private draining = new Map<string, DrainingRealServer>();
+  private programmed = new Set<string>();
+  private synced = false;
+
+  constructor(options: BackendOptions) {
+    this.family = options.ipFamily;
+    this.config = options.config;
+    this.scheduler = chooseScheduler(options.config.ipvs.scheduler);
+    this.sets = ipsetSpecs(this.family);
+  }
+
+  async start(ctx: BackendContext): Promise<void> {
+    this.ctx = ctx;
+    if (this.scheduler.warning) ctx.logger.warn({ scheduler: this.config.ipvs.scheduler }, this.scheduler.warning);
+    const flavour = await detectIptablesFlavour(ctx.runner);
+    this.iptables = iptablesCommands(flavour.flavour, this.family);
+    ctx.logger.info({ flavour: flavour.flavour, reason: flavour.reason, scheduler: this.scheduler.scheduler }, 'IPVS proxier starting');
+    // Listing loads the ip_vs module, whose sysctls only exist afterwards.
+    await listIpvs(ctx.runner, COMMAND_TIMEOUT_MS);
+    await this.writeSysctls(ctx);
+    const { tcpTimeout, tcpFinTimeout, udpTimeout } = this.config.ipvs;
+    const timeouts = ipvsTimeoutArgs(Math.round(tcpTimeout / 1000), Math.round(tcpFinTimeout / 1000), Math.round(udpTimeout / 1000));
+    if (timeouts) {
+      const r = await ctx.runner.run('ipvsadm', timeouts, { timeoutMs: COMMAND_TIMEOUT_MS });
+      if (r.code !== 0) ctx.logger.error({ stderr: r.stderr.trim() }, 'Failed to configure IPVS timeouts');
+    }
+  }
+
+  /** Upstream's IPVS sysctls, written through the runner so they stay in the node's namespace. */
+  private async writeSysctls(ctx: BackendContext): Promise<void> {
+    const settings = [
+      'net.ipv4.vs.conntrack=1',
+      'net.ipv4.vs.expire_nodest_conn=1',
+      'net.ipv4.vs.expire_quiescent_template=1',
+      'net.ipv4.ip_forward=1',
+    ];
+    if (this.config.ipvs.strictARP) settings.push('net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2');
+    const r = await ctx.runner.run('sysctl', ['-w', ...settings], { timeoutMs: COMMAND_TIMEOUT_MS });
+    if (r.code !== 0) throw new Error(`sysctl -w failed: ${r.stderr.trim()}`);
+  }
+
+  private context(): { ctx: BackendContext; iptables: IptablesCommands } {
+    if (!this.ctx || !this.iptables) throw new Error('ipvs backend: start() must be called first');
+    return { ctx: this.ctx, iptables: this.iptables };
+  }
+
+  private async readKernel(ctx: BackendContext): Promise<KernelView> {
+    const ip = await ctx.runner.run('ip', ['-j', 'address', 'show'], { timeoutMs: COMMAND_TIMEOUT_MS });
+    if (ip.code !== 0) throw new Error(`ip address show failed: ${ip.stderr.trim()}`);
+    const names = new Set(this.sets.map((s) => s.name));
+    const sets = await saveIpsets(ctx.runner, (n) => names.has(n), COMMAND_TIMEOUT_MS);
+    const ipvs = (await listIpvs(ctx.runner, COMMAND_TIMEOUT_MS)).filter((l) => (l.service.address.includes(':') ? 'IPv6' : 'IPv4') === this.family);
+    return { addresses: parseLocalAddresses(ip.stdout, this.family), sets, ipvs };
+  }
+
+  private async saveIptables(ctx: BackendContext, iptables: IptablesCommands): Promise<Map<string, SavedTable>> {
+    const saved = new Map<string, SavedTable>();
+    for (const table of ['nat', 'filter']) {
+      const r = await ctx.runner.run(iptables.save, ['-t', table], { timeoutMs: COMMAND_TIMEOUT_MS });
+      if (r.code !== 0) throw new Error(`${iptables.save} -t ${table} failed: ${r.stderr.trim()}`);
+      const t = parseIptablesSave(r.stdout).get(table);
+      if (t) saved.set(table, t);
+    }
+    return saved;
+  }
+
+  async sync(state: ProxyState, _changes: ChangeSet): Promise<SyncResult> {
+    const full = !this.synced;
+    try {
+      const { ctx, iptables } = this.context();
+      const kernel = await this.readKernel(ctx);
+      const stats: Record<string, number> = {};
+
+      if (!kernel.addresses.dummyExists) {
+        const r = await ctx.runner.run('ip', ['link', 'add', DUMMY_DEVICE, 'type', 'dummy'], { timeoutMs: COMMAND_TIMEOUT_MS });
+        if (r.code !== 0 && !/exists/i.test(r.stderr)) throw new Error(`creating ${DUMMY_DEVICE} failed: ${r.stderr.trim()}`);
+      }
+
+      const desired = computeDesired({
+        state,
+        scheduler: this.scheduler.scheduler,
+        schedulerFlags: this.scheduler.flags,
+        nodeAddresses: kernel.addresses.node,
+        nodePortAddresses: resolveNodePortAddresses(this.config.nodePortAddresses, this.family, state.node.addresses[0]),
+      });
+      for (const problem of desired.problems) ctx.logger.warn({ ipFamily: this.family }, problem);
+
+      // 1. ipsets first: the iptables rules match on them.
+      const ipsetPayload = new IpsetRestoreWriter();
+      let entriesAdded = 0;
+      let entriesRemoved = 0;
+      for (const spec of this.sets) {
+        const have = kernel.sets.get(spec.name);
+        if (!have) ipsetPayload.create(spec);
+        const want = new Set([...(desired.ipsetEntries.get(spec.key) ?? [])].map(canonicalIpsetEntry));
+        for (const e of want) if (!have?.entries.has(e)) (ipsetPayload.add(spec.name, e), entriesAdded++);
+        for (const e of have?.entries ?? []) if (!want.has(e)) (ipsetPayload.del(spec.name, e), entriesRemoved++);
+      }
+      const ipsetResult = await runIpsetRestore(ctx.runner, ipsetPayload.toString(), { maxLines: IPSET_BATCH_LINES, timeoutMs: COMMAND_TIMEOUT_MS });
+      if (!ipsetResult.ok) throw new Error(`ipset restore failed: ${ipsetResult.stderr}`);
+      Object.assign(stats, { ipsetEntriesAdded: entriesAdded, ipsetEntriesRemoved: entriesRemoved, ipsetBatches: ipsetResult.batches });
+
+      // 2. Addresses on kube-ipvs0 (added before the virtual services that use them).
+      const addresses = addressBatch(kernel.addresses.bound, desired.bindAddresses, this.family);
+      await this.runIpBatch(ctx, addresses.payload);
+      Object.assign(stats, { addressesAdded: addresses.added, addressesRemoved: addresses.removed });
+
+      // 3. Virtual services and real servers.
+      const isOurs = ownershipTest({
+        family: this.family,
+        savedSets: kernel.sets,
+        bound: kernel.addresses.bound,
+        nodeAddresses: kernel.addresses.node,
+        programmed: this.programmed,
+        excludeCIDRs: this.excludeCIDRs(),
+      });
+      const diff = diffIpvs({ desired: desired.virtualServices, current: kernel.ipvs, isOurs, draining: this.draining });
+      const ipvsResult = await runIpvsadmRestore(ctx.runner, diff.payload, { maxLines: IPVSADM_BATCH_LINES, timeoutMs: COMMAND_TIMEOUT_MS });
+      this.draining = diff.draining;
+      this.programmed = new Set(desired.virtualServices.keys());
+      Object.assign(stats, diff.counts, { virtualServices: desired.virtualServices.size, ipvsadmBatches: ipvsResult.batches });
+      if (!ipvsResult.ok) throw new Error(`ipvsadm --restore reported: ${ipvsResult.errors.slice(0, 5).join('; ')}`);
+
+      // 4. The fixed iptables layer.
+      const saved = await this.saveIptables(ctx, iptables);
+      const nonEmptySets = new Set([...desired.ipsetEntries].filter(([, e]) => e.size > 0).map(([k]) => k));
+      const layer = buildIptablesLayer({
+        family: this.family,
+        masqueradeBit: this.config.iptables.masqueradeBit,
+        masqueradeAll: this.config.iptables.masqueradeAll,
+        localDetector: createLocalTrafficDetector(this.config, this.family, state.node),
+        nonEmptySets,
+        lbNoNodeAccess: desired.lbNoNodeAccess,
+        saved,
+      });
+      const restore = await runIptablesRestore(ctx.runner, iptables.restore, layer.payload, { timeoutMs: COMMAND_TIMEOUT_MS });
+      if (!restore.ok) {
+        counter(ctx.metrics, { name: 'sync_proxy_rules_iptables_restore_failures_total', help: 'Cumulative proxy iptables restore failures', labelNames: ['ip_family'] as const })
+          .inc({ ip_family: this.family });
+        throw new Error(`${iptables.restore} failed${restore.failedLine ? ` at line ${restore.failedLine} (${restore.failedLineText})` : ''}: ${restore.stderr.trim()}`);
+      }
+      stats.iptablesJumpsAdded = layer.jumpsAdded;
+
+      const noLocal = gauge(ctx.metrics, {
+        name: 'sync_proxy_rules_no_local_endpoints_total',
+        help: 'Number of services with a Local traffic policy and no endpoints',
+        labelNames: ['traffic_policy', 'ip_family'] as const,
+      });
+      noLocal.set({ traffic_policy: 'internal', ip_family: this.family }, desired.noLocalEndpoints.internal.size);
+      noLocal.set({ traffic_policy: 'external', ip_family: this.family }, desired.noLocalEndpoints.external.size);
+
+      this.synced = true;
+      return { ok: true, full, stats };
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err));
+      this.ctx?.logger.error({ err: error.message, ipFamily: this.family }, 'IPVS sync failed');
+      return { ok: false, full, error };
+    }
+  }
+
+  private excludeCIDRs(): string[] {
+    return this.config.ipvs.excludeCIDRs.filter((c) => (c.includes(':') ? 'IPv6' : 'IPv4') === this.family);
+  }
+
+  private async runIpBatch(ctx: BackendContext, payload: string): Promise<void> {
+    const lines = payload === '' ? [] : payload.slice(0, -1).split('\n');
+    for (let i = 0; i < lines.length; i += IP_BATCH_LINES) {
+      const chunk = `${lines.slice(i, i + IP_BATCH_LINES).join('\n')}\n`;
+      // -force: go on past a line that fails (an address someone removed meanwhile).
+      const r = await ctx.runner.run('ip', ['-force', '-batch', '-'], { stdin: chunk, timeoutMs: COMMAND_TIMEOUT_MS });
+      if (r.code !== 0) ctx.logger.warn({ stderr: r.stderr.trim() }, `some ${DUMMY_DEVICE} address changes failed`);
+    }
+  }
+
+  async cleanup(): Promise<void> {
+    const { ctx, iptables } = this.context();
+    const kernel = await this.readKernel(ctx);
+    const isOurs = ownershipTest({
+      family: this.family,
+      savedSets: kernel.sets,
+      bound: kernel.addresses.bound,
+      nodeAddresses: kernel.addresses.node,
+      programmed: this.programmed,
+      excludeCIDRs: this.excludeCIDRs(),
+    });
+    const diff = diffIpvs({ desired: new Map(), current: kernel.ipvs, isOurs, draining: new Map() });
+    const ipvsResult = await runIpvsadmRestore(ctx.runner, diff.payload, { maxLines: IPVSADM_BATCH_LINES, timeoutMs: COMMAND_TIMEOUT_MS });
+    const problems: string[] = ipvsResult.ok ? [] : [`ipvsadm: ${ipvsResult.errors.slice(0, 3).join('; ')}`];
+
+    // Chains go before sets: a set cannot be destroyed while a rule references it.
+    const cleanupPayload = buildIptablesCleanup(await this.saveIptables(ctx, iptables));
+    if (cleanupPayload !== '') {
+      const r = await runIptablesRestore(ctx.runner, iptables.restore, cleanupPayload, { timeoutMs: COMMAND_TIMEOUT_MS });
+      if (!r.ok) problems.push(`${iptables.restore}: ${r.stderr.trim()}`);
+    }
+    const destroy = new IpsetRestoreWriter();
+    for (const spec of this.sets) if (kernel.sets.has(spec.name)) destroy.destroy(spec.name);
+    const ipsetResult = await runIpsetRestore(ctx.runner, destroy.toString(), { timeoutMs: COMMAND_TIMEOUT_MS });
+    if (!ipsetResult.ok) problems.push(`ipset: ${ipsetResult.stderr}`);
+    if (kernel.addresses.dummyExists) {
+      const r = await ctx.runner.run('ip', ['link', 'del', DUMMY_DEVICE], { timeoutMs: COMMAND_TIMEOUT_MS });
+      if (r.code !== 0 && !/cannot find|does not exist/i.test(r.stderr)) problems.push(`ip link del: ${r.stderr.trim()}`);
+    }
+    this.draining.clear();
+    this.programmed.clear();
+    this.synced = false;
+    if (problems.length > 0) throw new Error(`IPVS cleanup incomplete: ${problems.join(' | ')}`);
+  }
+
+  /** The data plane this backend owns, read back from the kernel, in a canonical order. */
+  async inspect(): Promise<unknown> {
+    const { ctx, iptables } = this.context();
+    const kernel = await this.readKernel(ctx);
+    const isOurs = ownershipTest({
+      family: this.family,
+      savedSets: kernel.sets,
+      bound: kernel.addresses.bound,
+      nodeAddresses: kernel.addresses.node,
+      programmed: new Set(),
+      excludeCIDRs: this.excludeCIDRs(),
+    });
+    const virtualServices = kernel.ipvs
+      .filter((l) => isOurs(l.service))
+      .map((l) => ({
+        service: virtualServerKey(l.service),
+        scheduler: [l.service.scheduler, ...l.service.schedulerFlags].join(' '),
+        persistentTimeout: l.service.persistentTimeout ?? null,
+        realServers: l.realServers.map((rs) => `${rs.address.includes(':') ? `[${rs.address}]` : rs.address}:${rs.port} ${rs.forward} w=${rs.weight}`).sort(),
+      }))
+      .sort((a, b) => (a.service < b.service ? -1 : a.service > b.service ? 1 : 0));
+    const ipsets = Object.fromEntries(this.sets.filter((s) => kernel.sets.has(s.name)).map((s) => [s.name, [...kernel.sets.get(s.name)!.entries].sort()]));
+    const saved = await this.saveIptables(ctx, iptables);
+    const chains: Record<string, string[]> = {};
+    for (const table of ['nat', 'filter'] as const) {
+      for (const chain of IPVS_CHAINS[table]) {
+        const c = saved.get(table)?.get(chain);
+        if (c) chains[`${table}/${chain}`] = c.rules;
+      }
+    }
+    return { virtualServices, ipsets, addresses: [...kernel.addresses.bound].sort(), dummyDevice: kernel.addresses.dummyExists, iptables: chains };
+  }
+}
+
+export function createIpvsBackend(options: BackendOptions): Backend {
+  return new IpvsBackend(options);
+}

@@ -1,0 +1,477 @@
+// The nftables backend: upstream's nftables proxier. Every sync computes, per service port, the
+// chains, affinity sets and map elements it needs (service-objects.ts) and writes only what
+// differs from what this process last wrote, which it remembers: the table is never listed on
+// the steady-state path. Large syncs are cut into bounded transactions (chains first, then the
+// map elements that point at them) so that no single netlink batch keeps the kernel busy long.
+
+import type {
+  Backend,
+  BackendContext,
+  BackendOptions,
+  ChangeSet,
+  IPFamily,
+  ProxyConfig,
+  ProxyState,
+  ServicePortKey,
+  SyncResult,
+} from '@kube-proxy-ts/core';
+import { counter, gauge } from '@kube-proxy-ts/core';
+import {
+  createLocalTrafficDetector,
+  deleteConntrackFlows,
+  isNftServiceObjectName,
+  listLocalAddresses,
+  planStaleUDPFlows,
+  resolveNodePortAddresses,
+} from '@kube-proxy-ts/netfilter';
+import { listExistingObjects, type ExistingObjects } from './existing-objects.js';
+import { AFFINITY_PREFIX, NODEPORT_IPS_SET, SERVICE_CONTAINERS, TABLE, nftFamily, type NftFamily } from './layout.js';
+import { computeServiceObjects, type ElementValue, type RuleContext, type ServiceObjects } from './service-objects.js';
+import { baseChainRules, helperChainRules, writeSetup, type SetupOptions } from './setup.js';
+import { NftTransaction, renderElement } from './transaction.js';
+
+export interface NftablesBackendOptions extends BackendOptions {
+  /** Service CIDRs (any family; ServiceCIDR objects or the apiserver's range): cluster-ips-check drops unallocated addresses in them. */
+  readonly serviceCIDRs?: readonly string[];
+  /** Service ports whose chains go into one nft transaction. Default 500. */
+  readonly servicesPerTransaction?: number;
+  /** A transaction is closed once it reaches this many lines. Default 30000. */
+  readonly linesPerTransaction?: number;
+  /** Every nft call is killed after this long. Default 60 s. */
+  readonly nftTimeoutMs?: number;
+  /** Stale chains are flushed at once and deleted this much later (kernels before 6.2 need it). Default 1000 ms. */
+  readonly staleChainDelayMs?: number;
+}
+
+type Elements = Map<string, Map<string, ElementValue>>;
+
+/** What one sync would send to nft, and the bookkeeping it leads to once applied. */
+export interface SyncPlan {
+  readonly full: boolean;
+  /** In order; each is one `nft -f -` run. */
+  readonly transactions: readonly NftTransaction[];
+  readonly next: {
+    readonly services: Map<ServicePortKey, ServiceObjects>;
+    readonly elements: Elements;
+    readonly affinitySets: Map<string, number>;
+    readonly newlyStale: readonly string[];
+    readonly reactivated: readonly string[];
+    readonly setup: SetupOptions | undefined;
+  };
+  readonly stats: { services: number; servicesWritten: number; chainsWritten: number; elementChanges: number; staleChains: number };
+}
+
+export class NftablesBackend implements Backend {
+  readonly name = 'nftables';
+  readonly ipFamily: IPFamily;
+  private readonly family: NftFamily;
+  private readonly config: ProxyConfig;
+  private readonly serviceCIDRs: string[];
+  private readonly servicesPerTransaction: number;
+  private readonly linesPerTransaction: number;
+  private readonly timeoutMs: number;
+  private readonly staleDelayMs: number;
+  private ctx: BackendContext | undefined;
+
+  // What this process has written and the kernel accepted.
+  private services = new Map<ServicePortKey, ServiceObjects>();
+  private elements: Elements = new Map();
+  private affinitySets = new Map<string, number>();
+  private setup: SetupOptions | undefined;
+  /** Flushed chains waiting to be deleted, with the time they were flushed. */
+  private readonly staleChains = new Map<string, number>();
+  private needFullSync = true;
+  /** The kernel may hold objects we do not know of (a new process, or a failed transaction). */
+  private kernelUnknown = true;
+  private baseChainsRecreated = false;
+  private staleTimer: unknown;
+  private queue: Promise<unknown> = Promise.resolve();
+  /** Transactions of the last sync, as sent (for logs, dry runs and tests). */
+  lastTransactions: readonly string[] = [];
+
+  constructor(options: NftablesBackendOptions) {
+    this.ipFamily = options.ipFamily;
+    this.family = nftFamily(options.ipFamily);
+    this.config = options.config;
+    this.serviceCIDRs = (options.serviceCIDRs ?? []).filter((c) => c.includes(':') === (options.ipFamily === 'IPv6'));
+    this.servicesPerTransaction = options.servicesPerTransaction ?? 500;
+    this.linesPerTransaction = options.linesPerTransaction ?? 30_000;
+    this.timeoutMs = options.nftTimeoutMs ?? 60_000;
+    this.staleDelayMs = options.staleChainDelayMs ?? 1000;
+  }
+
+  async start(ctx: BackendContext): Promise<void> {
+    this.ctx = ctx;
+    this.metrics(); // register the series at start, as upstream does
+  }
+
+  sync(state: ProxyState, changes: ChangeSet): Promise<SyncResult> {
+    return this.serialized(() => this.syncNow(state, changes));
+  }
+
+  async cleanup(): Promise<void> {
+    await this.serialized(async () => {
+      this.cancelStaleTimer();
+      const ctx = this.requireCtx();
+      const r = await ctx.runner.run('nft', ['delete', 'table', this.family, TABLE], { timeoutMs: this.timeoutMs });
+      if (r.code !== 0 && !/No such file or directory/.test(r.stderr)) {
+        this.metrics().cleanupFailures.inc({ ip_family: this.ipFamily });
+        throw new Error(`nft delete table ${this.family} ${TABLE}: ${r.stderr.trim() || `exit ${r.code}`}`);
+      }
+      this.forget();
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.cancelStaleTimer();
+    await this.queue.catch(() => undefined);
+  }
+
+  /** The table as this backend programmed it: chains with rules, sets and maps with elements. */
+  async inspect(): Promise<unknown> {
+    await this.queue.catch(() => undefined);
+    if (!this.setup) return { family: this.family, table: null };
+    const chains: Record<string, string[]> = {};
+    for (const [name, rules] of baseChainRules()) chains[name] = rules;
+    for (const [name, rules] of helperChainRules(this.setup)) chains[name] = rules;
+    for (const objects of this.services.values()) for (const [name, rules] of objects.chains) chains[name] = [...rules];
+    const containers: Record<string, string[]> = {};
+    for (const c of SERVICE_CONTAINERS) {
+      const els = this.elements.get(c.name) ?? new Map<string, ElementValue>();
+      containers[`${c.kind} ${c.name}`] = [...els].map(([k, v]) => renderElement(k, v)).sort();
+    }
+    if (this.setup.nodePortIPs) containers[`set ${NODEPORT_IPS_SET}`] = [...this.setup.nodePortIPs].sort();
+    for (const [name, timeout] of this.affinitySets) containers[`set ${name}`] = [`timeout ${timeout}s`];
+    return { family: this.family, table: TABLE, chains, containers };
+  }
+
+  /**
+   * The transactions a sync of `state` would run now, without running them (dry run).
+   * Node-port addresses are taken as given (null: every local address).
+   */
+  plan(state: ProxyState, changes: ChangeSet, nodePortIPs: readonly string[] | null = null, existing?: ExistingObjects): SyncPlan {
+    const full = this.needFullSync || changes.nodeChanged || !this.setup;
+    const ruleCtx: RuleContext = {
+      family: this.family,
+      masqueradeAll: this.config.nftables.masqueradeAll,
+      localDetector: createLocalTrafficDetector(this.config, this.ipFamily, state.node),
+      nodeIP: state.node.addresses[0],
+    };
+
+    // 1. Objects of every service port; recomputed only where something changed.
+    const next = new Map<ServicePortKey, ServiceObjects>();
+    const recomputed: ServicePortKey[] = [];
+    for (const [key, svc] of state.services) {
+      const prev = this.services.get(key);
+      if (full || !prev || changes.servicePorts.has(key)) {
+        next.set(key, computeServiceObjects(svc, state.endpoints.get(key) ?? [], state.node, ruleCtx));
+        recomputed.push(key);
+      } else {
+        next.set(key, prev);
+      }
+    }
+
+    // 2. Affinity sets: the ones that disappear, and the ones to (re)create.
+    const nextSets = new Map<string, number>();
+    for (const o of next.values()) for (const [name, timeout] of o.affinitySets) nextSets.set(name, timeout);
+    const knownSets = new Map(this.affinitySets);
+    if (existing) for (const name of existing.sets) if (name.startsWith(AFFINITY_PREFIX) && !knownSets.has(name)) knownSets.set(name, -1);
+    const setsToDelete = [...knownSets.keys()].filter((name) => !nextSets.has(name));
+    /** Sets whose timeout changed: deleted and re-added, after their service's chains are flushed. */
+    const setsToRecreate = new Set([...nextSets].filter(([name, t]) => knownSets.has(name) && knownSets.get(name) !== t).map(([n]) => n));
+
+    // 3. Stale chains: those of changed or deleted services that are no longer wanted.
+    const active = new Set<string>();
+    const candidates = new Set<string>();
+    if (full) {
+      for (const o of next.values()) for (const name of o.chains.keys()) active.add(name);
+      for (const o of this.services.values()) for (const name of o.chains.keys()) candidates.add(name);
+      if (existing) for (const name of existing.chains) if (isNftServiceObjectName(name)) candidates.add(name);
+    } else {
+      const touched = new Set([...changes.servicePorts, ...[...this.services.keys()].filter((k) => !state.services.has(k))]);
+      for (const key of touched) {
+        for (const name of this.services.get(key)?.chains.keys() ?? []) candidates.add(name);
+        for (const name of next.get(key)?.chains.keys() ?? []) active.add(name);
+      }
+    }
+    const newlyStale = [...candidates].filter((name) => !active.has(name) && !this.staleChains.has(name));
+    const reactivated = [...this.staleChains.keys()].filter((name) => active.has(name));
+
+    // 4. Chains of recomputed services, in bounded transactions.
+    const transactions: NftTransaction[] = [];
+    const newTx = () => new NftTransaction(this.family, TABLE);
+    const setup: SetupOptions | undefined = full
+      ? {
+          ipFamily: this.ipFamily,
+          masqueradeBit: this.config.nftables.masqueradeBit,
+          nodePortIPs,
+          serviceCIDRs: this.serviceCIDRs,
+          recreateBaseChains: !this.baseChainsRecreated,
+        }
+      : undefined;
+    let tx = newTx();
+    if (setup) {
+      writeSetup(tx, setup);
+      transactions.push(tx);
+      tx = newTx();
+    }
+    let servicesInTx = 0;
+    let chainsWritten = 0;
+    let servicesWritten = 0;
+    for (const key of recomputed) {
+      const objects = next.get(key)!;
+      const prev = full ? undefined : this.services.get(key);
+      const recreate = [...objects.affinitySets.keys()].filter((n) => setsToRecreate.has(n));
+      const chains = [...objects.chains].filter(
+        ([name, rules]) => !prev || recreate.length > 0 || this.staleChains.has(name) || !sameRules(prev.chains.get(name), rules),
+      );
+      const newSets = [...objects.affinitySets].filter(([name]) => full || !knownSets.has(name) || setsToRecreate.has(name));
+      if (chains.length === 0 && newSets.length === 0) continue;
+      servicesWritten++;
+      chainsWritten += chains.length;
+      for (const [name] of chains) tx.addChain(name).flushChain(name);
+      for (const name of recreate) tx.deleteContainer('set', name);
+      for (const [name, timeout] of newSets) {
+        tx.addContainer('set', name, this.family === 'ip6' ? 'ipv6_addr' : 'ipv4_addr', { flags: 'dynamic,timeout', timeoutSeconds: timeout });
+      }
+      for (const [name, rules] of chains) for (const rule of rules) tx.addRule(name, rule);
+      if (++servicesInTx >= this.servicesPerTransaction || tx.size >= this.linesPerTransaction) {
+        transactions.push(tx);
+        tx = newTx();
+        servicesInTx = 0;
+      }
+    }
+
+    // 5. Map and set elements: diffed against what was written (full: flushed and re-added).
+    const desired: Elements = new Map();
+    for (const o of next.values()) {
+      for (const [container, els] of o.elements) {
+        let m = desired.get(container);
+        if (!m) desired.set(container, (m = new Map()));
+        for (const [k, v] of els) m.set(k, v);
+      }
+    }
+    const final = newTx();
+    let elementChanges = 0;
+    for (const c of SERVICE_CONTAINERS) {
+      const want = desired.get(c.name) ?? new Map<string, ElementValue>();
+      if (full) {
+        final.flushContainer(c.kind, c.name);
+        final.addElements(c.name, [...want]);
+        elementChanges += want.size;
+        continue;
+      }
+      const have = this.elements.get(c.name) ?? new Map<string, ElementValue>();
+      const toDelete: string[] = [];
+      const toAdd: [string, ElementValue][] = [];
+      for (const [k, v] of have) {
+        const w = want.get(k);
+        if (!w) toDelete.push(k);
+        else if (w.value !== v.value || w.comment !== v.comment) toDelete.push(k);
+      }
+      for (const [k, w] of want) {
+        const v = have.get(k);
+        if (!v || w.value !== v.value || w.comment !== v.comment) toAdd.push([k, w]);
+      }
+      final.deleteElements(c.name, toDelete).addElements(c.name, toAdd);
+      elementChanges += toDelete.length + toAdd.length;
+    }
+
+    // 6. Stale chains are flushed now (deleted later); unused affinity sets go at once.
+    const tail: NftTransaction[] = [];
+    let flushTx = final;
+    for (const name of newlyStale) {
+      if (flushTx.size >= this.linesPerTransaction) tail.push((flushTx = newTx()));
+      flushTx.flushChain(name);
+    }
+    if (setsToDelete.length > 0) {
+      if (flushTx.size + setsToDelete.length > this.linesPerTransaction) tail.push((flushTx = newTx()));
+      for (const name of setsToDelete) flushTx.deleteContainer('set', name);
+    }
+    // A small sync is one atomic transaction.
+    if (tx.size + final.size <= this.linesPerTransaction) {
+      tx.lines.push(...final.lines);
+      if (tx.size > 0) transactions.push(tx);
+    } else {
+      if (tx.size > 0) transactions.push(tx);
+      if (final.size > 0) transactions.push(final);
+    }
+    transactions.push(...tail.filter((t) => t.size > 0));
+
+    return {
+      full,
+      transactions,
+      next: { services: next, elements: desired, affinitySets: nextSets, newlyStale, reactivated, setup: setup ?? this.setup },
+      stats: { services: next.size, servicesWritten, chainsWritten, elementChanges, staleChains: newlyStale.length },
+    };
+  }
+
+  private async syncNow(state: ProxyState, changes: ChangeSet): Promise<SyncResult> {
+    const ctx = this.ctx;
+    if (!ctx) return { ok: false, full: true, error: new Error('nftables backend: sync before start') };
+    const m = this.metrics();
+    let full = this.needFullSync || changes.nodeChanged;
+    try {
+      await this.deleteStaleChains();
+      full = full || !this.setup;
+      const existing = full && this.kernelUnknown ? await listExistingObjects(ctx.runner, this.family, TABLE, this.timeoutMs) : undefined;
+      const nodePortIPs = full ? await this.nodePortIPs(state) : (this.setup?.nodePortIPs ?? null);
+      const plan = this.plan(state, changes, nodePortIPs, existing);
+      const texts = plan.transactions.map((t) => t.toString());
+      this.lastTransactions = texts;
+      for (const [i, text] of texts.entries()) {
+        const r = await ctx.runner.run('nft', ['-f', '-'], { stdin: text, timeoutMs: this.timeoutMs });
+        if (r.code !== 0) {
+          throw new Error(`nft transaction ${i + 1}/${texts.length} failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(0, 5).join(' | ')}`);
+        }
+      }
+      this.commit(plan);
+      let noLocalInternal = 0;
+      let noLocalExternal = 0;
+      for (const o of plan.next.services.values()) {
+        if (o.noLocalEndpoints.internal) noLocalInternal++;
+        if (o.noLocalEndpoints.external) noLocalExternal++;
+      }
+      m.noLocalEndpoints.set({ traffic_policy: 'internal', ip_family: this.ipFamily }, noLocalInternal);
+      m.noLocalEndpoints.set({ traffic_policy: 'external', ip_family: this.ipFamily }, noLocalExternal);
+      await deleteConntrackFlows(ctx.runner, this.ipFamily, planStaleUDPFlows(state, changes), ctx.logger);
+      const lines = texts.reduce((n, t) => n + countLines(t), 0);
+      return { ok: true, full: plan.full, stats: { ...plan.stats, transactions: texts.length, lines } };
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err));
+      m.syncFailures.inc({ ip_family: this.ipFamily });
+      ctx.logger.error({ err: error.message, ipFamily: this.ipFamily }, 'nftables sync failed');
+      // Part of the transactions may have been applied: find out from the kernel next time.
+      this.needFullSync = true;
+      this.kernelUnknown = true;
+      return { ok: false, full, error };
+    }
+  }
+
+  private commit(plan: SyncPlan): void {
+    const now = this.requireCtx().clock.now();
+    this.services = plan.next.services;
+    this.elements = plan.next.elements;
+    this.affinitySets = plan.next.affinitySets;
+    this.setup = plan.next.setup;
+    for (const name of plan.next.reactivated) this.staleChains.delete(name);
+    for (const name of plan.next.newlyStale) this.staleChains.set(name, now);
+    if (plan.full) {
+      this.needFullSync = false;
+      this.kernelUnknown = false;
+      this.baseChainsRecreated = true;
+    }
+    if (plan.next.newlyStale.length > 0) this.scheduleStaleDeletion();
+  }
+
+  /** Deletes the stale chains flushed at least staleChainDelayMs ago, in bounded transactions. */
+  private async deleteStaleChains(): Promise<void> {
+    if (this.staleChains.size === 0) return;
+    const ctx = this.requireCtx();
+    const due = [...this.staleChains].filter(([, at]) => ctx.clock.now() - at >= this.staleDelayMs).map(([name]) => name);
+    for (let i = 0; i < due.length; i += this.linesPerTransaction) {
+      const batch = due.slice(i, i + this.linesPerTransaction);
+      const tx = new NftTransaction(this.family, TABLE);
+      for (const name of batch) tx.deleteChain(name);
+      for (const name of batch) this.staleChains.delete(name);
+      const r = await ctx.runner.run('nft', ['-f', '-'], { stdin: tx.toString(), timeoutMs: this.timeoutMs });
+      if (r.code !== 0) {
+        // Left in the kernel, they are found again (and deleted) by the next full sync.
+        this.metrics().cleanupFailures.inc({ ip_family: this.ipFamily });
+        ctx.logger.warn({ chains: batch.length, stderr: r.stderr.trim().slice(0, 500) }, 'deleting stale nftables chains failed');
+        this.kernelUnknown = true;
+      }
+    }
+  }
+
+  private scheduleStaleDeletion(): void {
+    if (this.staleTimer !== undefined) return;
+    const ctx = this.requireCtx();
+    this.staleTimer = ctx.clock.setTimeout(() => {
+      this.staleTimer = undefined;
+      void this.serialized(() => this.deleteStaleChains()).then(
+        () => {
+          if (this.staleChains.size > 0) this.scheduleStaleDeletion();
+        },
+        (err: unknown) => ctx.logger.warn({ err: String(err) }, 'stale chain deletion failed'),
+      );
+    }, this.staleDelayMs);
+  }
+
+  private cancelStaleTimer(): void {
+    if (this.staleTimer !== undefined) this.ctx?.clock.clearTimeout(this.staleTimer);
+    this.staleTimer = undefined;
+  }
+
+  /** null when NodePorts are open on every local address; else the local addresses selected. */
+  private async nodePortIPs(state: ProxyState): Promise<string[] | null> {
+    const resolved = resolveNodePortAddresses(this.config.nodePortAddresses, this.ipFamily, state.node.addresses[0]);
+    if (resolved.matchAll) return null;
+    const ctx = this.requireCtx();
+    let local: string[] = [];
+    try {
+      local = await listLocalAddresses(ctx.runner, this.ipFamily);
+    } catch (err) {
+      ctx.logger.error({ err: String(err) }, 'listing local addresses failed: NodePorts may not work');
+    }
+    // Localhost NodePorts are not supported in nftables mode.
+    return resolved.select(local).filter((ip) => !ip.startsWith('127.') && ip !== '::1');
+  }
+
+  private forget(): void {
+    this.services = new Map();
+    this.elements = new Map();
+    this.affinitySets = new Map();
+    this.setup = undefined;
+    this.staleChains.clear();
+    this.needFullSync = true;
+    this.kernelUnknown = true;
+    this.lastTransactions = [];
+  }
+
+  private serialized<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(task, task);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private requireCtx(): BackendContext {
+    if (!this.ctx) throw new Error('nftables backend: not started');
+    return this.ctx;
+  }
+
+  private metrics() {
+    const registry = this.requireCtx().metrics;
+    return {
+      syncFailures: counter(registry, {
+        name: 'sync_proxy_rules_nftables_sync_failures_total',
+        help: 'Cumulative proxy nftables sync failures',
+        labelNames: ['ip_family'] as const,
+      }),
+      cleanupFailures: counter(registry, {
+        name: 'sync_proxy_rules_nftables_cleanup_failures_total',
+        help: 'Cumulative proxy nftables cleanup failures',
+        labelNames: ['ip_family'] as const,
+      }),
+      noLocalEndpoints: gauge(registry, {
+        name: 'sync_proxy_rules_no_local_endpoints_total',
+        help: 'Number of services with a Local traffic policy and no endpoints',
+        labelNames: ['traffic_policy', 'ip_family'] as const,
+      }),
+    };
+  }
+}
+
+function sameRules(a: readonly string[] | undefined, b: readonly string[]): boolean {
+  return a !== undefined && a.length === b.length && a.every((r, i) => r === b[i]);
+}
+
+function countLines(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+export function createNftablesBackend(options: NftablesBackendOptions): NftablesBackend {
+  return new NftablesBackend(options);
+}

@@ -1,0 +1,109 @@
+// The fixed part of the kube-proxy table, written on every full sync: the table, base chains
+// and their jumps, helper chains with their rules, and the declarations of the shared sets and
+// maps. Service-specific objects live in service-objects.ts.
+
+import type { IPFamily } from '@kube-proxy-ts/core';
+import {
+  BASE_CHAINS,
+  CLUSTER_IPS_CHECK_CHAIN,
+  CLUSTER_IPS_SET,
+  FIREWALL_CHECK_CHAIN,
+  FIREWALL_IPS_MAP,
+  HELPER_CHAINS,
+  JUMPS,
+  MARK_MASQ_CHAIN,
+  MASQUERADING_CHAIN,
+  NODEPORT_ENDPOINTS_CHECK_CHAIN,
+  NODEPORT_IPS_SET,
+  NO_ENDPOINT_NODEPORTS_MAP,
+  NO_ENDPOINT_SERVICES_MAP,
+  REJECT_CHAIN,
+  SERVICES_CHAIN,
+  SERVICE_CONTAINERS,
+  SERVICE_ENDPOINTS_CHECK_CHAIN,
+  SERVICE_IPS_MAP,
+  SERVICE_NODEPORTS_MAP,
+  TABLE_COMMENT,
+  addrType,
+  nftFamily,
+} from './layout.js';
+import type { NftTransaction } from './transaction.js';
+
+export interface SetupOptions {
+  readonly ipFamily: IPFamily;
+  /** config.nftables.masqueradeBit */
+  readonly masqueradeBit: number;
+  /** null: NodePorts accepted on every local address; else only on these (nodeport-ips). */
+  readonly nodePortIPs: readonly string[] | null;
+  /** Service CIDRs of this family: traffic to unallocated addresses in them is dropped. */
+  readonly serviceCIDRs: readonly string[];
+  /** Delete and re-create the base chains first, so changed priorities can apply (once per process). */
+  readonly recreateBaseChains: boolean;
+}
+
+/** Upstream's `%#08x` of 1 << bit, e.g. 0x004000 for bit 14. */
+export function masqueradeMark(bit: number): string {
+  return `0x${(1 << bit >>> 0).toString(16).padStart(6, '0')}`;
+}
+
+/** The rules of every helper chain, by chain, in order. */
+export function helperChainRules(options: SetupOptions): Map<string, string[]> {
+  const ipX = nftFamily(options.ipFamily);
+  const mark = masqueradeMark(options.masqueradeBit);
+  const noLocalhost = options.ipFamily === 'IPv6' ? 'ip6 daddr != ::1' : 'ip daddr != 127.0.0.0/8';
+  const lookup = `${ipX} daddr . meta l4proto . th dport`;
+  const rules = new Map<string, string[]>(HELPER_CHAINS.map((c) => [c, []]));
+  const add = (chain: string, rule: string) => rules.get(chain)!.push(rule);
+
+  add(MARK_MASQ_CHAIN, `mark set mark or ${mark}`);
+  add(MASQUERADING_CHAIN, `mark and ${mark} == 0 return`);
+  add(MASQUERADING_CHAIN, `mark set mark xor ${mark}`);
+  add(MASQUERADING_CHAIN, 'masquerade fully-random');
+  add(CLUSTER_IPS_CHECK_CHAIN, `${ipX} daddr @${CLUSTER_IPS_SET} reject comment "Reject traffic to invalid ports of ClusterIPs"`);
+  if (options.serviceCIDRs.length > 0) {
+    add(CLUSTER_IPS_CHECK_CHAIN, `${ipX} daddr { ${options.serviceCIDRs.join(', ')} } drop comment "Drop traffic to unallocated ClusterIPs"`);
+  }
+  add(REJECT_CHAIN, 'reject');
+  add(SERVICE_ENDPOINTS_CHECK_CHAIN, `${lookup} vmap @${NO_ENDPOINT_SERVICES_MAP}`);
+  const nodePortMatch = options.nodePortIPs === null ? noLocalhost : `${ipX} daddr @${NODEPORT_IPS_SET}`;
+  add(NODEPORT_ENDPOINTS_CHECK_CHAIN, `${nodePortMatch} meta l4proto . th dport vmap @${NO_ENDPOINT_NODEPORTS_MAP}`);
+  add(FIREWALL_CHECK_CHAIN, `${lookup} vmap @${FIREWALL_IPS_MAP}`);
+  add(SERVICES_CHAIN, `${lookup} vmap @${SERVICE_IPS_MAP}`);
+  const nodePortDispatch = options.nodePortIPs === null ? `fib daddr type local ${noLocalhost}` : `${ipX} daddr @${NODEPORT_IPS_SET}`;
+  add(SERVICES_CHAIN, `${nodePortDispatch} meta l4proto . th dport vmap @${SERVICE_NODEPORTS_MAP}`);
+  return rules;
+}
+
+/** The rules of every base chain: the jumps to the helper chains. */
+export function baseChainRules(): Map<string, string[]> {
+  const rules = new Map<string, string[]>(BASE_CHAINS.map((c) => [c.name, []]));
+  for (const j of JUMPS) rules.get(j.from)!.push(j.match ? `${j.match} jump ${j.to}` : `jump ${j.to}`);
+  return rules;
+}
+
+/**
+ * Writes the fixed part. Sets and maps are declared (an identical `add` is a no-op) but not
+ * flushed: their elements are handled with the service objects.
+ */
+export function writeSetup(tx: NftTransaction, options: SetupOptions): void {
+  tx.addTable(TABLE_COMMENT);
+  if (options.recreateBaseChains) {
+    for (const bc of BASE_CHAINS) tx.addChain(bc.name).deleteChain(bc.name);
+  }
+  for (const bc of BASE_CHAINS) tx.addChain(bc.name, bc).flushChain(bc.name);
+  for (const chain of HELPER_CHAINS) {
+    if (chain === REJECT_CHAIN) tx.addChain(chain, { comment: 'helper for @no-endpoint-services / @no-endpoint-nodeports' });
+    else tx.addChain(chain);
+    tx.flushChain(chain);
+  }
+  for (const c of SERVICE_CONTAINERS) tx.addContainer(c.kind, c.name, c.type(options.ipFamily), { comment: c.comment });
+  tx.addContainer('set', NODEPORT_IPS_SET, addrType(options.ipFamily), { comment: 'IPs that accept NodePort traffic' });
+  if (options.nodePortIPs === null) {
+    tx.deleteContainer('set', NODEPORT_IPS_SET);
+  } else {
+    tx.flushContainer('set', NODEPORT_IPS_SET);
+    tx.addElements(NODEPORT_IPS_SET, options.nodePortIPs.map((ip) => [ip, { value: '' }] as const));
+  }
+  for (const [chain, rules] of baseChainRules()) for (const rule of rules) tx.addRule(chain, rule);
+  for (const [chain, rules] of helperChainRules(options)) for (const rule of rules) tx.addRule(chain, rule);
+}

@@ -1,0 +1,297 @@
+// The userspace backend: a TCP or UDP listener in this process per service port, and nat rules
+// (KUBE-PORTALS-*, KUBE-NODEPORT-*) that steer service traffic to the listener's port. All rules
+// are rewritten with one iptables-restore --noflush per sync; listeners are reconciled in place
+// so that established connections survive endpoint changes.
+
+import { isIP } from 'node:net';
+import type {
+  Backend,
+  BackendContext,
+  BackendOptions,
+  ChangeSet,
+  IPFamily,
+  ProxyConfig,
+  ProxyState,
+  SyncResult,
+} from '@kube-proxy-ts/core';
+import { resolveNodePortAddresses, runIptablesRestore } from '@kube-proxy-ts/netfilter';
+import { RoundRobinBalancer, type BalancerEndpoint } from './balancer.js';
+import { raiseFileLimit } from './fd-limit.js';
+import type { ServiceListener } from './listener.js';
+import { ListenerMetrics } from './metrics.js';
+import { planListeners, type ListenerPlan } from './plan.js';
+import { PortAllocator, parsePortRange } from './port-range.js';
+import {
+  PORTAL_CHAINS,
+  PORTAL_JUMPS,
+  cleanupPayload,
+  portalRules,
+  portalsPayload,
+  type PortalRule,
+  type PortalTarget,
+} from './portals.js';
+import { TcpServiceListener } from './tcp-listener.js';
+import { UdpServiceListener } from './udp-listener.js';
+
+/** Upper bound for one iptables call; the payloads here are small. */
+const IPTABLES_TIMEOUT_MS = 30_000;
+
+export interface UserspaceBackendOptions extends BackendOptions {
+  /** Per-attempt connect timeouts; default 250 ms, 500 ms, 1 s, 2 s. */
+  readonly dialTimeouts?: readonly number[];
+  /** Try to raise RLIMIT_NOFILE at start. Default true. */
+  readonly raiseFileLimit?: boolean;
+}
+
+interface ListenerEntry {
+  plan: ListenerPlan;
+  readonly listener: ServiceListener;
+  readonly balancer: RoundRobinBalancer<BalancerEndpoint>;
+  readonly metrics: ListenerMetrics;
+  /** The port the listener holds (kept while it is paused, so rules keep refusing clients). */
+  port: number;
+}
+
+/** The listen address for `bindAddress`: a specific address of this family, or every address. */
+export function listenAddress(bindAddress: string, family: IPFamily): { host: string; listenIP: string | undefined } {
+  const any = family === 'IPv6' ? '::' : '0.0.0.0';
+  const version = isIP(bindAddress);
+  const ofFamily = (family === 'IPv4' && version === 4) || (family === 'IPv6' && version === 6);
+  if (!ofFamily || bindAddress === '0.0.0.0' || bindAddress === '::') return { host: any, listenIP: undefined };
+  return { host: bindAddress, listenIP: bindAddress };
+}
+
+export class UserspaceBackend implements Backend {
+  readonly name = 'userspace';
+  private ctx: BackendContext | undefined;
+  private readonly family: IPFamily;
+  private readonly config: ProxyConfig;
+  private readonly listeners = new Map<string, ListenerEntry>();
+  private readonly ports: PortAllocator;
+  private readonly loggedSkips = new Set<string>();
+  private jumpsInstalled = false;
+  private fileLimitChecked = false;
+  /** The rules of the last sync, with stable placeholders instead of ports (for inspect()). */
+  private lastRules: readonly PortalRule[] = [];
+
+  constructor(private readonly options: UserspaceBackendOptions) {
+    this.family = options.ipFamily;
+    this.config = options.config;
+    // A malformed range is a configuration error; the app validates it before we get here.
+    this.ports = new PortAllocator(parsePortRange(options.config.portRange));
+  }
+
+  private get iptables(): string {
+    return this.family === 'IPv6' ? 'ip6tables' : 'iptables';
+  }
+
+  private get restore(): string {
+    return this.family === 'IPv6' ? 'ip6tables-restore' : 'iptables-restore';
+  }
+
+  private context(): BackendContext {
+    if (!this.ctx) throw new Error('userspace backend: start() must be called first');
+    return this.ctx;
+  }
+
+  async start(ctx: BackendContext): Promise<void> {
+    this.ctx = ctx;
+    if (this.options.raiseFileLimit !== false && !this.fileLimitChecked) {
+      this.fileLimitChecked = true;
+      await raiseFileLimit(ctx.runner, ctx.logger);
+    }
+    await this.ensureChainsAndJumps();
+  }
+
+  /** Creates our chains when missing (without flushing them) and the jumps into them. */
+  private async ensureChainsAndJumps(): Promise<void> {
+    const { runner } = this.context();
+    for (const chain of PORTAL_CHAINS) {
+      const r = await runner.run(this.iptables, ['-w', '-t', 'nat', '-N', chain], { timeoutMs: IPTABLES_TIMEOUT_MS });
+      if (r.code !== 0 && !/exists/i.test(r.stderr)) throw new Error(`creating chain ${chain}: ${r.stderr.trim() || `exit ${r.code}`}`);
+    }
+    for (const jump of PORTAL_JUMPS) {
+      const check = await runner.run(this.iptables, ['-w', '-t', 'nat', '-C', jump.chain, ...jump.args], { timeoutMs: IPTABLES_TIMEOUT_MS });
+      if (check.code === 0) continue;
+      const where = jump.position === 'first' ? ['-I', jump.chain, '1'] : ['-A', jump.chain];
+      const r = await runner.run(this.iptables, ['-w', '-t', 'nat', ...where, ...jump.args], { timeoutMs: IPTABLES_TIMEOUT_MS });
+      if (r.code !== 0) throw new Error(`adding the jump from ${jump.chain}: ${r.stderr.trim() || `exit ${r.code}`}`);
+    }
+    this.jumpsInstalled = true;
+  }
+
+  async sync(state: ProxyState, changes: ChangeSet): Promise<SyncResult> {
+    void changes; // listeners are reconciled in place, so a full pass costs little
+    try {
+      const ctx = this.context();
+      const plan = planListeners(state);
+      for (const skip of plan.skipped) {
+        if (this.loggedSkips.has(skip.key)) continue;
+        this.loggedSkips.add(skip.key);
+        ctx.logger.warn({ servicePort: skip.key }, `Skipping service port: ${skip.reason}`);
+      }
+      for (const key of this.loggedSkips) if (!state.services.has(key)) this.loggedSkips.delete(key);
+
+      const wanted = new Set(plan.listeners.map((l) => l.id));
+      for (const [id, entry] of this.listeners) if (!wanted.has(id)) this.removeListener(id, entry);
+      for (const lp of plan.listeners) await this.reconcile(lp);
+
+      const target = this.portalTarget(state);
+      const rules: PortalRule[] = [];
+      const placeholders: PortalRule[] = [];
+      for (const entry of this.listeners.values()) {
+        for (const portal of entry.plan.portals) {
+          rules.push(...portalRules(portal, { ...target, proxyPort: entry.port }));
+          placeholders.push(...portalRules(portal, { ...target, proxyPort: `{${entry.plan.id}}` }));
+        }
+      }
+      const payload = portalsPayload(rules);
+      const result = await runIptablesRestore(ctx.runner, this.restore, payload, { counters: false, timeoutMs: IPTABLES_TIMEOUT_MS });
+      for (const entry of this.listeners.values()) entry.listener.flushMetrics();
+      if (!result.ok) {
+        const where = result.failedLine ? ` at line ${result.failedLine} (${result.failedLineText})` : '';
+        return { ok: false, full: true, error: new Error(`${this.restore} failed${where}: ${result.stderr.trim()}`) };
+      }
+      this.lastRules = placeholders;
+      return {
+        ok: true,
+        full: true,
+        stats: { listeners: this.listeners.size, rules: rules.length, skippedServicePorts: plan.skipped.length },
+      };
+    } catch (err) {
+      return { ok: false, full: true, error: err instanceof Error ? err : new Error(String(err)) };
+    }
+  }
+
+  private portalTarget(state: ProxyState): Omit<PortalTarget, 'proxyPort'> {
+    const { listenIP } = listenAddress(this.config.bindAddress, this.family);
+    const hostIP = state.node.addresses.find((a) => (isIP(a) === 6 ? 'IPv6' : 'IPv4') === this.family);
+    const nodePorts = resolveNodePortAddresses(this.config.nodePortAddresses, this.family, hostIP);
+    return { family: this.family, listenIP, hostIP, nodePortCIDRs: nodePorts.cidrs };
+  }
+
+  /** Creates the listener of `lp` or brings an existing one up to date. */
+  private async reconcile(lp: ListenerPlan): Promise<void> {
+    let entry = this.listeners.get(lp.id);
+    if (!entry) {
+      entry = this.createListener(lp);
+      this.listeners.set(lp.id, entry);
+      entry.port = await this.bind(entry.listener, undefined);
+    }
+    entry.plan = lp;
+    const before = new Set(entry.balancer.list().map((ep) => ep.hostPort));
+    entry.balancer.setAffinityTimeout(lp.affinityTimeoutMs);
+    entry.balancer.setEndpoints(lp.endpoints);
+    for (const ep of lp.endpoints) before.delete(ep.hostPort);
+    if (before.size > 0) entry.listener.endpointsRemoved(before);
+    if (lp.endpoints.length === 0) {
+      // Closed, so the kernel refuses clients (RST / ICMP port unreachable); the rules stay.
+      entry.listener.pause();
+    } else if (!entry.listener.serving) {
+      const port = await this.bind(entry.listener, entry.port);
+      if (port !== entry.port) {
+        this.ports.release(entry.port);
+        entry.port = port;
+      }
+    }
+  }
+
+  private createListener(lp: ListenerPlan): ListenerEntry {
+    const ctx = this.context();
+    const { host } = listenAddress(this.config.bindAddress, this.family);
+    const logger = ctx.logger.child({ servicePort: lp.id, protocol: lp.protocol });
+    const balancer = new RoundRobinBalancer<BalancerEndpoint>({ now: () => ctx.clock.now() });
+    const metrics = new ListenerMetrics(ctx.metrics, {
+      servicePort: lp.scope === 'all' ? lp.servicePort.key : lp.id,
+      protocol: lp.protocol,
+      ipFamily: this.family,
+    });
+    const deps = { host, balancer, metrics, logger };
+    const listener: ServiceListener =
+      lp.protocol === 'TCP'
+        ? new TcpServiceListener({ ...deps, ...(this.options.dialTimeouts ? { dialTimeouts: this.options.dialTimeouts } : {}) })
+        : new UdpServiceListener({ ...deps, family: this.family, idleTimeoutMs: this.config.udpIdleTimeout, clock: ctx.clock });
+    return { plan: lp, listener, balancer, metrics, port: 0 };
+  }
+
+  /** Opens `listener` on `preferred` when still free, else on a port of the range (or an ephemeral one). */
+  private async bind(listener: ServiceListener, preferred: number | undefined): Promise<number> {
+    if (preferred !== undefined && preferred > 0) {
+      try {
+        return await listener.open(preferred);
+      } catch (err) {
+        if (!isPortTaken(err)) throw err;
+      }
+    }
+    for (const candidate of this.ports.candidates()) {
+      try {
+        const port = await listener.open(candidate);
+        this.ports.claim(port);
+        return port;
+      } catch (err) {
+        if (!isPortTaken(err)) throw err;
+      }
+    }
+    throw new Error(`no free port left in the proxy port range ${JSON.stringify(this.config.portRange)}`);
+  }
+
+  private removeListener(id: string, entry: ListenerEntry): void {
+    entry.listener.close();
+    entry.metrics.remove();
+    this.ports.release(entry.port);
+    this.listeners.delete(id);
+  }
+
+  async stop(): Promise<void> {
+    for (const [id, entry] of [...this.listeners]) this.removeListener(id, entry);
+  }
+
+  async cleanup(): Promise<void> {
+    await this.stop();
+    this.lastRules = [];
+    const ctx = this.ctx;
+    if (!ctx) return;
+    for (const jump of PORTAL_JUMPS) {
+      // A jump added twice (by an older proxy) is deleted twice; stop at the first miss.
+      for (let i = 0; i < 10; i++) {
+        const r = await ctx.runner.run(this.iptables, ['-w', '-t', 'nat', '-D', jump.chain, ...jump.args], { timeoutMs: IPTABLES_TIMEOUT_MS });
+        if (r.code !== 0) break;
+      }
+    }
+    const result = await runIptablesRestore(ctx.runner, this.restore, cleanupPayload(), { counters: false, timeoutMs: IPTABLES_TIMEOUT_MS });
+    if (!result.ok) throw new Error(`removing the userspace proxy chains: ${result.stderr.trim()}`);
+    this.jumpsInstalled = false;
+  }
+
+  async inspect(): Promise<unknown> {
+    const chains: Record<string, string[]> = {};
+    for (const chain of PORTAL_CHAINS) {
+      chains[chain] = this.lastRules.filter((r) => r.chain === chain).map((r) => r.args.join(' ')).sort();
+    }
+    const listeners = [...this.listeners.values()]
+      .map((e) => ({
+        id: e.plan.id,
+        protocol: e.plan.protocol,
+        serving: e.listener.serving,
+        endpoints: e.balancer.list().map((ep) => ep.hostPort),
+        affinityTimeoutMs: e.plan.affinityTimeoutMs,
+      }))
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return { jumps: this.jumpsInstalled, chains, listeners };
+  }
+
+  /** The port a listener holds, for tests and diagnostics: `id` is a service port key (or `key#internal` / `key#external`). */
+  listenerPort(id: string): number | undefined {
+    return this.listeners.get(id)?.port;
+  }
+
+  /** Open connections (TCP) or sessions (UDP) of one listener. */
+  activeConnections(id: string): number | undefined {
+    return this.listeners.get(id)?.listener.activeConnections;
+  }
+}
+
+function isPortTaken(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EADDRINUSE' || code === 'EACCES';
+}
