@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import {
   assertNotHostNamespace,
   createSandbox,
@@ -14,7 +15,9 @@ if (unsupported) console.log(`sandbox e2e skipped: ${unsupported}`);
 
 describe.skipIf(unsupported !== undefined)('network-namespace sandbox', () => {
   let sb: Sandbox | undefined;
+  let hostForwarding: string | undefined;
   beforeAll(async () => {
+    hostForwarding = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8');
     sb = await createSandbox({ tag: 'sbe2e', pods: 2 });
   });
   afterAll(async () => {
@@ -36,6 +39,8 @@ describe.skipIf(unsupported !== undefined)('network-namespace sandbox', () => {
   it('enables forwarding in the node namespace only', async () => {
     expect((await sb!.execOk('node', ['sysctl', '-n', 'net.ipv4.ip_forward'])).trim()).toBe('1');
     expect((await sb!.execOk('pod1', ['sysctl', '-n', 'net.ipv4.ip_forward'])).trim()).toBe('0');
+    // Read-only look at the host: its setting is whatever it was before.
+    expect(readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8')).toBe(hostForwarding);
   });
 
   it('refuses namespaces it did not create', async () => {

@@ -5,7 +5,8 @@
 // this backend writes; anything else throws so a test cannot pass by accident.
 
 import { BlockList, isIP } from 'node:net';
-import { parseIptablesSave, splitRuleArgs, type SavedTable } from '@kube-proxy-ts/netfilter';
+import { formatRestoreLine, parseIptablesSave, splitRuleArgs, type SavedTable } from '@kube-proxy-ts/netfilter';
+import { JUMP_RULES, KUBELET_FIREWALL_JUMPS } from './layout.js';
 
 export interface TracePacket {
   readonly src: string;
@@ -207,6 +208,23 @@ function walkChain(table: SavedTable, chain: string, packet: Packet, options: Tr
   return [...done, ...live];
 }
 
+/**
+ * A restore payload has no built-in chains: give them the jumps a full sync inserts (each
+ * prepended, so the last inserted comes first).
+ */
+function withBuiltinJumps(name: string, table: SavedTable | undefined): SavedTable | undefined {
+  if (!table) return table;
+  const out: SavedTable = new Map(table);
+  for (const jump of [...JUMP_RULES, ...KUBELET_FIREWALL_JUMPS]) {
+    if (jump.table !== name || !table.has(jump.to)) continue;
+    const builtin = out.get(jump.from);
+    if (builtin && table.has(jump.from)) continue; // the dump has its own
+    const rules = builtin?.rules ?? [];
+    out.set(jump.from, { name: jump.from, policy: 'ACCEPT', rules: [formatRestoreLine([...jump.args, '-j', jump.to]), ...rules] });
+  }
+  return out;
+}
+
 function walkBuiltin(table: SavedTable | undefined, builtin: string, packet: Packet, options: TraceOptions, start: Walk): Walk[] {
   if (!table) return [start];
   return walkChain(table, builtin, packet, options, start, 0);
@@ -214,7 +232,8 @@ function walkBuiltin(table: SavedTable | undefined, builtin: string, packet: Pac
 
 /** Traces `packet` through the nat table (PREROUTING or OUTPUT), then the filter table. */
 export function tracePacket(dump: string | ReadonlyMap<string, SavedTable>, packet: TracePacket, options: TraceOptions): TraceResult {
-  const tables = typeof dump === 'string' ? parseIptablesSave(dump) : dump;
+  const parsed = typeof dump === 'string' ? parseIptablesSave(dump) : dump;
+  const tables = new Map([...parsed].map(([name, table]) => [name, withBuiltinJumps(name, table)!]));
   const hook = packet.hook ?? 'PREROUTING';
   const natEnds = walkBuiltin(tables.get('nat'), hook, packet, options, { path: [], masquerade: false });
   const outcomes: TraceOutcome[] = [];

@@ -51,16 +51,20 @@ export interface BaseChain {
   readonly priority: string;
 }
 
-/** Filter chains run before DNAT so that they see the service address, not the endpoint's. */
+/**
+ * Filter chains run before DNAT so that they see the service address, not the endpoint's.
+ * Priorities are upstream's dstnat-10 / dstnat+10 / dstnat / srcnat, written as numbers: nft 1.0.6
+ * accepts the symbolic names only in some hooks.
+ */
 export const BASE_CHAINS: readonly BaseChain[] = [
-  { name: 'filter-prerouting', type: 'filter', hook: 'prerouting', priority: 'dstnat - 10' },
-  { name: 'filter-input', type: 'filter', hook: 'input', priority: 'dstnat - 10' },
-  { name: 'filter-forward', type: 'filter', hook: 'forward', priority: 'dstnat - 10' },
-  { name: 'filter-output', type: 'filter', hook: 'output', priority: 'dstnat - 10' },
-  { name: 'filter-output-post-dnat', type: 'filter', hook: 'output', priority: 'dstnat + 10' },
-  { name: 'nat-prerouting', type: 'nat', hook: 'prerouting', priority: 'dstnat' },
-  { name: 'nat-output', type: 'nat', hook: 'output', priority: 'dstnat' },
-  { name: 'nat-postrouting', type: 'nat', hook: 'postrouting', priority: 'srcnat' },
+  { name: 'filter-prerouting', type: 'filter', hook: 'prerouting', priority: '-110' },
+  { name: 'filter-input', type: 'filter', hook: 'input', priority: '-110' },
+  { name: 'filter-forward', type: 'filter', hook: 'forward', priority: '-110' },
+  { name: 'filter-output', type: 'filter', hook: 'output', priority: '-110' },
+  { name: 'filter-output-post-dnat', type: 'filter', hook: 'output', priority: '-90' },
+  { name: 'nat-prerouting', type: 'nat', hook: 'prerouting', priority: '-100' },
+  { name: 'nat-output', type: 'nat', hook: 'output', priority: '-100' },
+  { name: 'nat-postrouting', type: 'nat', hook: 'postrouting', priority: '100' },
 ];
 
 /** Jumps from base chains to helper chains, in rule order. */

@@ -229,17 +229,20 @@ export class NftablesBackend implements Backend {
       if (chains.length === 0 && newSets.length === 0) continue;
       servicesWritten++;
       chainsWritten += chains.length;
-      for (const [name] of chains) tx.addChain(name).flushChain(name);
-      for (const name of recreate) tx.deleteContainer('set', name);
+      const part = newTx();
+      for (const [name] of chains) part.addChain(name).flushChain(name);
+      for (const name of recreate) part.deleteContainer('set', name);
       for (const [name, timeout] of newSets) {
-        tx.addContainer('set', name, this.family === 'ip6' ? 'ipv6_addr' : 'ipv4_addr', { flags: 'dynamic,timeout', timeoutSeconds: timeout });
+        part.addContainer('set', name, this.family === 'ip6' ? 'ipv6_addr' : 'ipv4_addr', { flags: 'dynamic,timeout', timeoutSeconds: timeout });
       }
-      for (const [name, rules] of chains) for (const rule of rules) tx.addRule(name, rule);
-      if (++servicesInTx >= this.servicesPerTransaction || tx.size >= this.linesPerTransaction) {
+      for (const [name, rules] of chains) for (const rule of rules) part.addRule(name, rule);
+      if (tx.size > 0 && (servicesInTx >= this.servicesPerTransaction || tx.size + part.size > this.linesPerTransaction)) {
         transactions.push(tx);
         tx = newTx();
         servicesInTx = 0;
       }
+      tx.lines.push(...part.lines);
+      servicesInTx++;
     }
 
     // 5. Map and set elements: diffed against what was written (full: flushed and re-added).
@@ -375,6 +378,7 @@ export class NftablesBackend implements Backend {
       for (const name of batch) tx.deleteChain(name);
       for (const name of batch) this.staleChains.delete(name);
       const r = await ctx.runner.run('nft', ['-f', '-'], { stdin: tx.toString(), timeoutMs: this.timeoutMs });
+      if (r.code === 0) ctx.logger.debug({ chains: batch.length }, 'deleted stale nftables chains');
       if (r.code !== 0) {
         // Left in the kernel, they are found again (and deleted) by the next full sync.
         this.metrics().cleanupFailures.inc({ ip_family: this.ipFamily });
@@ -395,7 +399,7 @@ export class NftablesBackend implements Backend {
         },
         (err: unknown) => ctx.logger.warn({ err: String(err) }, 'stale chain deletion failed'),
       );
-    }, this.staleDelayMs);
+    }, this.staleDelayMs + 20);
   }
 
   private cancelStaleTimer(): void {

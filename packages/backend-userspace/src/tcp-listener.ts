@@ -60,7 +60,8 @@ export class TcpServiceListener implements ServiceListener {
     this.server = undefined;
   }
 
-  endpointsRemoved(): void {
+  endpointsRemoved(hostPorts: ReadonlySet<string>): void {
+    void hostPorts;
     // Established TCP connections to a removed endpoint are left alone, as the kernel backends
     // leave their conntrack entries; only new connections avoid the endpoint.
   }
@@ -74,9 +75,11 @@ export class TcpServiceListener implements ServiceListener {
     this.pause();
     for (const client of this.pending) client.destroy();
     this.pending.clear();
+    // A deleted service's connections end with a reset on both sides, so neither peer waits
+    // for data that will never come.
     for (const relay of [...this.relays]) {
-      relay.client.destroy();
-      relay.upstream.destroy();
+      relay.client.resetAndDestroy();
+      relay.upstream.resetAndDestroy();
     }
   }
 

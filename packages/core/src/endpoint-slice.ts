@@ -98,7 +98,11 @@ export function endpointSliceToEndpoints(slice: V1EndpointSlice, family: IPFamil
   if (slice.addressType !== family) return none(`addressType ${slice.addressType} is not ${family}`, service);
 
   const endpoints: { ep: V1Endpoint; ip: string }[] = [];
-  for (const ep of slice.endpoints ?? []) {
+  for (const ep of Array.isArray(slice.endpoints) ? slice.endpoints : []) {
+    if (!ep || typeof ep !== 'object') {
+      problems.push(`endpoint ${JSON.stringify(ep)} is not an endpoint object`);
+      continue;
+    }
     const raw = ep.addresses?.[0];
     const ip = parseIP(raw);
     if (!ip) {
@@ -114,7 +118,11 @@ export function endpointSliceToEndpoints(slice: V1EndpointSlice, family: IPFamil
 
   const ports: SliceServicePort[] = [];
   const seen = new Set<string>();
-  for (const p of slice.ports ?? []) {
+  for (const p of Array.isArray(slice.ports) ? slice.ports : []) {
+    if (!p || typeof p !== 'object') {
+      problems.push(`port ${JSON.stringify(p)} is not a port object`);
+      continue;
+    }
     const portName = p.name ?? '';
     const protocol = p.protocol ?? 'TCP';
     if (!isProtocol(protocol)) {

@@ -22,7 +22,7 @@ export interface LoggerOptions {
 }
 
 export function createLogger(opts: LoggerOptions): PinoLogger {
-  const base = { level: opts.level, base: { component: 'kube-proxy' }, timestamp: pino.stdTimeFunctions.isoTime };
+  const base = { level: opts.level, name: 'kube-proxy', timestamp: pino.stdTimeFunctions.isoTime };
   if (opts.format === 'text') {
     // Synchronous pretty-printing in this thread: no worker to lose lines when the process exits.
     return pino(base, pretty({ sync: true, destination: opts.destination ?? 2, colorize: false, ignore: 'pid,hostname' }));

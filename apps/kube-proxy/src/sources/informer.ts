@@ -34,6 +34,8 @@ export interface InformerSpec<T extends KubernetesObject> {
   /** Watch events carry plain JSON; this gives them the shape list items have. */
   normalize(raw: unknown): T;
   diff: ObjectDiff<T>;
+  /** Objects per list page (default 500, as client-go's reflector). */
+  pageSize?: number;
 }
 
 export interface InformerOptions {
@@ -45,7 +47,7 @@ export interface InformerOptions {
   onSynced(): void;
 }
 
-const LIST_PAGE_SIZE = 500;
+const DEFAULT_LIST_PAGE_SIZE = 500;
 
 interface Generation {
   id: number;
@@ -176,7 +178,7 @@ export class ResilientInformer<T extends KubernetesObject> {
       const page = await this.spec.listPage({
         labelSelector: this.spec.labelSelector,
         fieldSelector: this.spec.fieldSelector,
-        limit: LIST_PAGE_SIZE,
+        limit: this.spec.pageSize ?? DEFAULT_LIST_PAGE_SIZE,
         ...(next ? { _continue: next } : {}),
       });
       // A newer informer took over while this list was in flight: make this one give up quietly.

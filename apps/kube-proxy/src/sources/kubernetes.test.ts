@@ -5,12 +5,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type ProxyEventHandler, ProxyStateTracker } from '@kube-proxy-ts/core';
 import { endpointSlice, node, service, createTestLogger, type TestLogger } from '@kube-proxy-ts/testing';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RecordingHandler, type RecordedKind, type ResourceName, type StoredObject, TestApiServer, writeKubeconfig } from '../testing-apiserver/index.js';
 import { LABEL_HEADLESS, LABEL_SERVICE_PROXY_NAME, PROXIED_OBJECTS_LABEL_SELECTOR } from './kinds.js';
 import { loadKubeConfig, startKubernetesSource } from './kubernetes.js';
+import { toTyped } from './typed.js';
 import type { Source, WatchdogOptions } from './types.js';
 
 const NODE = 'node-a';
@@ -59,9 +61,9 @@ describe('Kubernetes source (client-node informers against the test API server)'
   let registry: Registry;
   let source: Source | undefined;
 
-  async function start(watchdog: WatchdogOptions = WATCHDOG): Promise<Source> {
+  async function start(listPageSize?: number, also?: ProxyEventHandler): Promise<Source> {
     const kubeConfig = loadKubeConfig(await writeKubeconfig(dir, server.url));
-    source = startKubernetesSource({ kubeConfig, nodeName: NODE, handler, logger, metrics: registry, watchdog });
+    source = startKubernetesSource({ kubeConfig, nodeName: NODE, handler: also ? fanOut(handler, also) : handler, logger, metrics: registry, watchdog: WATCHDOG, ...(listPageSize ? { listPageSize } : {}) });
     return source;
   }
 
@@ -103,10 +105,15 @@ describe('Kubernetes source (client-node informers against the test API server)'
   });
 
   it("lists with upstream's selectors, syncs, and keeps quiet watches alive through bookmarks", async () => {
-    const s = await start();
+    const s = await start(1);
     await s.ready;
     expect(handler.synced).toEqual({ Service: 1, EndpointSlice: 1, Node: 1 });
     await converged();
+    // One object per page: every page was fetched, the later ones with a continue token.
+    expect(server.requestsOf('list', 'services').map((r) => [r.query.limit, r.query.continue !== undefined])).toEqual([
+      ['1', false],
+      ['1', true],
+    ]);
     expect([...handler.objects.Service.keys()].sort()).toEqual(['ns1/db', 'ns1/web']);
     expect([...handler.objects.EndpointSlice.keys()].sort()).toEqual(['ns1/db-abcde', 'ns1/web-abcde']);
     expect([...handler.objects.Node.keys()]).toEqual([NODE]);
@@ -123,7 +130,7 @@ describe('Kubernetes source (client-node informers against the test API server)'
     // Longer than the idle timeout with no change: bookmarks alone keep the watchdog quiet.
     await new Promise((r) => setTimeout(r, WATCHDOG.idleTimeoutMs! * 1.6));
     expect(await restarts(registry)).toEqual({});
-    expect(server.requestsOf('list')).toHaveLength(3);
+    expect(server.requestsOf('list')).toHaveLength(5);
   });
 
   it('delivers adds, updates with the previous object, deletes, and selector moves', async () => {
@@ -237,8 +244,109 @@ describe('Kubernetes source (client-node informers against the test API server)'
     await converged();
     expect(await restarts(registry)).toEqual({ services: 2, nodes: 1 });
   });
+
+  it("keeps core's ProxyStateTracker equal to the server's state through a stall, a reset and a 410 relist", async () => {
+    const tracker = new ProxyStateTracker({ ipFamily: 'IPv4', nodeName: NODE, logger });
+    await (await start(undefined, tracker)).ready;
+    expect(tracker.isSynced()).toBe(true);
+    tracker.checkpoint();
+
+    const truth = () => {
+      const fresh = new ProxyStateTracker({ ipFamily: 'IPv4', nodeName: NODE });
+      for (const [kind, resource] of KINDS) {
+        for (const o of server.list(resource)) {
+          const labels = o.metadata.labels ?? {};
+          if (kind !== 'Node' && (LABEL_SERVICE_PROXY_NAME in labels || LABEL_HEADLESS in labels)) continue;
+          if (kind === 'Service') fresh.onServiceAdd(toTyped('Service', o));
+          else if (kind === 'EndpointSlice') fresh.onEndpointSliceAdd(toTyped('EndpointSlice', o));
+          else fresh.onNodeAdd(toTyped('Node', o));
+        }
+      }
+      return fresh.checkpoint().state;
+    };
+    const expectTrackerMatches = async () => {
+      await converged();
+      const { state } = tracker.checkpoint();
+      const want = truth();
+      expect([...state.services.entries()].sort()).toEqual([...want.services.entries()].sort());
+      expect([...state.endpoints.entries()].sort()).toEqual([...want.endpoints.entries()].sort());
+      expect(state.node).toEqual(want.node);
+    };
+    await expectTrackerMatches();
+
+    await waitFor('three watches', () => server.activeWatches() === 3);
+    server.stallWatches();
+    server.apply('endpointslices', endpointSlice('ns1', 'web', { endpoints: ['10.180.0.1', '10.180.0.5'] }));
+    server.delete('services', 'ns1', 'db');
+    await expectTrackerMatches();
+
+    await waitFor('three watches', () => server.activeWatches() === 3);
+    server.dropWatches('reset');
+    server.apply('services', service('ns1', 'web', { ports: [{ name: 'p80', port: 80 }, { name: 'p443', port: 443 }] }));
+    await expectTrackerMatches();
+
+    await waitFor('three watches', () => server.activeWatches() === 3);
+    server.stallWatches();
+    server.apply('endpointslices', endpointSlice('ns1', 'web', { endpoints: ['10.180.0.5'], ports: [{ name: 'p80', port: 80 }, { name: 'p443', port: 443 }] }));
+    server.apply('nodes', node(NODE, { zone: 'z7' }));
+    server.compact();
+    server.dropWatches('end');
+    await expectTrackerMatches();
+    expect(tracker.checkpoint().state.endpoints.get('ns1/web:p443/TCP')?.map((e) => e.ip)).toEqual(['10.180.0.5']);
+  });
 });
+
+/** Calls every handler in turn. */
+function fanOut(...handlers: ProxyEventHandler[]): ProxyEventHandler {
+  const out: Partial<Record<keyof ProxyEventHandler, unknown>> = {};
+  const methods: Array<keyof ProxyEventHandler> = [
+    'onServiceAdd', 'onServiceUpdate', 'onServiceDelete', 'onServicesSynced',
+    'onEndpointSliceAdd', 'onEndpointSliceUpdate', 'onEndpointSliceDelete', 'onEndpointSlicesSynced',
+    'onNodeAdd', 'onNodeUpdate', 'onNodeDelete', 'onNodeSynced',
+  ];
+  for (const m of methods) {
+    out[m] = (...args: unknown[]) => {
+      for (const h of handlers) (h[m] as (...a: unknown[]) => void).apply(h, args);
+    };
+  }
+  return out as ProxyEventHandler;
+}
 
 function sortKeys(o: Record<string, string | undefined>): Record<string, string | undefined> {
   return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : 1)));
 }
+
+describe('loadKubeConfig', () => {
+  let dir: string;
+  const saved = { host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT };
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kpts-kubeconfig-'));
+  });
+
+  afterEach(async () => {
+    for (const [name, value] of [['KUBERNETES_SERVICE_HOST', saved.host], ['KUBERNETES_SERVICE_PORT', saved.port]] as const) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('reads a kubeconfig file, and --master replaces its server', async () => {
+    const path = await writeKubeconfig(dir, 'http://127.0.0.1:1');
+    expect(loadKubeConfig(path).getCurrentCluster()?.server).toBe('http://127.0.0.1:1');
+    const overridden = loadKubeConfig(path, 'http://10.0.0.1:8080');
+    expect(overridden.getCurrentCluster()).toMatchObject({ server: 'http://10.0.0.1:8080', skipTLSVerify: true });
+    expect(overridden.getCurrentUser()?.token).toBe('test-token');
+  });
+
+  it('uses --master alone, or the in-cluster service account, and says what is missing otherwise', () => {
+    expect(loadKubeConfig(undefined, 'https://api.example:6443').getCurrentCluster()).toMatchObject({ server: 'https://api.example:6443', skipTLSVerify: false });
+    delete process.env.KUBERNETES_SERVICE_HOST;
+    delete process.env.KUBERNETES_SERVICE_PORT;
+    expect(() => loadKubeConfig()).toThrow(/not running in a cluster \(KUBERNETES_SERVICE_HOST\/PORT unset\)/);
+    process.env.KUBERNETES_SERVICE_HOST = 'fd00::1';
+    process.env.KUBERNETES_SERVICE_PORT = '443';
+    expect(loadKubeConfig().getCurrentCluster()).toMatchObject({ server: 'https://[fd00::1]:443', caFile: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt' });
+  });
+});

@@ -130,6 +130,7 @@ export function startKubernetesSource(options: KubernetesSourceOptions): Source 
           listPage: r.listPage,
           normalize: (raw) => toTyped(r.kind, raw),
           diff,
+          ...(options.listPageSize ? { pageSize: options.listPageSize } : {}),
         },
         {
           kubeConfig,

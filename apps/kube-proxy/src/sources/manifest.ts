@@ -8,7 +8,6 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { KubernetesObject, V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
-import type { Logger } from '@kube-proxy-ts/core';
 import { endpointSliceHandler, isProxiedByUs, nodeHandler, objectKey, serviceHandler } from './kinds.js';
 import { type ManifestObjects, parseManifest } from './manifest-parse.js';
 import { ObjectDiff } from './object-diff.js';
@@ -32,7 +31,7 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
   const nodes = new ObjectDiff<V1Node>('Node', nodeHandler(handler), isDeepStrictEqual, logger);
 
   /** Last successfully read content per file, kept when a later read fails. */
-  const files = new Map<string, ManifestObjects>();
+  const files = new Map<string, { text: string; objects: ManifestObjects }>();
   let stopped = false;
   let watcher: FSWatcher | undefined;
   let debounceTimer: NodeJS.Timeout | undefined;
@@ -84,12 +83,14 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
         logger.warn({ file, err: (err as Error).message }, 'manifest file unreadable; keeping the objects last read from it');
         continue;
       }
+      // Unchanged since the last read (the periodic rescan): its problems were logged already.
+      if (files.get(file)?.text === text) continue;
       const parsed = parseManifest(text);
       for (const p of parsed.problems) {
         logger.warn({ file, document: p.document, ...(p.item !== undefined ? { item: p.item } : {}) }, `skipping manifest document: ${p.message}`);
       }
       if (Object.keys(parsed.ignored).length > 0) logger.debug({ file, kinds: parsed.ignored }, 'ignoring kinds a proxy does not use');
-      files.set(file, parsed);
+      files.set(file, { text, objects: parsed });
     }
   }
 
@@ -97,8 +98,8 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
   function merged(): { services: V1Service[]; slices: V1EndpointSlice[]; nodes: V1Node[] } {
     const pick = <T extends KubernetesObject>(kind: string, select: (m: ManifestObjects) => T[], keep: (o: T) => boolean): T[] => {
       const byKey = new Map<string, T>();
-      for (const [file, content] of files) {
-        for (const obj of select(content)) {
+      for (const [file, { objects }] of files) {
+        for (const obj of select(objects)) {
           if (!keep(obj)) continue;
           const key = objectKey(obj);
           if (byKey.has(key)) logger.warn({ file, kind, key }, 'object defined more than once; the last definition wins');

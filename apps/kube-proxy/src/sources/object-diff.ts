@@ -35,12 +35,14 @@ export class ObjectDiff<T extends KubernetesObject> {
   upsert(obj: T): 'add' | 'update' | 'none' {
     const key = objectKey(obj);
     const previous = this.objects.get(key);
-    this.objects.set(key, obj);
     if (previous === undefined) {
+      this.objects.set(key, obj);
       this.call('add', key, () => this.handler.add(obj));
       return 'add';
     }
+    // Keep the object the handler holds, so the next update's old object is exactly that one.
     if (this.same(previous, obj)) return 'none';
+    this.objects.set(key, obj);
     this.call('update', key, () => this.handler.update(previous, obj));
     return 'update';
   }

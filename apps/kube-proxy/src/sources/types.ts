@@ -52,4 +52,6 @@ export interface KubernetesSourceOptions {
   /** Where kubeproxy_informer_restarts_total{resource} is registered. */
   readonly metrics?: Registry;
   readonly watchdog?: WatchdogOptions;
+  /** Objects per list page (default 500). */
+  readonly listPageSize?: number;
 }

@@ -135,3 +135,51 @@ describe('proxyConfig()', () => {
     expect(deepMerge({ a: [1, 2], b: { c: 1, d: 2 } }, { a: [3], b: { c: undefined, d: 5 } })).toEqual({ a: [3], b: { c: 1, d: 5 } });
   });
 });
+
+describe('builders as core reads them', () => {
+  it('a built Service converts into upstream-shaped service ports without problems', async () => {
+    const { serviceToServicePorts } = await import('@kube-proxy-ts/core');
+    const svc = service('ns1', 'svc1', {
+      type: 'LoadBalancer',
+      clusterIP: '172.30.0.41',
+      ports: [{ name: 'p80', port: 80, targetPort: 8080 }, { name: 'dns', port: 53, protocol: 'UDP' }],
+      externalIPs: ['192.168.99.11'],
+      loadBalancerIngress: ['5.6.7.8'],
+      sessionAffinity: 'ClientIP',
+      externalTrafficPolicy: 'Local',
+      healthCheckNodePort: 32000,
+    });
+    const r = serviceToServicePorts(svc, 'IPv4');
+    expect(r.problems).toEqual([]);
+    expect(r.skipped).toBeUndefined();
+    expect(r.ports.map((p) => p.key)).toEqual(['ns1/svc1:p80/TCP', 'ns1/svc1:dns/UDP']);
+    expect(r.ports[0]).toMatchObject({
+      type: 'LoadBalancer',
+      clusterIP: '172.30.0.41',
+      externalIPs: ['192.168.99.11'],
+      loadBalancerVIPs: ['5.6.7.8'],
+      sessionAffinity: { type: 'ClientIP', timeoutSeconds: 10800 },
+      externalPolicyLocal: true,
+      healthCheckNodePort: 32000,
+    });
+    expect(r.ports[0]!.nodePort).toBeGreaterThanOrEqual(30000);
+    expect(serviceToServicePorts(service('ns1', 'db', { clusterIP: 'None' }), 'IPv4').skipped).toBeDefined();
+  });
+
+  it('a built EndpointSlice and Node convert with their conditions, hints and locality', async () => {
+    const { endpointSliceToEndpoints, nodeToNodeInfo } = await import('@kube-proxy-ts/core');
+    const slice = endpointSlice('ns1', 'svc1', {
+      endpoints: [{ ip: '10.180.0.1', nodeName: 'node1', zone: 'zone-a', zoneHints: ['zone-a'] }, { ip: '10.180.0.2', ready: false, serving: true, terminating: true, nodeName: 'node2' }],
+    });
+    const r = endpointSliceToEndpoints(slice, 'IPv4', { nodeName: 'node1' });
+    expect(r.problems).toEqual([]);
+    expect(r.ports).toHaveLength(1);
+    expect(r.ports[0]!.key).toBe('ns1/svc1:p80/TCP');
+    expect(r.ports[0]!.endpoints.map((e) => [e.hostPort, e.ready, e.serving, e.terminating, e.isLocal, e.zoneHints])).toEqual([
+      ['10.180.0.1:80', true, true, false, true, ['zone-a']],
+      ['10.180.0.2:80', false, true, true, false, undefined],
+    ]);
+    const info = nodeToNodeInfo(node('node1', { zone: 'zone-a', podCIDRs: ['10.244.1.0/24'], addresses: ['192.168.50.1'] }), 'IPv4');
+    expect(info).toEqual(nodeInfo({ zone: 'zone-a', podCIDRs: ['10.244.1.0/24'], addresses: ['192.168.50.1'] }));
+  });
+});

@@ -72,6 +72,24 @@ describe('checkPartialSync', () => {
     expect(formatPartialSyncReport(caught[0]!)).toMatch(/differs from a full sync[\s\S]*events:/);
   });
 
+  it('catches it on a shared data plane too, comparing at the end only', async () => {
+    const plane = createFakePlane();
+    const sharedContext = () => testContext({ runner: plane.runner(), node });
+    let caught = 0;
+    for (let seed = 1; seed <= 10; seed++) {
+      const r = await checkPartialSync(referenceBackendFactory({ keepDeletedServices: true }), {
+        seed, steps: 15, context: sharedContext, sharedDataPlane: true,
+      });
+      if (!partialSyncOk(r)) {
+        caught++;
+        expect(r.differences[0]).toMatch(/^after sync 15: .* only in partial/);
+      }
+      // Every backend was cleaned up: the plane is empty again.
+      expect(plane.entries.size).toBe(0);
+    }
+    expect(caught).toBeGreaterThan(0);
+  });
+
   it('catches a backend that ignores node changes', async () => {
     let caught = 0;
     for (let seed = 1; seed <= 40 && caught === 0; seed++) {
@@ -94,6 +112,17 @@ describe('checkPartialSync', () => {
     };
     const r = await checkPartialSync(failing, { seed: 1, steps: 5, context });
     expect(r.syncFailures).toEqual(['sync 3: sync reported failure: restore failed']);
+    expect(partialSyncOk(r)).toBe(false);
+  });
+
+  it('reports a backend failing every sync in one line', async () => {
+    const broken: BackendFactory = (opts) => ({
+      ...referenceBackendFactory()(opts),
+      sync: async () => ({ ok: false, full: true, error: new Error('nft: syntax error') }),
+    });
+    const r = await checkPartialSync(broken, { seed: 1, steps: 3, context });
+    expect(formatPartialSyncReport(r)).toContain('syncs 1, 2, 3: sync reported failure: nft: syntax error');
+    expect(formatPartialSyncReport(r)).toContain('full sync of the state after sync 3: sync reported failure: nft: syntax error');
   });
 });
 

@@ -38,12 +38,30 @@ export function partialSyncOk(report: PartialSyncReport): boolean {
 export function formatPartialSyncReport(report: PartialSyncReport): string {
   return [
     `seed ${report.seed}:`,
-    ...report.syncFailures.map((f) => `  ${f}`),
+    ...groupFailures(report.syncFailures).map((f) => `  ${f}`),
     ...(report.differences.length ? ['  data plane after partial syncs differs from a full sync:'] : []),
     ...report.differences.map((d) => `    ${d}`),
     '  events:',
     ...report.history.map((h) => `    ${h}`),
   ].join('\n');
+}
+
+/** "sync 1: X", "sync 2: X" -> "syncs 1, 2: X", so a backend failing every time reads as one line. */
+function groupFailures(failures: readonly string[]): string[] {
+  const byMessage = new Map<string, string[]>();
+  for (const f of failures) {
+    const m = /^sync (\d+): (.*)$/s.exec(f);
+    if (!m) {
+      byMessage.set(f, []);
+      continue;
+    }
+    const steps = byMessage.get(m[2]!) ?? [];
+    steps.push(m[1]!);
+    byMessage.set(m[2]!, steps);
+  }
+  return [...byMessage].map(([msg, steps]) =>
+    steps.length === 0 ? msg : `${steps.length > 1 ? 'syncs' : 'sync'} ${steps.join(', ')}: ${msg}`,
+  );
 }
 
 /**

@@ -183,7 +183,7 @@ export class Universe {
     });
   }
 
-  /** Service `i` of the universe in a random variant, or the first port only when `minimal`. */
+  /** Service `i` of the universe in a random variant (sometimes with its first port only). */
   service(i: number, rnd: () => number): V1Service {
     const shape = SHAPES[i]!;
     const ports = shape.ports.length > 1 && chance(rnd, 0.25) ? shape.ports.slice(0, 1) : shape.ports;
@@ -195,7 +195,7 @@ export class Universe {
     });
   }
 
-  /** A simple fixed service (first variant fields at their defaults) for targeted checks. */
+  /** Service `i` with every port and no optional feature, for targeted checks. */
   plainService(i: number): V1Service {
     return this.service(i, () => 0.99);
   }

@@ -1,0 +1,190 @@
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTestLogger, type TestLogger } from '@kube-proxy-ts/testing';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { RecordingHandler } from '../testing-apiserver/index.js';
+import { startManifestSource } from './manifest.js';
+import type { ManifestSourceOptions, Source } from './types.js';
+
+function svc(name: string, clusterIP: string, extra = ''): string {
+  return `apiVersion: v1
+kind: Service
+metadata: { name: ${name}, namespace: demo${extra} }
+spec:
+  clusterIP: ${clusterIP}
+  ports: [{ name: http, port: 80, protocol: TCP }]
+`;
+}
+
+function slice(name: string, service: string, ips: string[]): string {
+  return `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: ${name}, namespace: demo, labels: { kubernetes.io/service-name: ${service} } }
+addressType: IPv4
+endpoints: [${ips.map((ip) => `{ addresses: [${ip}], conditions: { ready: true } }`).join(', ')}]
+ports: [{ name: http, port: 8080, protocol: TCP }]
+`;
+}
+
+async function waitFor(what: string, check: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('manifest source', () => {
+  let dir: string;
+  let handler: RecordingHandler;
+  let logger: TestLogger;
+  let source: Source | undefined;
+
+  function start(path: string, options: Partial<ManifestSourceOptions> = {}): Source {
+    source = startManifestSource({ path, handler, logger, debounceMs: 20, rescanIntervalMs: 0, ...options });
+    return source;
+  }
+
+  const keys = (kind: 'Service' | 'EndpointSlice' | 'Node') => [...handler.objects[kind].keys()].sort();
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kpts-manifests-'));
+    handler = new RecordingHandler();
+    logger = createTestLogger();
+  });
+
+  afterEach(async () => {
+    await source?.stop();
+    source = undefined;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('loads a multi-document file, skips objects for other proxies and other nodes, and syncs all kinds', async () => {
+    const file = join(dir, 'demo.yaml');
+    await writeFile(
+      file,
+      [
+        svc('web', '10.96.0.10'),
+        slice('web-1', 'web', ['10.244.1.5', '10.244.1.6']),
+        svc('elsewhere', '10.96.0.11', ', labels: { service.kubernetes.io/service-proxy-name: other }'),
+        'apiVersion: v1\nkind: Node\nmetadata: { name: node-a, labels: { topology.kubernetes.io/zone: z1 } }\n',
+        'apiVersion: v1\nkind: Node\nmetadata: { name: node-b }\n',
+      ].join('---\n'),
+    );
+    await start(file, { nodeName: 'node-a' }).ready;
+    expect(handler.synced).toEqual({ Service: 1, EndpointSlice: 1, Node: 1 });
+    expect(keys('Service')).toEqual(['demo/web']);
+    expect(keys('EndpointSlice')).toEqual(['demo/web-1']);
+    expect(keys('Node')).toEqual(['node-a']);
+    expect(handler.objects.EndpointSlice.get('demo/web-1')).toMatchObject({ addressType: 'IPv4', endpoints: [{ addresses: ['10.244.1.5'] }, { addresses: ['10.244.1.6'] }] });
+    expect(handler.violations).toEqual([]);
+  });
+
+  it('reports the Node synced even when no Node is given', async () => {
+    const file = join(dir, 'only-services.json');
+    await writeFile(file, JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [{ apiVersion: 'v1', kind: 'Service', metadata: { name: 'a' }, spec: { clusterIP: '10.96.0.1' } }] }));
+    await start(file).ready;
+    expect(handler.synced).toEqual({ Service: 1, EndpointSlice: 1, Node: 1 });
+    expect(keys('Service')).toEqual(['default/a']);
+    expect(keys('Node')).toEqual([]);
+  });
+
+  it('reads a directory of YAML and JSON files; removing a file deletes its objects', async () => {
+    await writeFile(join(dir, '10-services.yaml'), `${svc('web', '10.96.0.10')}---\n${svc('db', '10.96.0.20')}`);
+    await writeFile(join(dir, '20-slices.json'), JSON.stringify({ apiVersion: 'v1', kind: 'EndpointSliceList', items: [{ apiVersion: 'discovery.k8s.io/v1', metadata: { name: 'db-1', namespace: 'demo' }, addressType: 'IPv4', endpoints: [] }] }));
+    await writeFile(join(dir, 'notes.txt'), 'not a manifest');
+    await start(dir).ready;
+    expect(keys('Service')).toEqual(['demo/db', 'demo/web']);
+    expect(keys('EndpointSlice')).toEqual(['demo/db-1']);
+
+    const mark = handler.calls.length;
+    await rm(join(dir, '20-slices.json'));
+    await waitFor('the slice to go', () => handler.objects.EndpointSlice.size === 0);
+    expect(handler.callsSince(mark).map((c) => `${c.op} ${c.kind} ${c.key}`)).toEqual(['delete EndpointSlice demo/db-1']);
+    expect(handler.violations).toEqual([]);
+  });
+
+  it('turns an edit into updates carrying the previous object, and nothing for unchanged objects', async () => {
+    const file = join(dir, 'demo.yaml');
+    await writeFile(file, `${svc('web', '10.96.0.10')}---\n${svc('db', '10.96.0.20')}---\n${slice('web-1', 'web', ['10.244.1.5'])}`);
+    await start(file).ready;
+    const oldSlice = handler.objects.EndpointSlice.get('demo/web-1');
+    const mark = handler.calls.length;
+
+    // Written as editors and ConfigMap updates do: a new file renamed over the old one.
+    await writeFile(`${file}.tmp`, `${svc('web', '10.96.0.10')}---\n${svc('cache', '10.96.0.30')}---\n${slice('web-1', 'web', ['10.244.1.5', '10.244.2.9'])}`);
+    await rename(`${file}.tmp`, file);
+    await waitFor('the edit', () => handler.calls.length - mark >= 3);
+    await new Promise((r) => setTimeout(r, 60)); // and nothing more after it settles
+
+    const calls = handler.callsSince(mark);
+    expect(calls.map((c) => `${c.op} ${c.kind} ${c.key}`).sort()).toEqual(['add Service demo/cache', 'delete Service demo/db', 'update EndpointSlice demo/web-1']);
+    const update = calls.find((c) => c.op === 'update');
+    expect(update?.old).toBe(oldSlice);
+    expect((update?.obj as { endpoints: unknown[] }).endpoints).toHaveLength(2);
+    expect(handler.violations).toEqual([]);
+    expect(logger.entries.some((e) => e.msg === 'manifests changed')).toBe(true);
+  });
+
+  it('logs and skips a bad document while the rest of the file applies', async () => {
+    const file = join(dir, 'demo.yaml');
+    await writeFile(file, `${svc('web', '10.96.0.10')}---\nkind: Service\nmetadata: { name: [oops\n---\n${svc('db', '10.96.0.20')}---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: { name: x, namespace: demo }\n`);
+    await start(file).ready;
+    expect(keys('Service')).toEqual(['demo/db', 'demo/web']);
+    const warnings = logger.at('warn').filter((e) => String(e.msg).startsWith('skipping manifest document'));
+    expect(warnings.map((w) => [w.fields.file, w.fields.document])).toEqual([
+      [file, 2],
+      [file, 4],
+    ]);
+    expect(warnings[1]?.msg).toBe('skipping manifest document: EndpointSlice x: missing addressType');
+  });
+
+  it('does not repeat warnings for an unchanged file on every rescan', async () => {
+    const file = join(dir, 'demo.yaml');
+    await writeFile(file, `${svc('web', '10.96.0.10')}---\nkind: Service\n`);
+    await start(file, { rescanIntervalMs: 20 }).ready;
+    await new Promise((r) => setTimeout(r, 120));
+    expect(logger.at('warn').filter((e) => String(e.msg).startsWith('skipping manifest document'))).toHaveLength(1);
+    expect(keys('Service')).toEqual(['demo/web']);
+  });
+
+  it('keeps the last objects when a single manifest file disappears, and fails start-up on a missing path', async () => {
+    const file = join(dir, 'demo.yaml');
+    await writeFile(file, svc('web', '10.96.0.10'));
+    await start(file, { rescanIntervalMs: 50 }).ready;
+    await rm(file);
+    await waitFor('a warning', () => logger.at('warn').some((e) => e.msg === 'manifest path unreadable; keeping the objects last read'));
+    expect(keys('Service')).toEqual(['demo/web']);
+
+    // Coming back with a change is picked up.
+    await writeFile(file, svc('web', '10.96.0.99'));
+    await waitFor('the new clusterIP', () => (handler.objects.Service.get('demo/web') as { spec?: { clusterIP?: string } }).spec?.clusterIP === '10.96.0.99');
+
+    const missing = startManifestSource({ path: join(dir, 'nope'), handler: new RecordingHandler(), logger });
+    await expect(missing.ready).rejects.toThrow(/cannot read manifests at .*nope/);
+    await missing.stop();
+  });
+
+  it('picks up changes by the periodic rescan when file events are not delivered', async () => {
+    const file = join(dir, 'demo.yaml');
+    await writeFile(file, svc('web', '10.96.0.10'));
+    // A debounce far beyond the test: only the rescan can apply the change.
+    await start(file, { debounceMs: 60_000, rescanIntervalMs: 50 }).ready;
+    await writeFile(file, `${svc('web', '10.96.0.10')}---\n${svc('db', '10.96.0.20')}`);
+    await waitFor('the rescan', () => handler.objects.Service.has('demo/db'));
+    expect(handler.violations).toEqual([]);
+  });
+
+  it('delivers nothing after stop', async () => {
+    const file = join(dir, 'demo.yaml');
+    await writeFile(file, svc('web', '10.96.0.10'));
+    const s = start(file, { rescanIntervalMs: 20 });
+    await s.ready;
+    await s.stop();
+    const mark = handler.calls.length;
+    await writeFile(file, svc('db', '10.96.0.20'));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(handler.calls.length).toBe(mark);
+  });
+});

@@ -1,0 +1,163 @@
+// Benchmark of the iptables backend on the real kernel, inside a network namespace it creates:
+// full sync of N services x 10 endpoints (compute and apply), then a partial sync after one
+// endpoint changed. Sizes grow step by step and stop when a step takes more than 60 s.
+//
+//   node --conditions=@kube-proxy-ts/source --import tsx bench/iptables.ts [sizes=1000,5000,10000] [flavour=nft]
+//
+// Needs root, iptables (nft and/or legacy) and iproute2. Never touches the host's namespace.
+
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  defaultProxyConfig,
+  servicePortKey,
+  type ChangeSet,
+  type Endpoint,
+  type NodeInfo,
+  type ProxyState,
+  type ServicePort,
+  type ServicePortKey,
+} from '@kube-proxy-ts/core';
+import { IptablesBackend, computeRules, type RuleOptions } from '@kube-proxy-ts/backend-iptables';
+import { createExecRunner } from '@kube-proxy-ts/netfilter';
+import { testContext } from '@kube-proxy-ts/testing';
+
+const ENDPOINTS_PER_SERVICE = 10;
+const STEP_LIMIT_MS = 60_000;
+const sizes = (process.argv[2] ?? '1000,5000,10000').split(',').map(Number);
+const flavour = (process.argv[3] ?? 'nft') as 'nft' | 'legacy';
+
+const node: NodeInfo = { name: 'bench-node', labels: {}, zone: undefined, podCIDRs: ['10.0.0.0/16'], addresses: ['192.168.50.1'], eligible: true };
+
+function endpoint(ip: string, port: number): Endpoint {
+  return { ip, port, hostPort: `${ip}:${port}`, ready: true, serving: true, terminating: false, nodeName: 'other', zone: undefined, zoneHints: undefined, nodeHints: undefined, isLocal: false };
+}
+
+function servicePort(i: number): ServicePort {
+  const name = { namespace: `ns${i % 100}`, name: `svc${i}`, port: 'http', protocol: 'TCP' as const };
+  return {
+    key: servicePortKey(name),
+    name,
+    type: i % 4 === 0 ? 'NodePort' : 'ClusterIP',
+    clusterIP: `172.${16 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`,
+    port: 80,
+    protocol: 'TCP',
+    nodePort: i % 4 === 0 ? 30000 + (i % 2700) : 0,
+    targetPort: 8080,
+    externalIPs: [],
+    loadBalancerVIPs: [],
+    loadBalancerSourceRanges: [],
+    sessionAffinity: { type: 'None' },
+    externalPolicyLocal: false,
+    internalPolicyLocal: false,
+    healthCheckNodePort: 0,
+    trafficDistribution: undefined,
+    topologyMode: undefined,
+  };
+}
+
+function endpointsOf(i: number, generation = 0): Endpoint[] {
+  return Array.from({ length: ENDPOINTS_PER_SERVICE }, (_, e) => endpoint(`10.${1 + ((i * ENDPOINTS_PER_SERVICE + e) >> 16)}.${((i * ENDPOINTS_PER_SERVICE + e) >> 8) & 255}.${(i * ENDPOINTS_PER_SERVICE + e) & 255}`, 8080 + generation));
+}
+
+function makeState(n: number): { state: ProxyState; services: Map<ServicePortKey, ServicePort>; endpoints: Map<ServicePortKey, readonly Endpoint[]> } {
+  const services = new Map<ServicePortKey, ServicePort>();
+  const endpoints = new Map<ServicePortKey, readonly Endpoint[]>();
+  for (let i = 0; i < n; i++) {
+    const sp = servicePort(i);
+    services.set(sp.key, sp);
+    endpoints.set(sp.key, endpointsOf(i));
+  }
+  return { state: { ipFamily: 'IPv4', services, endpoints, node }, services, endpoints };
+}
+
+function changeSet(keys: ServicePortKey[]): ChangeSet {
+  return { servicePorts: new Set(keys), nodeChanged: false, deletedUDPClusterIPs: new Set(), staleUDPEndpoints: [], newlyActiveUDPServices: new Set(), lastChangeTriggerTimes: new Map() };
+}
+
+const silent = { debug() {}, info() {}, warn() {}, error() {}, child() { return silent; } };
+const clock = { now: () => performance.now(), setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms), clearTimeout: (h: unknown) => clearTimeout(h as NodeJS.Timeout) };
+
+function countRules(netns: string): { nat: number; filter: number } {
+  const out = (table: string) => execFileSync('ip', ['netns', 'exec', netns, `iptables-${flavour}-save`, '-t', table], { timeout: 120_000, maxBuffer: 1 << 30 }).toString();
+  const count = (text: string) => text.split('\n').filter((l) => l.startsWith('-A ')).length;
+  return { nat: count(out('nat')), filter: count(out('filter')) };
+}
+
+async function benchSize(n: number): Promise<number> {
+  const netns = `kpts-iptbench-${randomBytes(3).toString('hex')}`;
+  execFileSync('ip', ['netns', 'add', netns], { timeout: 15_000 });
+  try {
+    execFileSync('ip', ['-n', netns, 'link', 'set', 'lo', 'up'], { timeout: 15_000 });
+    const config = defaultProxyConfig();
+    config.clusterCIDR = '10.0.0.0/8';
+    const backend = new IptablesBackend({ ipFamily: 'IPv4', config, flavour, commandTimeoutMs: 90_000 });
+    await backend.start({ ...testContext({ logger: silent, node, clock }), runner: createExecRunner({ netns }) });
+    const { state, services, endpoints } = makeState(n);
+
+    // Compute alone (what a dry run costs).
+    const options: RuleOptions = { masqueradeAll: false, masqueradeBit: 14, localDetector: { kind: 'cidr', cidr: '10.0.0.0/8' }, localhostNodePorts: true, randomFully: true, conntrackTCPLiberal: false, nodePortsOnAllAddresses: true, nodePortIPs: [], nodeIP: '192.168.50.1' };
+    let t = performance.now();
+    computeRules(state, options);
+    const computeMs = performance.now() - t;
+
+    t = performance.now();
+    const full = await backend.sync(state, changeSet([...services.keys()]));
+    const fullMs = performance.now() - t;
+    if (!full.ok) throw new Error(`full sync failed: ${full.error?.message}`);
+
+    // One endpoint of one service changes.
+    const key = [...services.keys()][Math.floor(n / 2)]!;
+    const changed = [...endpoints.get(key)!];
+    changed[3] = endpoint('10.250.0.1', 8080);
+    endpoints.set(key, changed);
+    t = performance.now();
+    const partial = await backend.sync({ ...state, endpoints }, changeSet([key]));
+    const partialMs = performance.now() - t;
+    if (!partial.ok || partial.full) throw new Error(`partial sync failed: ${partial.error?.message ?? 'was full'}`);
+
+    // A service added (KUBE-SERVICES patched, not rewritten).
+    const extra = servicePort(n + 1);
+    services.set(extra.key, extra);
+    endpoints.set(extra.key, endpointsOf(n + 1));
+    t = performance.now();
+    const added = await backend.sync({ ...state, services, endpoints }, changeSet([extra.key]));
+    const addMs = performance.now() - t;
+    if (!added.ok) throw new Error(`add sync failed: ${added.error?.message}`);
+
+    const rules = countRules(netns);
+    const s = full.stats!;
+    console.log(
+      JSON.stringify({
+        flavour,
+        services: n,
+        endpoints: n * ENDPOINTS_PER_SERVICE,
+        computeMs: Math.round(computeMs),
+        fullSyncMs: Math.round(fullMs),
+        fullApplyMs: Math.round(s.applyMs ?? 0),
+        transactions: s.transactions,
+        payloadBytes: s.payloadBytes,
+        partialSyncMs: Math.round(partialMs),
+        partialPayloadBytes: partial.stats?.payloadBytes,
+        addServiceSyncMs: Math.round(addMs),
+        kernelRules: rules,
+      }),
+    );
+    await backend.cleanup();
+    return fullMs;
+  } finally {
+    execFileSync('ip', ['netns', 'del', netns], { timeout: 60_000 });
+  }
+}
+
+if (process.getuid?.() !== 0) {
+  console.log('iptables bench skipped: needs root');
+} else {
+  for (const n of sizes) {
+    const ms = await benchSize(n);
+    if (ms > STEP_LIMIT_MS) {
+      console.log(`stopping: ${n} services took ${Math.round(ms)} ms (> ${STEP_LIMIT_MS} ms)`);
+      break;
+    }
+  }
+}

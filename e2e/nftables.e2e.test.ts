@@ -1,0 +1,249 @@
+// The nftables backend on a real kernel, inside a sandbox of network namespaces: the node's
+// table is programmed by the backend, and clients in other namespaces check what reaches where.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { ProxyStateTracker, realClock, type Clock, type CommandRunner } from '@kube-proxy-ts/core';
+import { NftablesBackend } from '@kube-proxy-ts/backend-nftables';
+import {
+  createSandbox,
+  endpointSlice,
+  node,
+  nodeInfo,
+  proxyConfig,
+  sandboxUnsupportedReason,
+  service,
+  testContext,
+  type Sandbox,
+} from '@kube-proxy-ts/testing';
+
+function missingTool(): string | undefined {
+  for (const tool of ['nft', 'conntrack', 'curl']) {
+    try {
+      execFileSync(tool, [tool === 'curl' ? '--version' : '--version'], { stdio: 'ignore' });
+    } catch {
+      return `${tool} is not installed`;
+    }
+  }
+  return undefined;
+}
+
+const unsupported = sandboxUnsupportedReason() ?? missingTool();
+if (unsupported) console.log(`nftables e2e skipped: ${unsupported}`);
+
+const NODE = 'node-a';
+
+describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', () => {
+  let sb: Sandbox;
+  let backend: NftablesBackend;
+  let tracker: ProxyStateTracker;
+  let ctx: ReturnType<typeof testContext<CommandRunner, Clock>>;
+  const current = new Map<string, V1Service | V1EndpointSlice>();
+
+  const upsert = (obj: V1Service | V1EndpointSlice) => {
+    const key = `${obj.kind}/${obj.metadata!.name}`;
+    const prev = current.get(key);
+    if (obj.kind === 'Service') {
+      if (prev) tracker.onServiceUpdate(prev as V1Service, obj as V1Service);
+      else tracker.onServiceAdd(obj as V1Service);
+    } else if (prev) tracker.onEndpointSliceUpdate(prev as V1EndpointSlice, obj as V1EndpointSlice);
+    else tracker.onEndpointSliceAdd(obj as V1EndpointSlice);
+    current.set(key, obj);
+  };
+  const sync = async () => {
+    const { state, changes } = tracker.checkpoint();
+    const r = await backend.sync(state, changes);
+    if (!r.ok) throw r.error;
+    return r;
+  };
+  const eps = (pods: number[], extra: { ip: string; nodeName: string }[] = []) => [
+    ...pods.map((i) => ({ ip: sb.pods[i - 1]!.ip, nodeName: NODE })),
+    ...extra,
+  ];
+  const slice = (name: string, endpoints: ReturnType<typeof eps>, ports = [{ name: 'http', port: 8080 }]) =>
+    endpointSlice('default', name, { name: `${name}-1`, endpoints, ports });
+  /** Distinct answers to `tries` HTTP requests. */
+  const answers = async (from: string, host: string, port: number, tries: number) => {
+    const seen = new Set<string>();
+    for (let i = 0; i < tries; i++) {
+      const r = await sb.tryHttp(from, host, port, { timeoutMs: 2000 });
+      seen.add(r.ok ? r.body : `error: ${r.error}`);
+    }
+    return seen;
+  };
+
+  beforeAll(async () => {
+    sb = await createSandbox({ tag: 'nftx', pods: 3, ports: [8080] });
+    // A table of someone else, which cleanup must leave alone.
+    await sb.execOk('node', ['nft', 'add table inet bystander']);
+    backend = new NftablesBackend({
+      ipFamily: 'IPv4',
+      config: proxyConfig({ clusterCIDR: sb.plan.clusterCIDR }),
+      serviceCIDRs: [sb.plan.serviceCIDR],
+      nftTimeoutMs: 30_000,
+    });
+    ctx = testContext({
+        runner: sb.runner('node'),
+        clock: realClock,
+        node: nodeInfo({ name: NODE, addresses: [sb.node.ip], podCIDRs: [sb.plan.podCIDR] }),
+    });
+    await backend.start(ctx);
+    tracker = new ProxyStateTracker({ ipFamily: 'IPv4', nodeName: NODE });
+    tracker.onNodeAdd(node(NODE, { addresses: [sb.node.ip], podCIDRs: [sb.plan.podCIDR] }));
+    tracker.onNodeSynced();
+    tracker.onServicesSynced();
+    tracker.onEndpointSlicesSynced();
+
+    upsert(
+      service('default', 'web', {
+        type: 'NodePort',
+        clusterIP: '10.96.0.10',
+        ports: [
+          { name: 'http', port: 80, targetPort: 8080, nodePort: 30080 },
+          { name: 'dns', port: 53, protocol: 'UDP', targetPort: 8080 },
+        ],
+      }),
+    );
+    upsert(
+      endpointSlice('default', 'web', {
+        name: 'web-1',
+        endpoints: eps([1, 2, 3]),
+        ports: [
+          { name: 'http', port: 8080 },
+          { name: 'dns', port: 8080, protocol: 'UDP' },
+        ],
+      }),
+    );
+    upsert(service('default', 'empty', { clusterIP: '10.96.0.11', ports: [{ name: 'http', port: 80, targetPort: 8080 }] }));
+    upsert(
+      service('default', 'sticky', {
+        clusterIP: '10.96.0.12',
+        sessionAffinity: 'ClientIP',
+        sessionAffinityConfig: { clientIP: { timeoutSeconds: 300 } },
+        ports: [{ name: 'http', port: 80, targetPort: 8080 }],
+      }),
+    );
+    upsert(slice('sticky', eps([1, 2, 3])));
+    upsert(
+      service('default', 'local', {
+        type: 'NodePort',
+        externalTrafficPolicy: 'Local',
+        clusterIP: '10.96.0.13',
+        ports: [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30081 }],
+      }),
+    );
+    // pod2 stands for an endpoint on another node
+    upsert(slice('local', eps([1], [{ ip: sb.pods[1]!.ip, nodeName: 'node-b' }])));
+    upsert(
+      service('default', 'lb', {
+        type: 'LoadBalancer',
+        clusterIP: '10.96.0.14',
+        loadBalancerIngress: ['192.168.60.10'],
+        loadBalancerSourceRanges: ['10.0.0.0/8'],
+        ports: [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30082 }],
+      }),
+    );
+    upsert(slice('lb', eps([1])));
+    const first = await sync();
+    expect(first.full).toBe(true);
+  });
+
+  afterAll(async () => {
+    await backend?.stop();
+    await sb?.destroy();
+  });
+
+  it('reaches every endpoint of a ClusterIP over TCP and UDP', async () => {
+    expect(await answers('client', '10.96.0.10', 80, 30)).toEqual(new Set(['pod1', 'pod2', 'pod3']));
+    const udp = new Set<string>();
+    for (let i = 0; i < 30; i++) udp.add(await sb.udp('client', '10.96.0.10', 53));
+    expect(udp).toEqual(new Set(['pod1', 'pod2', 'pod3']));
+  });
+
+  it('reaches the service through a NodePort, from outside and from the node itself', async () => {
+    expect(['pod1', 'pod2', 'pod3']).toContain(await sb.http('external', sb.node.ip, 30080));
+    expect(['pod1', 'pod2', 'pod3']).toContain(await sb.http('node', sb.node.ip, 30080));
+  });
+
+  it('refuses a service without endpoints and an undefined port of a ClusterIP at once', async () => {
+    for (const [ip, port] of [
+      ['10.96.0.11', 80],
+      ['10.96.0.10', 81],
+    ] as const) {
+      const started = Date.now();
+      const r = await sb.tryHttp('client', ip, port, { timeoutMs: 3000 });
+      expect(r.ok).toBe(false);
+      expect(r.error).toMatch(/refused|Couldn't connect/i); // ICMP port unreachable, not a timeout
+      expect(Date.now() - started).toBeLessThan(2500);
+    }
+  });
+
+  it('keeps a client on one endpoint with ClientIP affinity', async () => {
+    expect((await answers('client', '10.96.0.12', 80, 8)).size).toBe(1);
+  });
+
+  it('sends external traffic of an ETP Local service to local endpoints only, keeping the client IP', async () => {
+    expect(await answers('external', sb.node.ip, 30081, 8)).toEqual(new Set(['pod1']));
+    expect(await sb.http('external', sb.node.ip, 30081, { path: '/clientip' })).toBe(sb.external.ip);
+  });
+
+  it('applies loadBalancerSourceRanges, and follows their update', async () => {
+    expect((await sb.tryHttp('external', '192.168.60.10', 80, { timeoutMs: 1500 })).ok).toBe(false);
+    expect(await sb.http('client', '192.168.60.10', 80)).toBe('pod1');
+    upsert(
+      service('default', 'lb', {
+        type: 'LoadBalancer',
+        clusterIP: '10.96.0.14',
+        loadBalancerIngress: ['192.168.60.10'],
+        loadBalancerSourceRanges: ['10.0.0.0/8', '192.168.50.0/24'],
+        ports: [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30082 }],
+      }),
+    );
+    expect((await sync()).full).toBe(false);
+    expect(await sb.http('external', '192.168.60.10', 80)).toBe('pod1');
+  });
+
+  it('stops using a removed endpoint and flushes its UDP conntrack entries', async () => {
+    for (let i = 0; i < 20; i++) await sb.udp('client', '10.96.0.10', 53);
+    const pod3 = sb.pods[2]!.ip;
+    const before = await sb.execOk('node', ['conntrack', '-L', '-p', 'udp', '--reply-src', pod3]).catch(() => '');
+    expect(before).toContain(pod3);
+    upsert(
+      endpointSlice('default', 'web', {
+        name: 'web-1',
+        endpoints: eps([1, 2]),
+        ports: [
+          { name: 'http', port: 8080 },
+          { name: 'dns', port: 8080, protocol: 'UDP' },
+        ],
+      }),
+    );
+    const r = await sync();
+    expect(r.full).toBe(false);
+    const after = await sb.exec('node', ['conntrack', '-L', '-p', 'udp', '--reply-src', pod3]);
+    expect(after.stdout).not.toContain(pod3);
+    expect(await answers('client', '10.96.0.10', 80, 20)).toEqual(new Set(['pod1', 'pod2']));
+    // The stale endpoint chain is gone a moment later.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const chains = await sb.execOk('node', ['nft', 'list', 'chains', 'ip']);
+    expect(chains).toContain(`default/sticky/tcp/http__${pod3}/8080`);
+    expect(chains).not.toContain(`default/web/tcp/http__${pod3}/8080`);
+    expect(chains).not.toContain(`default/web/udp/dns__${pod3}/8080`);
+  });
+
+  it('programs exactly what inspect() reports', async () => {
+    const picture = (await backend.inspect()) as { chains: Record<string, string[]> };
+    const listing = JSON.parse(await sb.execOk('node', ['nft', '-j', 'list', 'chains', 'ip'])) as { nftables: { chain?: { table: string; name: string } }[] };
+    const kernelChains = listing.nftables.flatMap((o) => (o.chain?.table === 'kube-proxy' ? [o.chain.name] : [])).sort();
+    expect(kernelChains).toEqual(Object.keys(picture.chains).sort());
+  });
+
+  it('cleanup removes our table and nothing else', async () => {
+    await backend.cleanup();
+    const tables = await sb.execOk('node', ['nft', 'list', 'tables']);
+    expect(tables).not.toContain('kube-proxy');
+    expect(tables).toContain('table inet bystander');
+    expect((await sb.tryHttp('client', '10.96.0.10', 80, { timeoutMs: 1000 })).ok).toBe(false);
+  });
+});

@@ -1,0 +1,233 @@
+import { describe, expect, it } from 'vitest';
+import { endpointSlice, proxyConfig, service, testContext, type DeepPartial } from '@kube-proxy-ts/testing';
+import type { ProxyConfig } from '@kube-proxy-ts/core';
+import { IptablesBackend, type IptablesBackendOptions } from './backend.js';
+import { tracePacket } from './packet-tracer.js';
+import { chainsOf, Cluster, TEST_HOSTNAME, TEST_NODE_IP } from './test-fixtures.js';
+
+const RESTORE = 'iptables-nft-restore';
+const SAVE = 'iptables-nft-save';
+
+async function setUp(config: DeepPartial<ProxyConfig> = {}, extra: Partial<IptablesBackendOptions> = {}) {
+  const ctx = testContext({ node: { name: TEST_HOSTNAME, addresses: [TEST_NODE_IP] } });
+  const backend = new IptablesBackend({ ipFamily: 'IPv4', config: proxyConfig({ clusterCIDR: '10.0.0.0/8', ...config }), flavour: 'nft', ...extra });
+  await backend.start(ctx);
+  ctx.runner.reset();
+  return { ctx, backend, runner: ctx.runner };
+}
+
+const svc = (n: number, extra: Parameters<typeof service>[2] = {}) =>
+  service('ns1', `svc${n}`, { clusterIP: `172.30.0.${n}`, ports: [{ name: 'p80', port: 80 }], ...(extra as object) });
+const slice = (n: number, ips: string[], protocol: 'TCP' | 'UDP' = 'TCP') =>
+  endpointSlice('ns1', `svc${n}`, { name: `svc${n}-a`, endpoints: ips, ports: [{ name: 'p80', port: 80, protocol }] });
+
+describe('IptablesBackend sync', () => {
+  it('starts with a full sync: reads the kernel, inserts jumps, creates canaries, one restore --noflush --counters', async () => {
+    const { backend, runner } = await setUp();
+    const cluster = new Cluster().upsert(svc(1), slice(1, ['10.180.0.1']));
+    const { state, changes } = cluster.checkpoint();
+    const result = await backend.sync(state, changes);
+    expect(result).toMatchObject({ ok: true, full: true });
+    expect(runner.callsTo(SAVE).map((c) => c.args)).toEqual([['-t', 'nat'], ['-t', 'filter']]);
+    const restores = runner.callsTo(RESTORE);
+    expect(restores).toHaveLength(1);
+    expect(restores[0]!.args).toEqual(['-w', '--noflush', '--counters']);
+    const payload = restores[0]!.stdin!;
+    expect(payload).toBe(backend.lastPayload());
+    expect(payload).toContain('-I PREROUTING 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\n');
+    expect(payload).toContain('-I INPUT 1 -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES\n');
+    expect(payload).toContain('*mangle\n:KUBE-PROXY-CANARY - [0:0]\nCOMMIT\n');
+    // The jumps make the payload traceable as the kernel would run it.
+    expect(tracePacket(payload, { src: '10.0.0.2', dst: '172.30.0.1', dport: 80, protocol: 'tcp' }, { localAddresses: [TEST_NODE_IP] }).dnatTargets).toEqual(['10.180.0.1:80']);
+  });
+
+  it('does not insert jumps the kernel already has', async () => {
+    const { backend, runner } = await setUp();
+    runner.on(SAVE, { stdout: '*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\nCOMMIT\n' }, (a) => a[1] === 'nat');
+    const { state, changes } = new Cluster().checkpoint();
+    await backend.sync(state, changes);
+    const payload = runner.stdinsTo(RESTORE)[0]!;
+    expect(payload).not.toContain('-I PREROUTING');
+    expect(payload).toContain('-I OUTPUT 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES');
+  });
+
+  it('writes only what changed on a partial sync, without reading the kernel', async () => {
+    const { backend, runner } = await setUp();
+    const cluster = new Cluster().upsert(svc(1), slice(1, ['10.180.0.1', '10.180.0.2']), svc(2), slice(2, ['10.180.1.1']));
+    const first = cluster.checkpoint();
+    await backend.sync(first.state, first.changes);
+    runner.reset();
+
+    // One endpoint of svc1 replaced.
+    cluster.upsert(slice(1, ['10.180.0.1', '10.180.0.3']));
+    const next = cluster.checkpoint();
+    const result = await backend.sync(next.state, next.changes);
+    expect(result).toMatchObject({ ok: true, full: false });
+    expect(runner.callsTo(SAVE)).toEqual([]);
+    const payloads = runner.stdinsTo(RESTORE);
+    expect(payloads).toHaveLength(1);
+    const tables = chainsOf(payloads[0]!);
+    // Only svc1's chains; the top-level chains did not change and are not rewritten.
+    const natChains = Object.keys(tables.nat!);
+    expect(natChains).not.toContain('KUBE-SERVICES');
+    expect(natChains.filter((c) => c.startsWith('KUBE-SVC-'))).toHaveLength(1);
+    expect(payloads[0]).toMatch(/^-X KUBE-SEP-/m); // 10.180.0.2's chain deleted
+    expect(payloads[0]).not.toContain('*filter');
+    expect(payloads[0]).not.toContain('10.180.1.1');
+    expect(result.stats).toMatchObject({ servicesWritten: 1, chainsDeleted: 1, topLevelRewritten: 0 });
+  });
+
+  it('patches KUBE-SERVICES with -D/-I when a service comes or goes, keeping the node-port rule last', async () => {
+    const { backend, runner } = await setUp();
+    const cluster = new Cluster().upsert(svc(1), slice(1, ['10.180.0.1']));
+    const first = cluster.checkpoint();
+    await backend.sync(first.state, first.changes);
+    const before = (await backend.inspect()) as { nat: Record<string, string[]> };
+
+    cluster.upsert(svc(2), slice(2, ['10.180.1.1']));
+    let cp = cluster.checkpoint();
+    runner.reset();
+    await backend.sync(cp.state, cp.changes);
+    const added = runner.stdinsTo(RESTORE)[0]!;
+    expect(added).toContain('-I KUBE-SERVICES 1 -m comment --comment "ns1/svc2:p80 cluster IP"');
+    expect(added).not.toContain(':KUBE-SERVICES ');
+
+    cluster.deleteSlice('ns1', 'svc2-a').deleteService('ns1', 'svc2');
+    cp = cluster.checkpoint();
+    runner.reset();
+    await backend.sync(cp.state, cp.changes);
+    const removed = runner.stdinsTo(RESTORE)[0]!;
+    expect(removed).toContain('-D KUBE-SERVICES -m comment --comment "ns1/svc2:p80 cluster IP"');
+    expect(removed).toMatch(/^-X KUBE-SVC-/m);
+    expect(await backend.inspect()).toEqual(before);
+  });
+
+  it('splits a large sync into bounded transactions, top-level chains last', async () => {
+    const { backend, runner } = await setUp({}, { limits: { maxServicesPerTransaction: 2, maxLinesPerTransaction: 1000 } });
+    const cluster = new Cluster();
+    for (let i = 1; i <= 5; i++) cluster.upsert(svc(i), slice(i, [`10.180.${i}.1`]));
+    const { state, changes } = cluster.checkpoint();
+    const result = await backend.sync(state, changes);
+    expect(result.ok).toBe(true);
+    const payloads = runner.stdinsTo(RESTORE);
+    expect(payloads).toHaveLength(3);
+    for (const p of payloads.slice(0, 2)) {
+      expect(p.match(/^:KUBE-SVC-/gm)).toHaveLength(2);
+      expect(p).not.toContain(':KUBE-SERVICES');
+      expect(p).toContain(':KUBE-MARK-MASQ - [0:0]\n'); // service chains jump to it
+    }
+    expect(payloads[2]).toContain(':KUBE-SERVICES - [0:0]');
+    expect(payloads[2]!.match(/^:KUBE-SVC-/gm)).toHaveLength(1);
+  });
+
+  it('counts a failed restore, keeps going with a full sync that reads the kernel again', async () => {
+    const { backend, runner, ctx } = await setUp();
+    const cluster = new Cluster().upsert(svc(1), slice(1, ['10.180.0.1']));
+    let cp = cluster.checkpoint();
+    await backend.sync(cp.state, cp.changes);
+
+    cluster.upsert(slice(1, ['10.180.0.2']));
+    cp = cluster.checkpoint();
+    runner.once(RESTORE, { code: 2, stderr: 'iptables-nft-restore: line 3 failed\n' });
+    const failed = await backend.sync(cp.state, cp.changes);
+    expect(failed.ok).toBe(false);
+    expect(failed.full).toBe(false);
+    expect(failed.error?.message).toMatch(/line 3/);
+    const metrics = await ctx.metrics.getMetricsAsJSON();
+    const value = (name: string) => metrics.find((m) => m.name === name)?.values[0]?.value;
+    expect(value('kubeproxy_sync_proxy_rules_iptables_restore_failures_total')).toBe(1);
+    expect(value('kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total')).toBe(1);
+
+    runner.reset();
+    const retry = await backend.sync(cp.state, { ...cp.changes, servicePorts: new Set() });
+    expect(retry).toMatchObject({ ok: true, full: true });
+    expect(runner.callsTo(SAVE)).toHaveLength(2);
+    expect(runner.stdinsTo(RESTORE)[0]).toContain('10.180.0.2:80');
+  });
+
+  it('deletes stale chains of ours found in the kernel at start, and never foreign ones', async () => {
+    const { backend, runner } = await setUp();
+    runner.on(SAVE, { stdout: '*nat\n:KUBE-SVC-OLDOLDOLDOLDOLDO - [0:0]\n:KUBE-SEP-OLDOLDOLDOLDOLDO - [0:0]\n:CALI-SVC-X - [0:0]\n:KUBE-KUBELET-CANARY - [0:0]\nCOMMIT\n' }, (a) => a[1] === 'nat');
+    const { state, changes } = new Cluster().checkpoint();
+    await backend.sync(state, changes);
+    const payload = runner.stdinsTo(RESTORE)[0]!;
+    expect(payload).toContain('-X KUBE-SEP-OLDOLDOLDOLDOLDO\n-X KUBE-SVC-OLDOLDOLDOLDOLDO\n');
+    expect(payload).not.toContain('CALI');
+    expect(payload).not.toContain('KUBE-KUBELET-CANARY');
+  });
+
+  it('forces a full sync when the canary chain is gone', async () => {
+    const { backend, runner, ctx } = await setUp();
+    const cluster = new Cluster().upsert(svc(1), slice(1, ['10.180.0.1']));
+    let cp = cluster.checkpoint();
+    await backend.sync(cp.state, cp.changes);
+    ctx.clock.advance(31_000);
+    runner.reset();
+    runner.once('iptables-nft', { code: 1, stderr: 'iptables: No chain/target/match by that name.' });
+    cp = cluster.checkpoint();
+    const result = await backend.sync(cp.state, cp.changes);
+    expect(runner.calls[0]).toMatchObject({ command: 'iptables-nft', args: ['-w', '-t', 'mangle', '-S', 'KUBE-PROXY-CANARY'] });
+    expect(result.full).toBe(true);
+    expect(runner.stdinsTo(RESTORE)[0]).toContain(':KUBE-PROXY-CANARY');
+  });
+
+  it('flushes conntrack entries of a removed UDP endpoint after the sync', async () => {
+    const { backend, runner } = await setUp();
+    const cluster = new Cluster().upsert(
+      service('ns1', 'dns', { clusterIP: '172.30.0.10', ports: [{ name: 'p80', port: 80, protocol: 'UDP' }] }),
+      endpointSlice('ns1', 'dns', { name: 'dns-a', endpoints: ['10.180.0.1', '10.180.0.2'], ports: [{ name: 'p80', port: 80, protocol: 'UDP' }] }),
+    );
+    let cp = cluster.checkpoint();
+    await backend.sync(cp.state, cp.changes);
+    runner.reset();
+    cluster.upsert(endpointSlice('ns1', 'dns', { name: 'dns-a', endpoints: ['10.180.0.1'], ports: [{ name: 'p80', port: 80, protocol: 'UDP' }] }));
+    cp = cluster.checkpoint();
+    await backend.sync(cp.state, cp.changes);
+    const conntrack = runner.callsTo('conntrack').map((c) => c.args);
+    expect(conntrack).toContainEqual(['-D', '-f', 'ipv4', '-p', 'udp', '--orig-dst', '172.30.0.10', '--orig-port-dst', '80', '--reply-src', '10.180.0.2', '--reply-port-src', '80']);
+    // After the rules changed, never before.
+    const order = runner.calls.map((c) => c.command);
+    expect(order.indexOf(RESTORE)).toBeLessThan(order.indexOf('conntrack'));
+  });
+
+  it('reports failure instead of throwing when used before start()', async () => {
+    const backend = new IptablesBackend({ ipFamily: 'IPv4', config: proxyConfig(), flavour: 'nft' });
+    const { state, changes } = new Cluster().checkpoint();
+    await expect(backend.sync(state, changes)).resolves.toMatchObject({ ok: false });
+  });
+
+  it('offers the payload of a full sync without touching the kernel (dry run)', async () => {
+    const { backend, runner } = await setUp();
+    const { state } = new Cluster().upsert(svc(1), slice(1, ['10.180.0.1'])).checkpoint();
+    const payload = backend.dryRun(state);
+    expect(runner.calls).toEqual([]);
+    expect(payload).toContain('-A KUBE-SEP-');
+    expect(payload).toContain('*mangle');
+  });
+});
+
+describe('IptablesBackend cleanup', () => {
+  it('removes our jumps and KUBE-* chains, leaving foreign chains and kubelet-owned KUBE-FIREWALL', async () => {
+    const { backend, runner } = await setUp();
+    runner.on(SAVE, { stdout: '*mangle\n:KUBE-PROXY-CANARY - [0:0]\n:KUBE-KUBELET-CANARY - [0:0]\nCOMMIT\n' }, (a) => a[1] === 'mangle');
+    runner.on(SAVE, { stdout: '*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-AAAAAAAAAAAAAAAA - [0:0]\n:CALI-X - [0:0]\n:KUBE-POSTROUTING - [0:0]\nCOMMIT\n' }, (a) => a[1] === 'nat');
+    runner.on(SAVE, { stdout: '*filter\n:KUBE-FORWARD - [0:0]\n:KUBE-FIREWALL - [0:0]\n:DOCKER - [0:0]\nCOMMIT\n' }, (a) => a[1] === 'filter');
+    // The first delete of each jump succeeds, the second finds nothing.
+    const seen = new Set<string>();
+    runner.on('iptables-nft', (args) => {
+      const key = args.join(' ');
+      if (seen.has(key)) return { code: 1 };
+      seen.add(key);
+      return { code: 0 };
+    });
+    await backend.cleanup();
+    const deletes = runner.callsTo('iptables-nft').map((c) => c.args.join(' '));
+    expect(deletes).toContain('-w -t nat -D PREROUTING -m comment --comment kubernetes service portals -j KUBE-SERVICES');
+    expect(deletes.some((d) => d.includes('KUBE-FIREWALL'))).toBe(false);
+    const payloads = runner.stdinsTo(RESTORE).join('');
+    expect(payloads).toContain('*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-POSTROUTING - [0:0]\n:KUBE-SVC-AAAAAAAAAAAAAAAA - [0:0]\n-X KUBE-SERVICES\n-X KUBE-POSTROUTING\n-X KUBE-SVC-AAAAAAAAAAAAAAAA\nCOMMIT\n');
+    expect(payloads).toContain('-X KUBE-FORWARD');
+    expect(payloads).toContain('*mangle\n:KUBE-PROXY-CANARY - [0:0]\n-X KUBE-PROXY-CANARY\nCOMMIT\n');
+    expect(payloads).not.toMatch(/CALI|DOCKER|KUBE-FIREWALL|KUBE-KUBELET-CANARY/);
+  });
+});

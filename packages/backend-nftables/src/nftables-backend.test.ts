@@ -1,0 +1,506 @@
+import { describe, expect, it } from 'vitest';
+import { ProxyStateTracker, emptyChangeSet, type ChangeSet, type ProxyConfig, type ProxyState } from '@kube-proxy-ts/core';
+import {
+  createRecordingRunner,
+  endpointSlice,
+  node,
+  nodeInfo,
+  proxyConfig,
+  service,
+  testContext,
+  type DeepPartial,
+  type RecordingRunner,
+} from '@kube-proxy-ts/testing';
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { NftablesBackend, type NftablesBackendOptions } from './nftables-backend.js';
+import { NftScriptModel } from './nft-script-model.js';
+
+const NODE = 'node1';
+const NODE_IP = '192.168.0.2';
+
+interface Options {
+  config?: DeepPartial<ProxyConfig>;
+  backend?: Partial<NftablesBackendOptions>;
+  runner?: RecordingRunner;
+}
+
+/** A started backend over a recording runner whose nft scripts are applied to a model table. */
+async function fixture(opts: Options = {}) {
+  const runner = opts.runner ?? createRecordingRunner();
+  const model = new NftScriptModel();
+  runner.on('nft', (args, stdin) => {
+    if (args[0] === '-f') {
+      try {
+        model.apply(stdin ?? '');
+      } catch (e) {
+        return { code: 1, stderr: (e as Error).message };
+      }
+    }
+    return { code: 0 };
+  });
+  runner.on('ip', () => ({ stdout: JSON.stringify([{ addr_info: [{ family: 'inet', local: '127.0.0.1' }, { family: 'inet', local: NODE_IP }] }]) }));
+  const ctx = testContext({ runner, node: nodeInfo({ name: NODE, addresses: [NODE_IP] }) });
+  const config = proxyConfig({ clusterCIDR: '10.0.0.0/8', ...opts.config });
+  const backend = new NftablesBackend({ ipFamily: 'IPv4', config, ...opts.backend });
+  await backend.start(ctx);
+  const tracker = new ProxyStateTracker({ ipFamily: 'IPv4', nodeName: NODE });
+  tracker.onNodeAdd(node(NODE, { addresses: [NODE_IP] }));
+  tracker.onNodeSynced();
+  tracker.onServicesSynced();
+  tracker.onEndpointSlicesSynced();
+  const services = new Map<string, V1Service>();
+  const slices = new Map<string, V1EndpointSlice>();
+  const f = {
+    runner,
+    model,
+    ctx,
+    backend,
+    tracker,
+    upsert(obj: V1Service | V1EndpointSlice) {
+      const key = `${obj.kind}/${obj.metadata!.namespace}/${obj.metadata!.name}`;
+      if (obj.kind === 'Service') {
+        const prev = services.get(key);
+        if (prev) tracker.onServiceUpdate(prev, obj as V1Service);
+        else tracker.onServiceAdd(obj as V1Service);
+        services.set(key, obj as V1Service);
+      } else {
+        const prev = slices.get(key);
+        if (prev) tracker.onEndpointSliceUpdate(prev, obj as V1EndpointSlice);
+        else tracker.onEndpointSliceAdd(obj as V1EndpointSlice);
+        slices.set(key, obj as V1EndpointSlice);
+      }
+    },
+    remove(obj: V1Service | V1EndpointSlice) {
+      const key = `${obj.kind}/${obj.metadata!.namespace}/${obj.metadata!.name}`;
+      if (obj.kind === 'Service') {
+        tracker.onServiceDelete(services.get(key)!);
+        services.delete(key);
+      } else {
+        tracker.onEndpointSliceDelete(slices.get(key)!);
+        slices.delete(key);
+      }
+    },
+    /** Syncs the next checkpoint; returns the nft scripts it ran. */
+    async sync(): Promise<{ scripts: string[]; state: ProxyState; changes: ChangeSet; full: boolean }> {
+      const { state, changes } = tracker.checkpoint();
+      runner.reset();
+      const result = await backend.sync(state, changes);
+      if (!result.ok) throw result.error;
+      return { scripts: runner.callsTo('nft').filter((c) => c.args[0] === '-f').map((c) => c.stdin ?? ''), state, changes, full: result.full };
+    },
+    table() {
+      return model.table('ip', 'kube-proxy');
+    },
+    /** Non-empty chains of the model, as inspect() reports them. */
+    modelChains() {
+      return Object.fromEntries([...(f.table()?.chains ?? [])].filter(([, r]) => r.length > 0));
+    },
+    elements(container: string) {
+      const c = f.table()?.containers.get(container);
+      return [...(c?.elements ?? [])].map(([k, v]) => `${k}${v.comment ? ` comment "${v.comment}"` : ''}${v.value ? ` : ${v.value}` : ''}`).sort();
+    },
+  };
+  return f;
+}
+
+const svcPort = (name: string, port: number, extra: Record<string, unknown> = {}) => ({ name, port, protocol: 'TCP' as const, ...extra });
+const slice = (ns: string, name: string, endpoints: Parameters<typeof endpointSlice>[2] extends infer _ ? Array<string | { ip: string; nodeName?: string; ready?: boolean; serving?: boolean; terminating?: boolean }> : never, port = 80, protocol: 'TCP' | 'UDP' = 'TCP') =>
+  endpointSlice(ns, name, { name: `${name}-1`, endpoints, ports: [{ name: 'p80', port, protocol }] });
+
+/** upstream's TestOverallNFTablesRules services. */
+function overallWorld(f: Awaited<ReturnType<typeof fixture>>) {
+  f.upsert(service('ns1', 'svc1', { clusterIP: '172.30.0.41', ports: [svcPort('p80', 80)] }));
+  f.upsert(
+    service('ns2', 'svc2', {
+      type: 'LoadBalancer',
+      externalTrafficPolicy: 'Local',
+      clusterIP: '172.30.0.42',
+      ports: [svcPort('p80', 80, { nodePort: 3001 })],
+      loadBalancerIngress: ['1.2.3.4'],
+      externalIPs: ['192.168.99.22'],
+      healthCheckNodePort: 30000,
+    }),
+  );
+  f.upsert(service('ns3', 'svc3', { type: 'NodePort', clusterIP: '172.30.0.43', ports: [svcPort('p80', 80, { nodePort: 3003 })] }));
+  f.upsert(service('ns4', 'svc4', { type: 'NodePort', clusterIP: '172.30.0.44', externalIPs: ['192.168.99.33'], ports: [svcPort('p80', 80, { nodePort: 3004 })] }));
+  f.upsert(
+    service('ns5', 'svc5', {
+      type: 'LoadBalancer',
+      externalTrafficPolicy: 'Cluster',
+      clusterIP: '172.30.0.45',
+      ports: [svcPort('p80', 80, { nodePort: 3002 })],
+      loadBalancerIngress: ['5.6.7.8'],
+      loadBalancerSourceRanges: ['203.0.113.0/25'],
+      sessionAffinity: 'ClientIP',
+      sessionAffinityConfig: { clientIP: { timeoutSeconds: 10800 } },
+    }),
+  );
+  f.upsert(service('ns6', 'svc6', { clusterIP: '172.30.0.46', ports: [svcPort('p80', 80)] }));
+  f.upsert(slice('ns1', 'svc1', ['10.180.0.1']));
+  f.upsert(slice('ns2', 'svc2', ['10.180.0.2']));
+  f.upsert(slice('ns3', 'svc3', ['10.180.0.3']));
+  f.upsert(slice('ns4', 'svc4', ['10.180.0.4', { ip: '10.180.0.5', nodeName: NODE }]));
+  f.upsert(slice('ns5', 'svc5', ['10.180.0.3']));
+}
+
+describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () => {
+  it('writes upstream’s base layout', async () => {
+    const f = await fixture();
+    const { scripts, full } = await f.sync();
+    expect(full).toBe(true);
+    const all = scripts.join('');
+    expect(all).toContain('add table ip kube-proxy { comment "rules for kube-proxy" ; }\n');
+    expect(all).toContain('add chain ip kube-proxy filter-prerouting { type filter hook prerouting priority -110 ; }\n');
+    expect(all).toContain('add chain ip kube-proxy filter-output-post-dnat { type filter hook output priority -90 ; }\n');
+    expect(all).toContain('add chain ip kube-proxy nat-postrouting { type nat hook postrouting priority 100 ; }\n');
+    expect(all).toContain('add rule ip kube-proxy mark-for-masquerade mark set mark or 0x004000\n');
+    expect(all).toContain('add rule ip kube-proxy masquerading mark and 0x004000 == 0 return\n');
+    expect(all).toContain('add rule ip kube-proxy masquerading masquerade fully-random\n');
+    expect(all).toContain('add rule ip kube-proxy cluster-ips-check ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"\n');
+    expect(all).toContain('add rule ip kube-proxy filter-input ct state new jump nodeport-endpoints-check\n');
+    expect(all).toContain('add rule ip kube-proxy filter-output-post-dnat ct state new jump cluster-ips-check\n');
+    expect(all).toContain('add rule ip kube-proxy services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports\n');
+    expect(all).toContain('add map ip kube-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic" ; }\n');
+    // nodePortAddresses unset: no nodeport-ips set survives the transaction
+    expect(f.table()!.containers.has('nodeport-ips')).toBe(false);
+    expect(f.runner.callsTo('ip')).toHaveLength(0);
+  });
+
+  it('writes every service of the overall scenario as upstream does', async () => {
+    const f = await fixture();
+    overallWorld(f);
+    const { scripts } = await f.sync();
+    const all = scripts.join('');
+    const has = (line: string) => expect(all).toContain(`${line}\n`);
+    // svc1: ClusterIP
+    has('add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 tcp dport 80 ip saddr != 10.0.0.0/8 jump mark-for-masquerade');
+    has('add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 }');
+    has('add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 ip saddr 10.180.0.1 jump mark-for-masquerade');
+    has('add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 meta l4proto tcp dnat to 10.180.0.1:80');
+    // svc2: LoadBalancer, ETP Local, no local endpoint
+    has('add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 ip saddr 10.0.0.0/8 goto service-42NFTM6N-ns2/svc2/tcp/p80 comment "short-circuit pod traffic"');
+    has('add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 fib saddr type local jump mark-for-masquerade comment "masquerade local traffic"');
+    has('add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 fib saddr type local goto service-42NFTM6N-ns2/svc2/tcp/p80 comment "short-circuit local traffic"');
+    expect(all).not.toContain('local-42NFTM6N');
+    // svc3: NodePort, Cluster policy
+    has('add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 jump mark-for-masquerade');
+    has('add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 goto service-4AT6LBPK-ns3/svc3/tcp/p80');
+    // svc4: two endpoints balanced with numgen
+    has(
+      'add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 numgen random mod 2 vmap { 0 : goto endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 , 1 : goto endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80 }',
+    );
+    // svc5: affinity set, firewall chain
+    has('add set ip kube-proxy affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 { type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }');
+    has('add rule ip kube-proxy service-HVFWP5L3-ns5/svc5/tcp/p80 ip saddr @affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 goto endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80');
+    has('add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 update @affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 { ip saddr }');
+    has('add rule ip kube-proxy firewall-HVFWP5L3-ns5/svc5/tcp/p80 ip saddr != { 203.0.113.0/25 } drop');
+
+    expect(f.elements('service-ips')).toEqual(
+      [
+        '1.2.3.4 . tcp . 80 : goto external-42NFTM6N-ns2/svc2/tcp/p80',
+        '172.30.0.41 . tcp . 80 : goto service-ULMVA6XW-ns1/svc1/tcp/p80',
+        '172.30.0.42 . tcp . 80 : goto service-42NFTM6N-ns2/svc2/tcp/p80',
+        '172.30.0.43 . tcp . 80 : goto service-4AT6LBPK-ns3/svc3/tcp/p80',
+        '172.30.0.44 . tcp . 80 : goto service-LAUZTJTB-ns4/svc4/tcp/p80',
+        '172.30.0.45 . tcp . 80 : goto service-HVFWP5L3-ns5/svc5/tcp/p80',
+        '192.168.99.22 . tcp . 80 : goto external-42NFTM6N-ns2/svc2/tcp/p80',
+        '192.168.99.33 . tcp . 80 : goto external-LAUZTJTB-ns4/svc4/tcp/p80',
+        '5.6.7.8 . tcp . 80 : goto external-HVFWP5L3-ns5/svc5/tcp/p80',
+      ].sort(),
+    );
+    expect(f.elements('service-nodeports')).toEqual(
+      [
+        'tcp . 3001 : goto external-42NFTM6N-ns2/svc2/tcp/p80',
+        'tcp . 3002 : goto external-HVFWP5L3-ns5/svc5/tcp/p80',
+        'tcp . 3003 : goto external-4AT6LBPK-ns3/svc3/tcp/p80',
+        'tcp . 3004 : goto external-LAUZTJTB-ns4/svc4/tcp/p80',
+      ].sort(),
+    );
+    expect(f.elements('no-endpoint-services')).toEqual(
+      [
+        '1.2.3.4 . tcp . 80 comment "ns2/svc2:p80" : drop',
+        '172.30.0.46 . tcp . 80 comment "ns6/svc6:p80" : goto reject-chain',
+        '192.168.99.22 . tcp . 80 comment "ns2/svc2:p80" : drop',
+      ].sort(),
+    );
+    expect(f.elements('no-endpoint-nodeports')).toEqual(['tcp . 3001 comment "ns2/svc2:p80" : drop']);
+    expect(f.elements('firewall-ips')).toEqual(['5.6.7.8 . tcp . 80 : goto firewall-HVFWP5L3-ns5/svc5/tcp/p80']);
+    expect(f.elements('cluster-ips')).toEqual(['172.30.0.41', '172.30.0.42', '172.30.0.43', '172.30.0.44', '172.30.0.45', '172.30.0.46']);
+
+    // inspect() reports what the model table holds
+    const picture = (await f.backend.inspect()) as { chains: Record<string, string[]>; containers: Record<string, string[]> };
+    expect(picture.chains).toEqual(f.modelChains());
+    expect(picture.containers['map service-ips']).toEqual(f.elements('service-ips'));
+  });
+
+  it('restricts NodePorts to nodePortAddresses through nodeport-ips, never localhost', async () => {
+    const f = await fixture({ config: { nodePortAddresses: ['192.168.0.0/24', '127.0.0.0/8'] } });
+    overallWorld(f);
+    const { scripts } = await f.sync();
+    const all = scripts.join('');
+    expect(all).toContain('add rule ip kube-proxy services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports\n');
+    expect(all).toContain('add rule ip kube-proxy nodeport-endpoints-check ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports\n');
+    expect(f.elements('nodeport-ips')).toEqual([NODE_IP]);
+  });
+
+  it('masquerades everything with masqueradeAll and drops unallocated service CIDR addresses', async () => {
+    const f = await fixture({ config: { nftables: { masqueradeAll: true } }, backend: { serviceCIDRs: ['172.30.0.0/16', 'fd00::/108'] } });
+    overallWorld(f);
+    const all = (await f.sync()).scripts.join('');
+    expect(all).toContain('add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 tcp dport 80 jump mark-for-masquerade\n');
+    expect(all).toContain('add rule ip kube-proxy cluster-ips-check ip daddr { 172.30.0.0/16 } drop comment "Drop traffic to unallocated ClusterIPs"\n');
+  });
+
+  it('skips the local-traffic rules when the detector has nothing to match on', async () => {
+    const f = await fixture({ config: { clusterCIDR: '' } });
+    overallWorld(f);
+    const all = (await f.sync()).scripts.join('');
+    expect(all).not.toContain('saddr != 10.0.0.0/8');
+    expect(all).not.toContain('short-circuit pod traffic');
+    expect(all).toContain('comment "short-circuit local traffic"');
+  });
+
+  it('uses the local policy chain for ETP Local with a local endpoint, and ITP Local drops without one', async () => {
+    const f = await fixture();
+    f.upsert(service('ns1', 'etp', { type: 'NodePort', externalTrafficPolicy: 'Local', clusterIP: '172.30.0.50', ports: [svcPort('p80', 80, { nodePort: 3050 })] }));
+    f.upsert(slice('ns1', 'etp', ['10.180.0.1', { ip: '10.180.0.2', nodeName: NODE }]));
+    f.upsert(service('ns1', 'itp', { internalTrafficPolicy: 'Local', clusterIP: '172.30.0.51', ports: [svcPort('p80', 80)] }));
+    f.upsert(slice('ns1', 'itp', ['10.180.0.3']));
+    await f.sync();
+    const chains = f.modelChains();
+    const local = Object.keys(chains).find((c) => c.startsWith('local-') && c.endsWith('ns1/etp/tcp/p80'))!;
+    expect(chains[local]).toEqual([expect.stringMatching(/^numgen random mod 1 vmap \{ 0 : goto endpoint-[A-Z2-7]{8}-ns1\/etp\/tcp\/p80__10\.180\.0\.2\/80 \}$/)]);
+    const ext = Object.keys(chains).find((c) => c.startsWith('external-') && c.endsWith('ns1/etp/tcp/p80'))!;
+    expect(chains[ext]!.at(-1)).toBe(`goto ${local}`);
+    expect(f.elements('no-endpoint-services')).toEqual(['172.30.0.51 . tcp . 80 comment "ns1/itp:p80" : drop']);
+    expect(Object.keys(chains).some((c) => c.includes('ns1/itp/'))).toBe(false);
+    const metrics = await f.ctx.metrics.getSingleMetricAsString('kubeproxy_sync_proxy_rules_no_local_endpoints_total');
+    expect(metrics).toContain('traffic_policy="internal",ip_family="IPv4"} 1');
+  });
+
+  it('adds the LB IPs to the allowed sources when a source range holds the node IP', async () => {
+    const f = await fixture();
+    f.upsert(
+      service('ns1', 'lb', {
+        type: 'LoadBalancer',
+        clusterIP: '172.30.0.60',
+        ports: [svcPort('p80', 80, { nodePort: 3060 })],
+        loadBalancerIngress: ['5.6.7.8'],
+        loadBalancerSourceRanges: ['192.168.0.0/24', '203.0.113.0/25'],
+      }),
+    );
+    f.upsert(slice('ns1', 'lb', ['10.180.0.1']));
+    await f.sync();
+    const fw = Object.entries(f.modelChains()).find(([c]) => c.startsWith('firewall-') && c.includes('/'))!;
+    expect(fw[1]).toEqual(['ip saddr != { 192.168.0.0/24, 203.0.113.0/25, 5.6.7.8 } drop']);
+  });
+});
+
+describe('nftables backend: partial sync', () => {
+  it('rewrites only the changed chains and elements, in one transaction, without listing', async () => {
+    const f = await fixture();
+    overallWorld(f);
+    await f.sync();
+    f.upsert(slice('ns4', 'svc4', ['10.180.0.4', { ip: '10.180.0.5', nodeName: NODE }, '10.180.0.6']));
+    const { scripts, full } = await f.sync();
+    expect(full).toBe(false);
+    expect(f.runner.callsTo('nft').map((c) => c.args.join(' '))).toEqual(['-f -']);
+    expect(scripts).toHaveLength(1);
+    const lines = scripts[0]!.trim().split('\n');
+    // the service chain and the new endpoint chain; unchanged endpoint chains and other services untouched
+    expect(lines.filter((l) => l.startsWith('add chain')).map((l) => l.split(' ')[4])).toEqual([
+      'service-LAUZTJTB-ns4/svc4/tcp/p80',
+      expect.stringMatching(/^endpoint-[A-Z2-7]{8}-ns4\/svc4\/tcp\/p80__10\.180\.0\.6\/80$/),
+    ]);
+    expect(scripts[0]).not.toMatch(/ns[12356]\//);
+    expect(scripts[0]).not.toContain('element');
+    expect(f.modelChains()).toEqual((await f.backend.inspect() as { chains: unknown }).chains);
+  });
+
+  it('an unchanged state writes nothing', async () => {
+    const f = await fixture();
+    overallWorld(f);
+    await f.sync();
+    const { scripts } = await f.sync();
+    expect(scripts).toEqual([]);
+  });
+
+  it('moves a service to reject when its endpoints go, flushes stale chains and deletes them a second later', async () => {
+    const f = await fixture();
+    overallWorld(f);
+    await f.sync();
+    f.upsert(slice('ns1', 'svc1', []));
+    const { scripts } = await f.sync();
+    const text = scripts.join('');
+    expect(text).toContain('delete element ip kube-proxy service-ips { 172.30.0.41 . tcp . 80 }\n');
+    expect(text).toContain('add element ip kube-proxy no-endpoint-services { 172.30.0.41 . tcp . 80 comment "ns1/svc1:p80" : goto reject-chain }\n');
+    expect(text).toContain('flush chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80\n');
+    expect(text).toContain('flush chain ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80\n');
+    expect(text).not.toContain('delete chain');
+    expect(f.table()!.chains.has('service-ULMVA6XW-ns1/svc1/tcp/p80')).toBe(true);
+
+    f.runner.reset();
+    await f.ctx.clock.advanceAsync(1000);
+    await f.backend.stop();
+    const deletion = f.runner.stdinsTo('nft').join('');
+    expect(deletion).toContain('delete chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80\n');
+    expect(f.table()!.chains.has('service-ULMVA6XW-ns1/svc1/tcp/p80')).toBe(false);
+    expect(f.table()!.chains.has('endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80')).toBe(false);
+  });
+
+  it('brings a flushed chain back when its endpoint returns before the deletion', async () => {
+    const f = await fixture();
+    overallWorld(f);
+    await f.sync();
+    f.upsert(slice('ns1', 'svc1', []));
+    await f.sync();
+    f.upsert(slice('ns1', 'svc1', ['10.180.0.1']));
+    await f.sync();
+    await f.ctx.clock.advanceAsync(2000);
+    await f.backend.stop();
+    expect(f.modelChains()['endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80']).toHaveLength(2);
+    expect(f.elements('service-ips')).toContain('172.30.0.41 . tcp . 80 : goto service-ULMVA6XW-ns1/svc1/tcp/p80');
+  });
+
+  it('deletes a service: elements, chains and affinity sets', async () => {
+    const f = await fixture();
+    overallWorld(f);
+    await f.sync();
+    f.remove(service('ns5', 'svc5'));
+    f.remove(slice('ns5', 'svc5', []));
+    const text = (await f.sync()).scripts.join('');
+    expect(text).toContain('delete set ip kube-proxy affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80\n');
+    expect(text.indexOf('flush chain ip kube-proxy endpoint-GTK6MW7G')).toBeLessThan(text.indexOf('delete set'));
+    expect(f.elements('firewall-ips')).toEqual([]);
+    expect(f.elements('cluster-ips')).not.toContain('172.30.0.45');
+    await f.ctx.clock.advanceAsync(1000);
+    await f.backend.stop();
+    expect([...f.table()!.chains.keys()].some((c) => c.includes('ns5/svc5'))).toBe(false);
+  });
+
+  it('re-creates affinity sets whose timeout changed', async () => {
+    const f = await fixture();
+    overallWorld(f);
+    await f.sync();
+    f.upsert(
+      service('ns5', 'svc5', {
+        type: 'LoadBalancer',
+        externalTrafficPolicy: 'Cluster',
+        clusterIP: '172.30.0.45',
+        ports: [svcPort('p80', 80, { nodePort: 3002 })],
+        loadBalancerIngress: ['5.6.7.8'],
+        loadBalancerSourceRanges: ['203.0.113.0/25'],
+        sessionAffinity: 'ClientIP',
+        sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } },
+      }),
+    );
+    const text = (await f.sync()).scripts.join('');
+    expect(text).toContain('delete set ip kube-proxy affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80\n');
+    expect(f.table()!.containers.get('affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80')!.spec).toContain('timeout 60s');
+  });
+
+  it('goes back to a full sync after a failed transaction, finding leftovers in the kernel', async () => {
+    const f = await fixture();
+    overallWorld(f);
+    await f.sync();
+    f.runner.once('nft', { code: 1, stderr: 'Error: Could not process rule: No buffer space available' }, (a) => a[0] === '-f');
+    f.upsert(slice('ns1', 'svc1', ['10.180.0.1', '10.180.0.7']));
+    const { state, changes } = f.tracker.checkpoint();
+    const failed = await f.backend.sync(state, changes);
+    expect(failed.ok).toBe(false);
+    expect(await f.ctx.metrics.getSingleMetricAsString('kubeproxy_sync_proxy_rules_nftables_sync_failures_total')).toContain('} 1');
+
+    f.runner.on('nft', () => ({ stdout: JSON.stringify({ nftables: [{ table: { family: 'ip', name: 'kube-proxy' } }] }) }), (a) => a.join(' ') === '-j list tables ip');
+    f.runner.on('nft', () => ({ stdout: JSON.stringify({ nftables: [{ chain: { family: 'ip', table: 'kube-proxy', name: 'service-AAAAAAAA-old/gone/tcp/p80' } }] }) }), (a) => a.join(' ') === '-j list chains ip');
+    f.model.apply('add chain ip kube-proxy service-AAAAAAAA-old/gone/tcp/p80\n');
+    f.runner.reset();
+    const retry = await f.backend.sync(state, emptyChangeSet());
+    expect(retry.ok).toBe(true);
+    expect(retry.full).toBe(true);
+    const text = f.runner.stdinsTo('nft').join('');
+    expect(text).toContain('flush chain ip kube-proxy service-AAAAAAAA-old/gone/tcp/p80\n');
+    expect(f.modelChains()['service-ULMVA6XW-ns1/svc1/tcp/p80']![1]).toContain('numgen random mod 2');
+  });
+});
+
+describe('nftables backend: bounded transactions', () => {
+  it('splits a large full sync, chains before the map elements that point at them', async () => {
+    const f = await fixture({ backend: { servicesPerTransaction: 50, linesPerTransaction: 2000 } });
+    for (let i = 0; i < 120; i++) {
+      const ip = `172.30.${i >> 8}.${i & 255}`;
+      f.upsert(service('ns', `s${i}`, { clusterIP: ip, ports: [svcPort('p80', 80)] }));
+      f.upsert(slice('ns', `s${i}`, Array.from({ length: 10 }, (_, j) => `10.1.${i % 200}.${j + 1}`)));
+    }
+    const { scripts } = await f.sync();
+    expect(scripts.length).toBeGreaterThanOrEqual(4); // setup, 3 chain chunks, elements
+    for (const s of scripts) expect(s.split('\n').length).toBeLessThanOrEqual(2001);
+    const firstElement = scripts.findIndex((s) => s.includes('add element ip kube-proxy service-ips'));
+    expect(firstElement).toBe(scripts.length - 1);
+    expect(f.elements('service-ips')).toHaveLength(120);
+    expect(Object.keys(f.modelChains()).filter((c) => c.startsWith('endpoint-'))).toHaveLength(1200);
+  });
+
+  it('passes a timeout to every nft call', async () => {
+    const f = await fixture({ backend: { nftTimeoutMs: 1234 } });
+    overallWorld(f);
+    await f.sync();
+    await f.backend.cleanup();
+    for (const call of f.runner.callsTo('nft')) expect(call.options?.timeoutMs).toBe(1234);
+  });
+});
+
+describe('nftables backend: conntrack and cleanup', () => {
+  it('flushes conntrack entries of a removed UDP endpoint', async () => {
+    const f = await fixture();
+    f.upsert(service('ns1', 'dns', { clusterIP: '172.30.0.10', ports: [{ name: 'p80', port: 53, protocol: 'UDP' }] }));
+    f.upsert(slice('ns1', 'dns', ['10.180.0.1', '10.180.0.2'], 53, 'UDP'));
+    await f.sync();
+    f.upsert(slice('ns1', 'dns', ['10.180.0.1'], 53, 'UDP'));
+    await f.sync();
+    const args = f.runner.callsTo('conntrack').map((c) => c.args.join(' '));
+    expect(args).toContain('-D -f ipv4 -p udp --orig-dst 172.30.0.10 --orig-port-dst 53 --reply-src 10.180.0.2 --reply-port-src 53');
+  });
+
+  it('cleanup deletes our table only, and tolerates its absence', async () => {
+    const f = await fixture();
+    overallWorld(f);
+    await f.sync();
+    f.model.apply('add table ip other\nadd chain ip other keep\n');
+    f.runner.reset();
+    await f.backend.cleanup();
+    expect(f.runner.callsTo('nft').map((c) => c.args.join(' '))).toEqual(['delete table ip kube-proxy']);
+    f.runner.once('nft', { code: 1, stderr: 'Error: Could not process rule: No such file or directory' });
+    await expect(f.backend.cleanup()).resolves.toBeUndefined();
+    expect(await f.backend.inspect()).toEqual({ family: 'ip', table: null });
+  });
+
+  it('reports a sync before start as a failure instead of throwing', async () => {
+    const backend = new NftablesBackend({ ipFamily: 'IPv4', config: proxyConfig() });
+    const tracker = new ProxyStateTracker({ ipFamily: 'IPv4', nodeName: NODE });
+    const { state, changes } = tracker.checkpoint();
+    const r = await backend.sync(state, changes);
+    expect(r.ok).toBe(false);
+  });
+});
+
+describe('nftables backend: IPv6', () => {
+  it('writes an ip6 table with dotted endpoint names', async () => {
+    const runner = createRecordingRunner();
+    const ctx = testContext({ runner, node: nodeInfo({ name: NODE, ipFamily: 'IPv6', addresses: ['fd00::2'] }) });
+    const backend = new NftablesBackend({ ipFamily: 'IPv6', config: proxyConfig({ clusterCIDR: 'fd00:10::/64' }) });
+    await backend.start(ctx);
+    const tracker = new ProxyStateTracker({ ipFamily: 'IPv6', nodeName: NODE });
+    tracker.onServiceAdd(service('ns1', 'svc1', { clusterIP: 'fd00:172:30::41', ipFamily: 'IPv6', ports: [svcPort('p80', 80)] }));
+    tracker.onEndpointSliceAdd(endpointSlice('ns1', 'svc1', { name: 'svc1-1', endpoints: ['fd00:10::1'], ports: [{ name: 'p80', port: 80 }] }));
+    const { state, changes } = tracker.checkpoint();
+    const r = await backend.sync(state, changes);
+    expect(r.ok).toBe(true);
+    const text = runner.stdinsTo('nft').join('');
+    const model = new NftScriptModel();
+    for (const s of runner.stdinsTo('nft')) model.apply(s);
+    expect(text).toContain('add table ip6 kube-proxy');
+    expect(text).toContain('ip6 daddr != ::1 meta l4proto . th dport vmap @no-endpoint-nodeports');
+    expect(text).toMatch(/endpoint-[A-Z2-7]{8}-ns1\/svc1\/tcp\/p80__fd00\.10\.\.1\/80 meta l4proto tcp dnat to \[fd00:10::1\]:80/);
+    expect(text).toContain('ip6 saddr != fd00:10::/64 jump mark-for-masquerade');
+  });
+});

@@ -1,0 +1,198 @@
+import net from 'node:net';
+import { once } from 'node:events';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Registry } from 'prom-client';
+import { createTestLogger } from '@kube-proxy-ts/testing';
+import { RoundRobinBalancer, type BalancerEndpoint } from './balancer.js';
+import { ListenerMetrics } from './metrics.js';
+import { TcpServiceListener } from './tcp-listener.js';
+import {
+  connectTcp,
+  deadPort,
+  echoServer,
+  endpointAt,
+  eventually,
+  fetchTcp,
+  nameServer,
+  nextData,
+  tcpServer,
+  type TestServer,
+} from './test-support.js';
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+});
+
+async function server(s: Promise<TestServer>): Promise<TestServer> {
+  const srv = await s;
+  cleanups.push(() => srv.close());
+  return srv;
+}
+
+async function proxyTo(endpoints: BalancerEndpoint[], dialTimeouts?: number[]) {
+  const registry = new Registry();
+  const balancer = new RoundRobinBalancer<BalancerEndpoint>({ now: () => Date.now(), random: () => 0 });
+  balancer.setEndpoints(endpoints);
+  const metrics = new ListenerMetrics(registry, { servicePort: 'ns/svc:http', protocol: 'TCP', ipFamily: 'IPv4' });
+  const listener = new TcpServiceListener({
+    host: '127.0.0.1',
+    balancer,
+    metrics,
+    logger: createTestLogger(),
+    ...(dialTimeouts ? { dialTimeouts } : {}),
+  });
+  const port = await listener.open(0);
+  cleanups.push(() => listener.close());
+  const metric = async (name: string, labels: Record<string, string> = {}) => {
+    const m = (await registry.getMetricsAsJSON()).find((x) => x.name === `kubeproxy_userspace_${name}`);
+    const v = m?.values.find((x) => Object.entries(labels).every(([k, val]) => x.labels[k] === val));
+    return v?.value ?? 0;
+  };
+  return { listener, balancer, port, metric };
+}
+
+describe('TcpServiceListener on 127.0.0.1', () => {
+  it('relays to the endpoints in round-robin order and counts bytes and connections', async () => {
+    const a = await server(nameServer('a'));
+    const b = await server(nameServer('b'));
+    const p = await proxyTo([a.endpoint, b.endpoint]);
+    const answers = [];
+    for (let i = 0; i < 4; i++) answers.push(await fetchTcp(p.port, 'hi'));
+    expect(answers).toEqual(['a', 'b', 'a', 'b']);
+    await eventually(() => p.listener.activeConnections === 0);
+    p.listener.flushMetrics();
+    expect(await p.metric('connections_total')).toBe(4);
+    expect(await p.metric('active_connections')).toBe(0);
+    expect(await p.metric('bytes_total', { direction: 'to_endpoint' })).toBe(8);
+    expect(await p.metric('bytes_total', { direction: 'to_client' })).toBe(4);
+  });
+
+  it('skips a dead endpoint: every client is served and the failures are counted', async () => {
+    const alive = await server(nameServer('alive'));
+    const p = await proxyTo([endpointAt(await deadPort()), alive.endpoint]);
+    for (let i = 0; i < 4; i++) expect(await fetchTcp(p.port)).toBe('alive');
+    // Round robin meets the dead endpoint first on every connection: one failed attempt each.
+    expect(await p.metric('connect_errors_total')).toBe(4);
+  });
+
+  it('moves on when an endpoint does not answer within the attempt timeout', async () => {
+    const alive = await server(nameServer('alive'));
+    // 192.0.2.0/24 (TEST-NET-1) is not routed: the SYN goes nowhere, the attempt times out.
+    const p = await proxyTo([{ hostPort: '192.0.2.1:80', ip: '192.0.2.1', port: 80 }, alive.endpoint], [100, 200]);
+    const started = Date.now();
+    expect(await fetchTcp(p.port)).toBe('alive');
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it('resets the client when no endpoint answers', async () => {
+    const p = await proxyTo([endpointAt(await deadPort())], [50, 50]);
+    await expect(fetchTcp(p.port)).rejects.toThrow(/ECONNRESET/);
+  });
+
+  it('propagates a half-close: the client\'s FIN reaches the endpoint, which can still answer', async () => {
+    const echo = await server(echoServer());
+    const p = await proxyTo([echo.endpoint]);
+    expect(await fetchTcp(p.port, 'ping')).toBe('pingbye');
+  });
+
+  it('propagates a reset from the endpoint to the client and from the client to the endpoint', async () => {
+    const resetter = await server(tcpServer((s) => s.once('data', () => s.resetAndDestroy())));
+    const p = await proxyTo([resetter.endpoint]);
+    const client = await connectTcp(p.port);
+    client.write('x');
+    const [err] = (await once(client, 'error')) as [NodeJS.ErrnoException];
+    expect(err.code).toBe('ECONNRESET');
+
+    let endpointSide: net.Socket | undefined;
+    const endpointError = new Promise<string>((resolve) => {
+      void server(
+        tcpServer((s) => {
+          endpointSide = s;
+          s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+        }),
+      ).then((srv) => p.balancer.setEndpoints([srv.endpoint]));
+    });
+    await eventually(() => p.balancer.list()[0]?.port !== resetter.endpoint.port);
+    const c2 = await connectTcp(p.port);
+    await eventually(() => endpointSide !== undefined);
+    c2.resetAndDestroy();
+    expect(await endpointError).toBe('ECONNRESET');
+  });
+
+  it('keeps established connections when endpoints change; new ones go to the new set', async () => {
+    const echo = await server(echoServer());
+    const other = await server(nameServer('other'));
+    const p = await proxyTo([echo.endpoint]);
+    const live = await connectTcp(p.port);
+    live.write('one');
+    expect(await nextData(live)).toBe('one');
+    p.balancer.setEndpoints([other.endpoint]);
+    p.listener.endpointsRemoved(new Set([echo.endpoint.hostPort]));
+    expect(await fetchTcp(p.port)).toBe('other');
+    live.write('two');
+    expect(await nextData(live)).toBe('two');
+    live.destroy();
+  });
+
+  it('close() ends the listener and every connection', async () => {
+    const echo = await server(echoServer());
+    const p = await proxyTo([echo.endpoint]);
+    const live = await connectTcp(p.port);
+    live.on('error', () => undefined);
+    live.write('x');
+    await nextData(live);
+    const closed = new Promise((resolve) => live.once('close', resolve));
+    p.listener.close();
+    await closed;
+    expect(live.destroyed).toBe(true);
+    expect(p.listener.serving).toBe(false);
+    await expect(fetchTcp(p.port)).rejects.toThrow(/ECONNREFUSED/);
+  });
+
+  it('applies backpressure: a client that does not read stops the endpoint, nothing piles up in the proxy', async () => {
+    const total = 64 * 1024 * 1024;
+    let written = 0;
+    const chunk = Buffer.alloc(256 * 1024, 7);
+    const firehose = await server(
+      tcpServer((s) => {
+        const pump = () => {
+          while (written < total) {
+            written += chunk.length;
+            if (!s.write(chunk)) return void s.once('drain', pump);
+          }
+          s.end();
+        };
+        pump();
+      }),
+    );
+    const p = await proxyTo([firehose.endpoint]);
+    const client = await connectTcp(p.port);
+    client.pause();
+    await new Promise((r) => setTimeout(r, 400));
+    const stalledAt = written;
+    expect(stalledAt).toBeLessThan(40 * 1024 * 1024);
+    let received = 0;
+    client.on('data', (d: Buffer) => (received += d.length));
+    client.resume();
+    await once(client, 'end');
+    expect(received).toBe(total);
+    client.destroy();
+  });
+
+  it('leaks no sockets or timers after many connections', async () => {
+    const a = await server(nameServer('a'));
+    const b = await server(nameServer('b'));
+    const p = await proxyTo([a.endpoint, endpointAt(await deadPort()), b.endpoint]);
+    const handles = () => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap' || r === 'Timeout').length;
+    const before = handles();
+    for (let batch = 0; batch < 10; batch++) {
+      const answers = await Promise.all(Array.from({ length: 50 }, () => fetchTcp(p.port)));
+      expect(answers.every((x) => x === 'a' || x === 'b')).toBe(true);
+    }
+    await eventually(() => p.listener.activeConnections === 0, 3000, 'relays to finish');
+    await eventually(() => handles() <= before, 3000, `handles back to ${before} (now ${handles()})`);
+    expect(await p.metric('active_connections')).toBe(0);
+    expect(await p.metric('connections_total')).toBe(500);
+  });
+});
