@@ -126,11 +126,11 @@ describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', 
       endpointSlice('default', 'web', { name: 'web-a', endpoints: [{ ip: pod1.ip, nodeName: NODE }, { ip: pod2.ip, nodeName: NODE }], ports: slicePorts }),
     );
     await sync();
-    expect(await httpNames('client', VIP, 80, 24)).toEqual(new Set([pod1.name, pod2.name]));
+    expect(await httpNames('client', VIP, 80, 16)).toEqual(new Set([pod1.name, pod2.name]));
     const udp = new Set<string>();
-    for (let i = 0; i < 24; i++) udp.add(await sb.udp('client', VIP, 53, { timeoutMs: 3000 }));
+    for (let i = 0; i < 24 && udp.size < 2; i++) udp.add(await sb.udp('client', VIP, 53, { timeoutMs: 3000 }));
     expect(udp).toEqual(new Set([pod1.name, pod2.name]));
-    expect(await httpNames('external', sb.plan.nodeIP, 30080, 24)).toEqual(new Set([pod1.name, pod2.name]));
+    expect(await httpNames('external', sb.plan.nodeIP, 30080, 16)).toEqual(new Set([pod1.name, pod2.name]));
   });
 
   it('refuses connections to a service without endpoints at once', async () => {

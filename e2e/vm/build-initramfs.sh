@@ -36,7 +36,7 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 while read -r mod; do insmod "$mod" || echo "kpts-init: insmod $mod failed"; done </modules.order
-if ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 hostroot /newroot; then
+if ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /newroot; then
   echo "kpts-init: cannot mount the host root"; poweroff -f
 fi
 stage2=$(sed -n 's/.*kpts.stage2=\([^ ]*\).*/\1/p' /proc/cmdline)

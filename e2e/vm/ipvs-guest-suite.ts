@@ -8,6 +8,10 @@ import { emptyChangeSet, type ProxyConfig, type ProxyState } from '@kube-proxy-t
 import createIpvsBackend from '@kube-proxy-ts/backend-ipvs';
 import { createSandbox, endpointSlice, proxyConfig, service, testContext, type Sandbox } from '@kube-proxy-ts/testing';
 import { proxyState } from '../../packages/backend-ipvs/src/test-support/state.js';
+// Started here rather than by the sandbox: node starts slowly under emulation, past the sandbox's ready timeout.
+import { startEchoServer, type EchoServer } from '../../packages/testing/src/netns/servers.js';
+
+console.log(`guest suite started (node ${process.version})`);
 
 const results: { name: string; ok: boolean; detail: string }[] = [];
 
@@ -75,6 +79,12 @@ async function httpNames(sb: Sandbox, from: string, host: string, port: number, 
   return names;
 }
 
+/** One UDP datagram with socat (a node client takes seconds to start in the VM); the reply or "". */
+async function udpName(sb: Sandbox, from: string, host: string, port: number): Promise<string> {
+  const r = await sb.exec(from, ['socat', '-t', '2', '-T', '5', '-', `UDP4:${host}:${port}`], { stdin: 'hello', timeoutMs: 20_000 });
+  return r.stdout.trim();
+}
+
 /** The real servers of one virtual service, as `ip:port weight` strings. */
 async function realServers(sb: Sandbox, vs: string): Promise<string[]> {
   const out = await sb.execOk('node', ['ipvsadm', '-Ln', '-t', vs]);
@@ -98,7 +108,8 @@ process.stdin.on('data', () => s.write('GET / HTTP/1.0\\r\\n\\r\\n'));
 `;
 
 async function main(): Promise<number> {
-  const sb = await createSandbox({ tag: 'ipvsvm', pods: 3, ports: [8080] });
+  const sb = await createSandbox({ tag: 'ipvsvm', pods: 3, ports: [8080], servers: false });
+  const servers: EchoServer[] = [];
   const backend = createIpvsBackend({ ipFamily: 'IPv4', config: proxyConfig({ clusterCIDR: sb.plan.clusterCIDR }) as ProxyConfig });
   const ctx = testContext({ runner: sb.runner('node'), node: { name: 'node1', addresses: [sb.node.ip], podCIDRs: [sb.plan.podCIDR] } });
   const sync = async (s: ProxyState) => {
@@ -107,6 +118,9 @@ async function main(): Promise<number> {
   };
   const podNames = sb.pods.map((p) => p.name);
   try {
+    const ts = Date.now();
+    servers.push(...(await Promise.all(sb.pods.map((p) => startEchoServer(p.netns, p.name, [8080], { readyTimeoutMs: 120_000 })))));
+    console.log(`echo servers ready in ${Date.now() - ts} ms`);
     await sb.execOk('node', ['ipvsadm', '-A', '-t', `${FOREIGN}:80`, '-s', 'wlc']);
     await backend.start(ctx);
     const t0 = Date.now();
@@ -119,7 +133,7 @@ async function main(): Promise<number> {
     });
     await scenario('ClusterIP UDP reaches every endpoint', async () => {
       const names: string[] = [];
-      for (let i = 0; i < 3; i++) names.push(await sb.udp('client', WEB, 53, { timeoutMs: 5000 }));
+      for (let i = 0; i < 3; i++) names.push(await udpName(sb, 'client', WEB, 53));
       check(same(new Set(names), podNames), `got ${names.join(',')}`);
     });
     await scenario('NodePort from outside the cluster', async () => {
@@ -198,6 +212,7 @@ async function main(): Promise<number> {
     console.log(`KPTS-RESULT FAIL setup :: ${err instanceof Error ? err.stack : String(err)}`);
     results.push({ name: 'setup', ok: false, detail: String(err) });
   } finally {
+    await Promise.all(servers.map((s) => s.stop()));
     await sb.destroy();
   }
   const failed = results.filter((r) => !r.ok).length;

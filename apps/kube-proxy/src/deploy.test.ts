@@ -10,6 +10,25 @@ import { decodeKubeProxyConfiguration } from './config/v1alpha1.js';
 import { validateProxyConfig } from './config/validate.js';
 
 type Obj = { kind: string; metadata: { name: string; namespace?: string }; [k: string]: unknown };
+interface Container {
+  command: string[];
+  env: unknown[];
+  volumeMounts: Array<{ name: string; mountPath: string }>;
+  securityContext: { privileged: boolean };
+}
+interface DaemonSet extends Obj {
+  spec: {
+    selector: { matchLabels: Record<string, string> };
+    template: {
+      spec: {
+        containers: Container[];
+        hostNetwork: boolean;
+        serviceAccountName: string;
+        volumes: Array<{ name: string; hostPath?: { path: string; type?: string }; configMap?: { name: string } }>;
+      };
+    };
+  };
+}
 const deployFile = (name: string) => fileURLToPath(new URL(`../../../deploy/${name}`, import.meta.url));
 const load = (name: string): Obj[] =>
   parseAllDocuments(readFileSync(deployFile(name), 'utf8')).map((d) => {
@@ -19,7 +38,7 @@ const load = (name: string): Obj[] =>
 
 describe('deploy manifests', () => {
   const configMap = load('configmap.yaml')[0] as Obj & { data: Record<string, string> };
-  const [ds] = load('daemonset.yaml') as Array<Obj & { spec: any }>;
+  const [ds] = load('daemonset.yaml') as DaemonSet[];
   const rbac = load('rbac.yaml');
 
   it('the ConfigMap config.conf loads and validates unchanged', () => {
@@ -32,13 +51,12 @@ describe('deploy manifests', () => {
 
   it("the DaemonSet's command is accepted by the flag parser with the ConfigMap mounted", () => {
     expect(ds?.kind).toBe('DaemonSet');
-    const pod = ds?.spec.template.spec;
-    const container = pod.containers[0];
+    const container = ds?.spec.template.spec.containers[0] as Container;
     expect(container.command[0]).toBe('/usr/local/bin/kube-proxy');
     // The kubelet expands $(NODE_NAME) from the container's environment.
     const argv = (container.command.slice(1) as string[]).map((a) => a.replace('$(NODE_NAME)', 'worker-1'));
-    const mount = container.volumeMounts.find((m: { name: string }) => m.name === 'kube-proxy');
-    const files: Record<string, string> = Object.fromEntries(Object.entries(configMap.data).map(([k, v]) => [`${mount.mountPath}/${k}`, v]));
+    const mount = container.volumeMounts.find((m) => m.name === 'kube-proxy');
+    const files: Record<string, string> = Object.fromEntries(Object.entries(configMap.data).map(([k, v]) => [`${mount?.mountPath}/${k}`, v]));
     const options = resolveOptions(argv, { readFile: (p) => files[p] ?? (() => { throw new Error(`ENOENT ${p}`); })() });
     expect(options.configFile).toBe('/var/lib/kube-proxy/config.conf');
     expect(options.config.hostnameOverride).toBe('worker-1');
@@ -48,18 +66,18 @@ describe('deploy manifests', () => {
   });
 
   it('runs as upstream does: host network, privileged, xtables lock and kernel modules mounted', () => {
-    const pod = ds?.spec.template.spec;
-    const c = pod.containers[0];
+    const pod = (ds as DaemonSet).spec.template.spec;
+    const c = pod.containers[0] as Container;
     expect(pod.hostNetwork).toBe(true);
     expect(c.securityContext.privileged).toBe(true);
     expect(pod.serviceAccountName).toBe('kube-proxy');
-    const mounts = Object.fromEntries(c.volumeMounts.map((m: { name: string; mountPath: string }) => [m.name, m.mountPath]));
+    const mounts = Object.fromEntries(c.volumeMounts.map((m) => [m.name, m.mountPath]));
     expect(mounts['xtables-lock']).toBe('/run/xtables.lock');
     expect(mounts['lib-modules']).toBe('/lib/modules');
-    const vols = Object.fromEntries(pod.volumes.map((v: { name: string }) => [v.name, v]));
-    expect(vols['xtables-lock'].hostPath).toEqual({ path: '/run/xtables.lock', type: 'FileOrCreate' });
-    expect(vols['lib-modules'].hostPath.path).toBe('/lib/modules');
-    expect(vols['kube-proxy'].configMap.name).toBe(configMap.metadata.name);
+    const vols = Object.fromEntries(pod.volumes.map((v) => [v.name, v]));
+    expect(vols['xtables-lock']?.hostPath).toEqual({ path: '/run/xtables.lock', type: 'FileOrCreate' });
+    expect(vols['lib-modules']?.hostPath?.path).toBe('/lib/modules');
+    expect(vols['kube-proxy']?.configMap?.name).toBe(configMap.metadata.name);
     expect(ds?.spec.selector.matchLabels).toEqual({ 'k8s-app': 'kube-proxy' });
   });
 

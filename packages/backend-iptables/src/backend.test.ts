@@ -190,6 +190,38 @@ describe('IptablesBackend sync', () => {
     expect(order.indexOf(RESTORE)).toBeLessThan(order.indexOf('conntrack'));
   });
 
+  it('sets route_localnet on the first sync only (not at start, which --cleanup also runs)', async () => {
+    const ctx = testContext({ node: { name: TEST_HOSTNAME, addresses: [TEST_NODE_IP] } });
+    const backend = new IptablesBackend({ ipFamily: 'IPv4', config: proxyConfig(), flavour: 'nft' });
+    await backend.start(ctx);
+    const sysctlWrites = () => ctx.runner.callsTo('sysctl').filter((c) => c.args[0] === '-w').map((c) => c.args);
+    expect(sysctlWrites()).toEqual([]);
+    const { state, changes } = new Cluster().checkpoint();
+    await backend.sync(state, changes);
+    expect(sysctlWrites()).toEqual([['-w', 'net.ipv4.conf.all.route_localnet=1']]);
+    const v6 = new IptablesBackend({ ipFamily: 'IPv6', config: proxyConfig(), flavour: 'nft' });
+    const ctx6 = testContext({ node: { name: TEST_HOSTNAME, addresses: ['2001:db8::1'] } });
+    await v6.start(ctx6);
+    const six = new Cluster('IPv6').checkpoint();
+    await v6.sync(six.state, six.changes);
+    expect(ctx6.runner.callsTo('sysctl').filter((c) => c.args[0] === '-w')).toEqual([]);
+    expect(ctx6.runner.callsTo('ip6tables-nft-restore')).toHaveLength(1);
+  });
+
+  it('rewrites every service when a rule option all of them depend on changes (large-cluster mode)', async () => {
+    const { backend } = await setUp();
+    const many = Array.from({ length: 1001 }, (_, i) => `10.1.${Math.floor(i / 250)}.${(i % 250) + 1}`);
+    const cluster = new Cluster().upsert(svc(1), slice(1, ['10.180.0.1']), svc(2), slice(2, many.slice(0, 999)));
+    let cp = cluster.checkpoint();
+    expect((await backend.sync(cp.state, cp.changes)).stats?.largeClusterMode).toBe(0);
+    cluster.upsert(slice(2, many));
+    cp = cluster.checkpoint();
+    const result = await backend.sync(cp.state, cp.changes);
+    expect(result).toMatchObject({ ok: true, full: true, stats: { largeClusterMode: 1 } });
+    // svc1 did not change, yet its chains lose their comments too.
+    expect(backend.lastPayload()).toContain('-A KUBE-SEP-SXIVWICOYRO3J4NJ -s 10.180.0.1 -j KUBE-MARK-MASQ\n');
+  });
+
   it('reports failure instead of throwing when used before start()', async () => {
     const backend = new IptablesBackend({ ipFamily: 'IPv4', config: proxyConfig(), flavour: 'nft' });
     const { state, changes } = new Cluster().checkpoint();

@@ -85,6 +85,7 @@ export class IptablesBackend implements Backend {
   private lastCanaryCheck = -Infinity;
   private nodePortIPs: string[] | undefined;
   private payloads: string[] = [];
+  private routeLocalnetSet = false;
 
   constructor(private readonly options: IptablesBackendOptions) {
     this.family = options.ipFamily;
@@ -105,11 +106,6 @@ export class IptablesBackend implements Backend {
     }
     const addresses = resolveNodePortAddresses(this.config.nodePortAddresses, this.family, ctx.node.addresses[0]);
     this.localhostNodePorts = this.family === 'IPv4' && this.config.iptables.localhostNodePorts && addresses.containsIPv4Loopback;
-    if (this.localhostNodePorts) {
-      logger.info('setting route_localnet=1 to allow node ports on localhost; disable iptables.localhostNodePorts or restrict nodePortAddresses to avoid it');
-      const r = await this.run('sysctl', ['-w', 'net.ipv4.conf.all.route_localnet=1']);
-      if (r.code !== 0) logger.warn({ stderr: r.stderr.trim() }, 'could not set route_localnet');
-    }
     const liberal = await this.run('sysctl', ['-n', 'net.netfilter.nf_conntrack_tcp_be_liberal']);
     this.conntrackTCPLiberal = liberal.code === 0 && liberal.stdout.trim() !== '' && liberal.stdout.trim() !== '0';
     if (this.conntrackTCPLiberal) logger.info('nf_conntrack_tcp_be_liberal set, not installing DROP rules for INVALID packets');
@@ -199,7 +195,14 @@ export class IptablesBackend implements Backend {
     let decision: SyncDecision = { full: true, reason: 'start' };
     try {
       decision = await this.decide(changes);
-      const { full } = decision;
+      let { full } = decision;
+      if (full && this.localhostNodePorts && !this.routeLocalnetSet) {
+        // Only when programming rules, not for a --cleanup run (which also starts the backend).
+        logger.info('setting route_localnet=1 to allow node ports on localhost; disable iptables.localhostNodePorts or restrict nodePortAddresses to avoid it');
+        const r = await this.run('sysctl', ['-w', 'net.ipv4.conf.all.route_localnet=1']);
+        if (r.code === 0) this.routeLocalnetSet = true;
+        else logger.warn({ stderr: r.stderr.trim() }, 'could not set route_localnet');
+      }
 
       if (!resolveNodePortAddresses(this.config.nodePortAddresses, this.family).matchAll && (full || !this.nodePortIPs)) {
         const addresses = resolveNodePortAddresses(this.config.nodePortAddresses, this.family, state.node.addresses[0]);
@@ -209,6 +212,12 @@ export class IptablesBackend implements Backend {
       const computeStart = ctx.clock.now();
       const rules = computeRules(state, this.ruleOptions(state), full ? {} : { previous: this.previousRules, changed: changes.servicePorts });
       const computeMs = ctx.clock.now() - computeStart;
+      if (!full && rules.fingerprint !== this.previousRules?.fingerprint) {
+        // Something every service's rules depend on moved (e.g. large-cluster mode): all were
+        // recomputed, so write them all.
+        full = true;
+        decision = { full, reason: 'rule options changed' };
+      }
       for (const [key, reason] of rules.skipped) logger.warn({ servicePort: key, reason }, 'service port skipped: its rules cannot be written safely');
 
       // On a full sync, read the kernel: leftovers of ours to delete and jumps to restore.
@@ -246,7 +255,10 @@ export class IptablesBackend implements Backend {
       this.model = plan.model;
       this.previousRules = rules;
       this.needFullSync = false;
-      if (full) this.lastFullSync = ctx.clock.now();
+      if (full) {
+        this.lastFullSync = ctx.clock.now();
+        this.lastCanaryCheck = this.lastFullSync; // the canaries were just (re)created
+      }
 
       const rulesTotal = gauge(ctx.metrics, { name: 'sync_proxy_rules_iptables_total', help: 'Total number of iptables rules owned by kube-proxy', labelNames: ['table', 'ip_family'] as const });
       rulesTotal.set({ table: 'nat', ...labels }, plan.stats.natRules);

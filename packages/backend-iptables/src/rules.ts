@@ -93,6 +93,19 @@ export interface ComputeOptions {
 
 const fmt = formatRestoreLine;
 
+// Chain names are sha256 hashes: remember them across syncs (bounded, cleared when full).
+const NAME_CACHE_LIMIT = 500_000;
+const nameCache = new Map<string, unknown>();
+function cachedName<T>(key: string, make: () => T): T {
+  let name = nameCache.get(key) as T | undefined;
+  if (name === undefined) {
+    if (nameCache.size >= NAME_CACHE_LIMIT) nameCache.clear();
+    name = make();
+    nameCache.set(key, name);
+  }
+  return name;
+}
+
 function familyOf(ip: string): IPFamily | undefined {
   const v = isIP(ip);
   return v === 4 ? 'IPv4' : v === 6 ? 'IPv6' : undefined;
@@ -234,7 +247,7 @@ export function serviceRules(
 ): ServicePortRules {
   const name = servicePortNameString(svc.name);
   const protocol = svc.protocol.toLowerCase();
-  const chainNames = servicePortChainNames(name, svc.protocol);
+  const chainNames = cachedName(`${name}\u0000${svc.protocol}`, () => servicePortChainNames(name, svc.protocol));
   const proto = ['-m', protocol, '-p', protocol];
   const port = String(svc.port);
   const comment = (text: string) => ['-m', 'comment', '--comment', text];
@@ -385,7 +398,7 @@ export function serviceRules(
   }
 
   const affinity = svc.sessionAffinity.type === 'ClientIP' ? svc.sessionAffinity.timeoutSeconds : undefined;
-  const epChain = (ep: Endpoint) => endpointChainName(name, svc.protocol, ep.hostPort);
+  const epChain = (ep: Endpoint) => cachedName(`${name}\u0000${svc.protocol}\u0000${ep.hostPort}`, () => endpointChainName(name, svc.protocol, ep.hostPort));
   const writeEndpointJumps = (target: string[], eps: readonly Endpoint[]) => {
     if (affinity !== undefined) {
       for (const ep of eps) {

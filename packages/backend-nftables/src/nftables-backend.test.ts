@@ -11,9 +11,11 @@ import {
   type DeepPartial,
   type RecordingRunner,
 } from '@kube-proxy-ts/testing';
-import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { NftablesBackend, type NftablesBackendOptions } from './nftables-backend.js';
 import { NftScriptModel } from './nft-script-model.js';
+
+type V1Service = ReturnType<typeof service>;
+type V1EndpointSlice = ReturnType<typeof endpointSlice>;
 
 const NODE = 'node1';
 const NODE_IP = '192.168.0.2';
@@ -340,12 +342,27 @@ describe('nftables backend: partial sync', () => {
     expect(f.table()!.chains.has('service-ULMVA6XW-ns1/svc1/tcp/p80')).toBe(true);
 
     f.runner.reset();
-    await f.ctx.clock.advanceAsync(1000);
+    await f.ctx.clock.advanceAsync(1100);
     await f.backend.stop();
     const deletion = f.runner.stdinsTo('nft').join('');
     expect(deletion).toContain('delete chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80\n');
     expect(f.table()!.chains.has('service-ULMVA6XW-ns1/svc1/tcp/p80')).toBe(false);
     expect(f.table()!.chains.has('endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80')).toBe(false);
+  });
+
+  it('deletes due stale chains inside the next sync’s own transaction', async () => {
+    const f = await fixture();
+    overallWorld(f);
+    await f.sync();
+    f.upsert(slice('ns1', 'svc1', []));
+    await f.sync();
+    f.ctx.clock.advance(1010); // due, but the deletion timer (a little later) has not fired
+    f.upsert(slice('ns3', 'svc3', ['10.180.0.3', '10.180.0.9']));
+    const { scripts } = await f.sync();
+    expect(scripts).toHaveLength(1);
+    expect(scripts[0]).toContain('delete chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80\n');
+    expect(scripts[0]).toContain('ns3/svc3/tcp/p80__10.180.0.9/80');
+    expect(f.table()!.chains.has('service-ULMVA6XW-ns1/svc1/tcp/p80')).toBe(false);
   });
 
   it('brings a flushed chain back when its endpoint returns before the deletion', async () => {
@@ -373,7 +390,7 @@ describe('nftables backend: partial sync', () => {
     expect(text.indexOf('flush chain ip kube-proxy endpoint-GTK6MW7G')).toBeLessThan(text.indexOf('delete set'));
     expect(f.elements('firewall-ips')).toEqual([]);
     expect(f.elements('cluster-ips')).not.toContain('172.30.0.45');
-    await f.ctx.clock.advanceAsync(1000);
+    await f.ctx.clock.advanceAsync(1100);
     await f.backend.stop();
     expect([...f.table()!.chains.keys()].some((c) => c.includes('ns5/svc5'))).toBe(false);
   });

@@ -33,9 +33,9 @@ import { NftTransaction, renderElement } from './transaction.js';
 export interface NftablesBackendOptions extends BackendOptions {
   /** Service CIDRs (any family; ServiceCIDR objects or the apiserver's range): cluster-ips-check drops unallocated addresses in them. */
   readonly serviceCIDRs?: readonly string[];
-  /** Service ports whose chains go into one nft transaction. Default 500. */
+  /** Service ports whose chains go into one nft transaction. Default 1000. */
   readonly servicesPerTransaction?: number;
-  /** A transaction is closed once it reaches this many lines. Default 30000. */
+  /** A transaction is closed before it would exceed this many lines. Default 50000. */
   readonly linesPerTransaction?: number;
   /** Every nft call is killed after this long. Default 60 s. */
   readonly nftTimeoutMs?: number;
@@ -56,6 +56,8 @@ export interface SyncPlan {
     readonly affinitySets: Map<string, number>;
     readonly newlyStale: readonly string[];
     readonly reactivated: readonly string[];
+    /** Stale chains flushed long enough ago, deleted by this sync. */
+    readonly deleted: readonly string[];
     readonly setup: SetupOptions | undefined;
   };
   readonly stats: { services: number; servicesWritten: number; chainsWritten: number; elementChanges: number; staleChains: number };
@@ -94,8 +96,8 @@ export class NftablesBackend implements Backend {
     this.family = nftFamily(options.ipFamily);
     this.config = options.config;
     this.serviceCIDRs = (options.serviceCIDRs ?? []).filter((c) => c.includes(':') === (options.ipFamily === 'IPv6'));
-    this.servicesPerTransaction = options.servicesPerTransaction ?? 500;
-    this.linesPerTransaction = options.linesPerTransaction ?? 30_000;
+    this.servicesPerTransaction = options.servicesPerTransaction ?? 1000;
+    this.linesPerTransaction = options.linesPerTransaction ?? 50_000;
     this.timeoutMs = options.nftTimeoutMs ?? 60_000;
     this.staleDelayMs = options.staleChainDelayMs ?? 1000;
   }
@@ -196,6 +198,10 @@ export class NftablesBackend implements Backend {
     }
     const newlyStale = [...candidates].filter((name) => !active.has(name) && !this.staleChains.has(name));
     const reactivated = [...this.staleChains.keys()].filter((name) => active.has(name));
+    const now = this.ctx?.clock.now() ?? 0;
+    const dueStale = [...this.staleChains]
+      .filter(([name, at]) => now - at >= this.staleDelayMs && !active.has(name))
+      .map(([name]) => name);
 
     // 4. Chains of recomputed services, in bounded transactions.
     const transactions: NftTransaction[] = [];
@@ -291,6 +297,11 @@ export class NftablesBackend implements Backend {
       if (flushTx.size + setsToDelete.length > this.linesPerTransaction) tail.push((flushTx = newTx()));
       for (const name of setsToDelete) flushTx.deleteContainer('set', name);
     }
+    // Chains flushed by an earlier sync go with this one rather than in a transaction of their own.
+    for (const name of dueStale) {
+      if (flushTx.size >= this.linesPerTransaction) tail.push((flushTx = newTx()));
+      flushTx.deleteChain(name);
+    }
     // A small sync is one atomic transaction.
     if (tx.size + final.size <= this.linesPerTransaction) {
       tx.lines.push(...final.lines);
@@ -304,7 +315,7 @@ export class NftablesBackend implements Backend {
     return {
       full,
       transactions,
-      next: { services: next, elements: desired, affinitySets: nextSets, newlyStale, reactivated, setup: setup ?? this.setup },
+      next: { services: next, elements: desired, affinitySets: nextSets, newlyStale, reactivated, deleted: dueStale, setup: setup ?? this.setup },
       stats: { services: next.size, servicesWritten, chainsWritten, elementChanges, staleChains: newlyStale.length },
     };
   }
@@ -315,7 +326,6 @@ export class NftablesBackend implements Backend {
     const m = this.metrics();
     let full = this.needFullSync || changes.nodeChanged;
     try {
-      await this.deleteStaleChains();
       full = full || !this.setup;
       const existing = full && this.kernelUnknown ? await listExistingObjects(ctx.runner, this.family, TABLE, this.timeoutMs) : undefined;
       const nodePortIPs = full ? await this.nodePortIPs(state) : (this.setup?.nodePortIPs ?? null);
@@ -358,6 +368,7 @@ export class NftablesBackend implements Backend {
     this.affinitySets = plan.next.affinitySets;
     this.setup = plan.next.setup;
     for (const name of plan.next.reactivated) this.staleChains.delete(name);
+    for (const name of plan.next.deleted) this.staleChains.delete(name);
     for (const name of plan.next.newlyStale) this.staleChains.set(name, now);
     if (plan.full) {
       this.needFullSync = false;

@@ -147,7 +147,11 @@ export class UserspaceBackend implements Backend {
       }
       const payload = portalsPayload(rules);
       const result = await runIptablesRestore(ctx.runner, this.restore, payload, { counters: false, timeoutMs: IPTABLES_TIMEOUT_MS });
-      for (const entry of this.listeners.values()) entry.listener.flushMetrics();
+      for (const entry of this.listeners.values()) {
+        entry.listener.flushMetrics();
+        // Expired ClientIP pins would otherwise pile up with every client ever seen.
+        entry.balancer.pruneAffinity();
+      }
       if (!result.ok) {
         const where = result.failedLine ? ` at line ${result.failedLine} (${result.failedLineText})` : '';
         return { ok: false, full: true, error: new Error(`${this.restore} failed${where}: ${result.stderr.trim()}`) };

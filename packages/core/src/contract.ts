@@ -50,7 +50,11 @@ export interface ChangeSet {
   readonly staleUDPEndpoints: readonly StaleUDPEndpoint[];
   /** UDP service ports that went from no serving endpoint to at least one. */
   readonly newlyActiveUDPServices: ReadonlySet<ServicePortKey>;
-  /** Per changed service port, the oldest last-change-trigger-time (ms since epoch) pending. */
+  /**
+   * last-change-trigger-times (ms since epoch) of the EndpointSlice updates applied by this
+   * checkpoint, for network_programming_duration_seconds. Each changed Service's times appear
+   * once, under its first changed service port (so one sample per Service and time, as upstream).
+   */
   readonly lastChangeTriggerTimes: ReadonlyMap<ServicePortKey, readonly number[]>;
 }
 

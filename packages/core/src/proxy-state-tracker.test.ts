@@ -429,3 +429,36 @@ describe('node and sync state', () => {
     expect([t.pendingEndpointChanges(), t.hasPendingChanges()]).toEqual([0, false]);
   });
 });
+
+describe('logging and families', () => {
+  it('logs what it drops, with the object and the reason', () => {
+    const lines: { level: string; obj: Record<string, unknown>; msg?: string }[] = [];
+    const logger = {
+      debug: (obj: object | string, msg?: string) => lines.push({ level: 'debug', obj: obj as Record<string, unknown>, msg }),
+      info: (obj: object | string, msg?: string) => lines.push({ level: 'info', obj: obj as Record<string, unknown>, msg }),
+      warn: (obj: object | string, msg?: string) => lines.push({ level: 'warn', obj: obj as Record<string, unknown>, msg }),
+      error: (obj: object | string, msg?: string) => lines.push({ level: 'error', obj: obj as Record<string, unknown>, msg }),
+      child: () => logger,
+    };
+    const t = new ProxyStateTracker({ ipFamily: 'IPv4', nodeName: HOST, logger });
+    t.onServiceAdd(svc('ns', 'bad', { externalIPs: ['nope'] }));
+    t.onServiceAdd(svc('ns', 'headless', { clusterIP: 'None' }));
+    t.onEndpointSliceAdd(slice('ns', 'bad', 'bad-1', ['10.0.0.1', '10.0.0.999']));
+    expect(lines).toEqual([
+      { level: 'warn', obj: { service: 'ns/bad', ipFamily: 'IPv4', problem: 'externalIP "nope" is not a valid IP address' }, msg: 'Ignoring part of Service' },
+      { level: 'debug', obj: { service: 'ns/headless', ipFamily: 'IPv4', reason: 'headless Services are not proxied' }, msg: 'Skipping Service' },
+      { level: 'warn', obj: { endpointSlice: 'ns/bad-1', ipFamily: 'IPv4', problem: 'endpoint address "10.0.0.999" is not a valid IP address' }, msg: 'Ignoring part of EndpointSlice' },
+    ]);
+    expect(t.checkpoint().state.endpoints.get('ns/bad:p80/TCP')?.map((e) => e.hostPort)).toEqual(['10.0.0.1:80']);
+  });
+
+  it('an IPv6 tracker takes the IPv6 half of dual-stack objects', () => {
+    const t = new ProxyStateTracker({ ipFamily: 'IPv6', nodeName: HOST });
+    t.onServiceAdd(svc('ns', 'dual', { clusterIP: '172.30.0.5', clusterIPs: ['172.30.0.5', 'fd00:30::5'], ipFamilies: ['IPv4', 'IPv6'] }));
+    t.onEndpointSliceAdd(slice('ns', 'dual', 'dual-v4', ['10.0.0.1']));
+    t.onEndpointSliceAdd(slice('ns', 'dual', 'dual-v6', [local('fd00::1')], undefined, { addressType: 'IPv6' }));
+    const { state } = t.checkpoint();
+    expect(state.services.get('ns/dual:p80/TCP')?.clusterIP).toBe('fd00:30::5');
+    expect(state.endpoints.get('ns/dual:p80/TCP')?.map((e) => [e.hostPort, e.isLocal])).toEqual([['[fd00::1]:80', true]]);
+  });
+});

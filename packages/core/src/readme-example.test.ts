@@ -67,7 +67,7 @@ describe('README example backend', () => {
     const script = calls.at(-1)!.stdin!;
     expect(script).toContain('ip daddr 172.30.0.10 tcp dport 80 goto svc-0');
     expect(script).toContain('numgen random mod 2 vmap { 0 : goto svc-0-ep0, 1 : goto svc-0-ep1 }');
-    expect(script).toContain('meta l4proto tcp dnat to 10.0.0.3:8080');
+    expect(script).toContain('meta l4proto tcp dnat to 10.0.0.3:8080;');
     expect(script).not.toContain('10.0.0.2');
     // The UDP port has no endpoints: nothing is programmed for it.
     expect(script).not.toContain('dport 53');

@@ -4,6 +4,8 @@
 
 import type { Backend, BackendFactory, Clock, CommandRunner, IPFamily, ProxyConfig, ProxyEventHandler, ProxyState } from '@kube-proxy-ts/core';
 import { emptyNodeInfo, nodeToNodeInfo, ProxyHealth, realClock } from '@kube-proxy-ts/core';
+import type { V1Node } from '@kubernetes/client-node';
+import { resolveNodePortAddresses } from '@kube-proxy-ts/netfilter';
 import type { Registry } from 'prom-client';
 import type { Logger } from '@kube-proxy-ts/core';
 import { startHealthServer } from '../server/health-server.js';
@@ -54,6 +56,8 @@ export class Daemon {
   private readonly serviceHealth: ServiceHealthServer;
   private readonly states = new Map<IPFamily, ProxyState>();
   private readonly clock: Clock;
+  private families: readonly IPFamily[] = ['IPv4'];
+  private node: V1Node | undefined;
   private source: RunningSource | undefined;
   private stopped = false;
   /** Bound addresses of the health and metrics servers, when they run. */
@@ -65,7 +69,7 @@ export class Daemon {
     // Upstream's health timeout: two sync periods without applying a queued update.
     this.health = new ProxyHealth({ healthTimeout: 2 * opts.config.syncPeriod, clock: this.clock });
     this.serviceHealth = new ServiceHealthServer({
-      hosts: ['0.0.0.0'],
+      hosts: () => this.healthCheckHosts(),
       proxyHealthy: () => this.health.isHealthy(),
       logger: opts.logger.child({ component: 'service-health' }),
     });
@@ -88,6 +92,8 @@ export class Daemon {
     if (this.stopped) return;
 
     const families = this.opts.families ?? chooseFamilies(config, fanout.node);
+    this.families = families;
+    this.node = fanout.node;
     logger.info({ mode: config.mode, ipFamilies: families }, 'Sources synced; starting the proxy');
     const factory = await this.opts.loadFactory(config.mode);
     const metrics = daemonMetrics(registry);
@@ -148,6 +154,21 @@ export class Daemon {
     const view = serviceHealthView(this.states);
     this.serviceHealth.syncEndpoints(view.localEndpoints);
     void this.serviceHealth.syncServices(view.ports).then(() => this.serviceHealth.syncEndpoints(view.localEndpoints));
+  }
+
+  /**
+   * Where health-check node ports listen: every address (one dual-stack socket when IPv6 is
+   * proxied), or the node's addresses inside nodePortAddresses.
+   */
+  private healthCheckHosts(): string[] {
+    const specs = this.opts.config.nodePortAddresses;
+    if (specs.length === 0) return [this.families.includes('IPv6') ? '::' : '0.0.0.0'];
+    const hosts: string[] = [];
+    for (const family of this.families) {
+      const addrs = this.node ? nodeToNodeInfo(this.node, family).addresses : [];
+      hosts.push(...resolveNodePortAddresses(specs, family, addrs[0]).select(addrs));
+    }
+    return hosts;
   }
 
   /** Ports served by the health-check node-port servers (for tests and logs). */

@@ -16,8 +16,8 @@ interface Instance {
 }
 
 export interface ServiceHealthServerOptions {
-  /** Addresses to listen on (unspecified addresses mean all). */
-  readonly hosts: readonly string[];
+  /** Addresses to listen on (unspecified addresses mean all), asked each time a server opens. */
+  readonly hosts: readonly string[] | (() => readonly string[]);
   /** The proxy's own health (ignoring the node): serviceProxyHealthy. */
   readonly proxyHealthy: () => boolean;
   readonly logger: Logger;
@@ -67,7 +67,8 @@ export class ServiceHealthServer {
       log.info({ service: nsn, port }, 'Opening healthcheck');
       const inst: Instance = { port, servers: [], endpoints: this.lastCounts.get(nsn) ?? 0 };
       try {
-        for (const host of this.opts.hosts) inst.servers.push(await listenOn(host, port, this.handler(nsn)));
+        const hosts = typeof this.opts.hosts === 'function' ? this.opts.hosts() : this.opts.hosts;
+        for (const host of hosts) inst.servers.push(await listenOn(host, port, this.handler(nsn)));
         this.services.set(nsn, inst);
       } catch (err) {
         // Another process may hold the port; the next sync tries again.

@@ -1,13 +1,20 @@
 /**
- * Sources feed a ProxyEventHandler with Services, EndpointSlices and this Node:
+ * Sources feed a ProxyEventHandler (core) with Services, EndpointSlices and this Node:
  *
- *   const source = startManifestSource({ path, handler, logger });           // --manifests PATH
- *   const source = startKubernetesSource({ kubeConfig, nodeName, handler, logger, metrics });
- *   await source.ready;   // all three kinds synced
- *   await source.stop();
+ *   const source = startManifestSource({ path, handler, logger, nodeName });   // --manifests PATH
+ *   const source = startKubernetesSource({ kubeConfig, nodeName, handler, logger, metrics, watchdog });
+ *   await source.ready;   // all three kinds reported synced (on...Synced called once each)
+ *   await source.stop();  // no handler call after it resolves
  *
- * loadKubeConfig(path?, master?) reads a kubeconfig file, or the in-cluster service account.
+ * Updates always carry the object the handler received before, and a relist or reload emits only
+ * what changed. A manifest source's `ready` rejects when the path cannot be read at start; a
+ * Kubernetes source retries (with backoff) until the API server answers, and counts every
+ * informer restart in kubeproxy_informer_restarts_total{resource}.
+ *
+ * loadKubeConfig(path?, master?) reads a kubeconfig file (master overrides its server), or uses
+ * the in-cluster service account when neither is given.
  */
 export type { Source, ManifestSourceOptions, KubernetesSourceOptions, WatchdogOptions } from './types.js';
 export { startManifestSource } from './manifest.js';
 export { startKubernetesSource, loadKubeConfig } from './kubernetes.js';
+export { PROXIED_OBJECTS_LABEL_SELECTOR } from './kinds.js';

@@ -143,7 +143,7 @@ export class ResilientInformer<T extends KubernetesObject> {
   }
 
   /** Drop the current informer and build a new one after a backoff delay. */
-  restart(reason: string): void {
+  private restart(reason: string): void {
     if (this.stopped) return;
     if (this.watchHealthySince > 0 && Date.now() - this.watchHealthySince > this.backoffCeiling()) this.backoff.reset();
     this.watchHealthySince = 0;
@@ -161,7 +161,7 @@ export class ResilientInformer<T extends KubernetesObject> {
   }
 
   /** Something arrived for this generation (list done, watch opened, any watch event). */
-  feedWatchdog(gen: Generation): void {
+  private feedWatchdog(gen: Generation): void {
     if (!this.isCurrent(gen)) return;
     clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
@@ -333,11 +333,28 @@ function isGone(err: unknown): boolean {
   return e?.statusCode === 410 || e?.code === 410;
 }
 
+/** One line for a log: the API's Status message when there is one, and the HTTP or errno code. */
 export function describeError(err: unknown): string {
   if (err instanceof Error) {
-    const code = (err as { statusCode?: number; code?: number | string }).statusCode ?? (err as { code?: number | string }).code;
-    return code !== undefined ? `${err.message} (${code})` : err.message;
+    const e = err as { statusCode?: number; code?: number | string; body?: unknown };
+    const code = e.statusCode ?? e.code;
+    // The generated client's ApiException packs code, body and headers into a multi-line message.
+    const message = 'body' in e ? (statusMessage(e.body) ?? `HTTP ${String(code)}`) : err.message;
+    return code !== undefined ? `${message} (${code})` : message;
   }
   if (err && typeof err === 'object') return JSON.stringify(err);
   return String(err);
+}
+
+function statusMessage(body: unknown): string | undefined {
+  let parsed = body;
+  if (typeof body === 'string') {
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      return body.trim() === '' ? undefined : body.slice(0, 200);
+    }
+  }
+  const message = (parsed as { message?: unknown } | null | undefined)?.message;
+  return typeof message === 'string' ? message : undefined;
 }
