@@ -6,7 +6,7 @@
 // Writes results/userspace.md. Everything listens on 127.0.0.1 and every child is killed at exit.
 
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -135,6 +135,15 @@ interface Ports {
   pid?: number;
 }
 
+/** Open descriptors of a process (to show the proxy leaks none over a run). */
+function openFds(pid: number | undefined): number {
+  try {
+    return pid === undefined ? 0 : readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
+}
+
 /** CPU seconds (user + system) a process has used so far; 0 without a process. */
 function cpuSeconds(pid: number | undefined): number {
   if (pid === undefined) return 0;
@@ -235,6 +244,8 @@ interface Sample {
   cpuPerConn: number;
 }
 
+let proxiedConnections = 0;
+
 async function measure(name: string, ports: Ports): Promise<Sample> {
   const bulk1 = await withTimeout(bulk(ports.bulk, 1), `${name} bulk x1`);
   let cpu = cpuSeconds(ports.pid);
@@ -246,6 +257,7 @@ async function measure(name: string, ports: Ports): Promise<Sample> {
   await new Promise((res) => setTimeout(res, 200));
   const l = await withTimeout(latency(ports.rr), `${name} latency`);
   const s = { bulk1, bulk16, rate: r.rate, rateErrors: r.errors, p50: l.p50, p99: l.p99, cpuPerGB, cpuPerConn };
+  if (name === 'userspace') proxiedConnections += 17 + Math.round(r.rate * (RATE_MS / 1000)) + Math.round((LATENCY_RPS * LATENCY_MS) / 1000);
   console.log(
     `${name.padEnd(18)} bulk x1 ${bulk1.toFixed(2)} GB/s  x16 ${bulk16.toFixed(2)} GB/s  ${Math.round(s.rate)} conn/s (${s.rateErrors} err)  p50 ${s.p50.toFixed(3)} ms  p99 ${s.p99.toFixed(3)} ms  cpu ${s.cpuPerGB.toFixed(2)} s/GB ${Math.round(s.cpuPerConn)} us/conn`,
   );
@@ -295,13 +307,16 @@ async function main(): Promise<void> {
       ['haproxy (2 threads)', haproxy2],
     ];
     const samples = new Map<string, Sample[]>(paths.map(([n]) => [n, []]));
+    const fdsBefore = openFds(proxy.pid);
     for (let round = 1; round <= rounds; round++) {
       console.log(`round ${round}/${rounds}`);
       for (const [name, ports] of paths) samples.get(name)!.push(await measure(name, ports));
     }
     const loadAfter = loadavg();
+    await new Promise((r) => setTimeout(r, 500)); // the last connections finish closing
+    const fds = { before: fdsBefore, after: openFds(proxy.pid), connections: proxiedConnections };
     const result = new Map([...samples].map(([n, s]) => [n, summarize(s)]));
-    writeReport(result, { loadBefore, loadAfter });
+    writeReport(result, { loadBefore, loadAfter }, fds);
   } finally {
     for (const c of children) c.stdin?.end();
     killAll();
@@ -309,7 +324,11 @@ async function main(): Promise<void> {
   }
 }
 
-function writeReport(result: Map<string, Sample>, load: { loadBefore: number[]; loadAfter: number[] }): void {
+function writeReport(
+  result: Map<string, Sample>,
+  load: { loadBefore: number[]; loadAfter: number[] },
+  fds: { before: number; after: number; connections: number },
+): void {
   const direct = result.get('direct')!;
   const us = result.get('userspace')!;
   const row = (name: string, s: Sample) =>
@@ -339,6 +358,8 @@ function writeReport(result: Map<string, Sample>, load: { loadBefore: number[]; 
     ratio('haproxy (2 threads)'),
     '',
     'Targets: >= 0.8x HAProxy bulk throughput, >= 0.5x its connection rate.',
+    '',
+    `Descriptors of the userspace proxy process: ${fds.before} before the rounds, ${fds.after} after about ${fds.connections} proxied connections.`,
     '',
   ].join('\n');
   writeFileSync(join(HERE, 'results', 'userspace.md'), md);

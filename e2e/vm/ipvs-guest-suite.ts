@@ -4,12 +4,13 @@
 
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { emptyChangeSet, type ProxyConfig, type ProxyState } from '@kube-proxy-ts/core';
+import { emptyChangeSet, type CommandRunner, type ProxyConfig, type ProxyState } from '@kube-proxy-ts/core';
 import createIpvsBackend from '@kube-proxy-ts/backend-ipvs';
 import { createSandbox, endpointSlice, proxyConfig, service, testContext, type Sandbox } from '@kube-proxy-ts/testing';
 import { proxyState } from '../../packages/backend-ipvs/src/test-support/state.js';
 // Started here rather than by the sandbox: node starts slowly under emulation, past the sandbox's ready timeout.
 import { startEchoServer, type EchoServer } from '../../packages/testing/src/netns/servers.js';
+import { IPVS_SCENARIOS as N } from './ipvs-scenarios.js';
 
 console.log(`guest suite started (node ${process.version})`);
 
@@ -45,8 +46,8 @@ const EMPTY = '10.96.0.14';
 const DRAIN = '10.96.0.15';
 const FOREIGN = '10.99.0.1';
 
-const svc = (name: string, clusterIP: string, extra: Parameters<typeof service>[2] = {}) =>
-  service('e2e', name, { clusterIP, ports: [{ name: 'http', port: 80, targetPort: 8080 }], ...(extra as object) });
+const svc = (name: string, clusterIP: string, extra: Exclude<Parameters<typeof service>[2], (...a: never[]) => unknown> = {}, mutate?: Parameters<typeof service>[3]) =>
+  service('e2e', name, { clusterIP, ports: [{ name: 'http', port: 80, targetPort: 8080 }], ...extra }, mutate);
 const slice = (name: string, ips: string[], ports = [{ name: 'http', port: 8080 }]) =>
   endpointSlice('e2e', name, { name: `${name}-1`, endpoints: ips, ports });
 
@@ -59,7 +60,7 @@ function state(sb: Sandbox, phase: 1 | 2): ProxyState {
       service('e2e', 'web', { clusterIP: WEB, ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'dns', port: 53, targetPort: 8080, protocol: 'UDP' }] }),
       svc('np', NODE_PORT_VIP, { type: 'NodePort', ports: [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30080 }] }),
       svc('ext', EXT_VIP, { externalIPs: [EXTERNAL_IP] }),
-      svc('sticky', STICKY, (s) => (s.spec!.sessionAffinity = 'ClientIP')),
+      svc('sticky', STICKY, {}, (s) => (s.spec!.sessionAffinity = 'ClientIP')),
       svc('empty', EMPTY),
       svc('drain', DRAIN),
     ],
@@ -111,7 +112,19 @@ async function main(): Promise<number> {
   const sb = await createSandbox({ tag: 'ipvsvm', pods: 3, ports: [8080], servers: false });
   const servers: EchoServer[] = [];
   const backend = createIpvsBackend({ ipFamily: 'IPv4', config: proxyConfig({ clusterCIDR: sb.plan.clusterCIDR }) as ProxyConfig });
-  const ctx = testContext({ runner: sb.runner('node'), node: { name: 'node1', addresses: [sb.node.ip], podCIDRs: [sb.plan.podCIDR] } });
+  const inner = sb.runner('node');
+  const timings: string[] = [];
+  const runner: CommandRunner = {
+    async run(cmd, args, options) {
+      const t = Date.now();
+      try {
+        return await inner.run(cmd, args, options);
+      } finally {
+        timings.push(`${Date.now() - t} ms ${cmd} ${args.join(' ')}`);
+      }
+    },
+  };
+  const ctx = testContext({ runner, node: { name: 'node1', addresses: [sb.node.ip], podCIDRs: [sb.plan.podCIDR] } });
   const sync = async (s: ProxyState) => {
     const r = await backend.sync(s, emptyChangeSet());
     if (!r.ok) throw new Error(`sync failed: ${r.error?.message}`);
@@ -125,34 +138,34 @@ async function main(): Promise<number> {
     await backend.start(ctx);
     const t0 = Date.now();
     await sync(state(sb, 1));
-    console.log(`first sync ${Date.now() - t0} ms`);
+    console.log(`first sync ${Date.now() - t0} ms: ${timings.splice(0).join('; ')}`);
 
-    await scenario('ClusterIP TCP reaches every endpoint', async () => {
+    await scenario(N.clusterTCP, async () => {
       const names = await httpNames(sb, 'client', WEB, 80, 3);
       check(same(new Set(names), podNames), `got ${names.join(',')}`);
     });
-    await scenario('ClusterIP UDP reaches every endpoint', async () => {
+    await scenario(N.clusterUDP, async () => {
       const names: string[] = [];
       for (let i = 0; i < 3; i++) names.push(await udpName(sb, 'client', WEB, 53));
       check(same(new Set(names), podNames), `got ${names.join(',')}`);
     });
-    await scenario('NodePort from outside the cluster', async () => {
+    await scenario(N.nodePort, async () => {
       const name = await sb.http('external', sb.node.ip, 30080, { timeoutMs: 5000 });
       check(podNames.includes(name), `got ${name}`);
     });
-    await scenario('externalIP from outside the cluster', async () => {
+    await scenario(N.externalIP, async () => {
       const name = await sb.http('external', EXTERNAL_IP, 80, { timeoutMs: 5000 });
       check(podNames.includes(name), `got ${name}`);
     });
-    await scenario('ClientIP affinity keeps one endpoint', async () => {
+    await scenario(N.affinity, async () => {
       const names = await httpNames(sb, 'client', STICKY, 80, 4);
       check(new Set(names).size === 1, `got ${names.join(',')}`);
     });
-    await scenario('no endpoints: connections fail', async () => {
+    await scenario(N.noEndpoints, async () => {
       const r = await sb.tryHttp('client', EMPTY, 80, { timeoutMs: 3000 });
       check(!r.ok, `got an answer: ${r.body}`);
     });
-    await scenario('a service IP does not expose other node ports', async () => {
+    await scenario(N.filter, async () => {
       const r = await sb.tryHttp('client', WEB, 8080, { timeoutMs: 3000 });
       check(!r.ok, `port 8080 on the VIP answered: ${r.body}`);
     });
@@ -164,38 +177,42 @@ async function main(): Promise<number> {
     const connected = await lines.next();
     check(connected.value === 'connected', `long connection: ${String(connected.value)}`);
 
+    const t2 = Date.now();
     await sync(state(sb, 2));
+    console.log(`second sync ${Date.now() - t2} ms: ${timings.splice(0).join('; ')}`);
 
-    await scenario('a removed endpoint gets no new connections', async () => {
+    await scenario(N.removedEndpoint, async () => {
       const names = await httpNames(sb, 'client', WEB, 80, 4);
       check(!names.includes('pod3') && same(new Set(names), ['pod1', 'pod2']), `got ${names.join(',')}`);
     });
-    await scenario('graceful termination keeps a live connection until it ends', async () => {
+    await scenario(N.graceful, async () => {
       const before = await realServers(sb, `${DRAIN}:80`);
       check(before.some((r) => r.startsWith(`${sb.pods[0]!.ip}:8080 w=0 active=1`)), `pod1 not draining: ${before.join('; ')}`);
       check(before.some((r) => r.startsWith(`${sb.pods[1]!.ip}:8080 w=1`)), `pod2 not added: ${before.join('; ')}`);
       const fresh = await sb.http('client', DRAIN, 80, { timeoutMs: 5000 });
       check(fresh === 'pod2', `a new connection went to ${fresh}`);
       long.stdin!.write('go\n');
-      const reply = await lines.next();
+      const reply = await Promise.race([lines.next(), sleep(20_000).then(() => ({ value: 'no reply in 20 s' }))]);
       check(reply.value === 'body=pod1', `live connection answered ${String(reply.value)}`);
       // Once the connection is gone (reset: IPVS keeps it 10 s in CLOSE), a sync deletes the server.
       const deadline = Date.now() + 40_000;
       for (;;) {
+        await sleep(5000);
+        const ts = Date.now();
         await sync(state(sb, 2));
+        console.log(`drain sync ${Date.now() - ts} ms`);
         const now = await realServers(sb, `${DRAIN}:80`);
         if (!now.some((r) => r.startsWith(`${sb.pods[0]!.ip}:`))) break;
         check(Date.now() < deadline, `pod1 still listed after the connection ended: ${now.join('; ')}`);
-        await sleep(3000);
       }
     });
     long.kill();
 
-    await scenario('a foreign IPVS service survives syncs', async () => {
+    await scenario(N.foreignSurvives, async () => {
       const out = await sb.execOk('node', ['ipvsadm', '-Ln']);
       check(out.includes(`TCP  ${FOREIGN}:80 wlc`), out);
     });
-    await scenario('cleanup leaves nothing of ours and keeps the foreign service', async () => {
+    await scenario(N.cleanup, async () => {
       await backend.cleanup();
       const ipvs = await sb.execOk('node', ['ipvsadm', '-Ln']);
       const services = ipvs.split('\n').filter((l) => /^(TCP|UDP|SCTP) /.test(l));

@@ -89,10 +89,11 @@ async function main(): Promise<number> {
   let sb: Sandbox | undefined;
   let daemon: ChildProcess | undefined;
   let dir: string | undefined;
-  let tornDown = false;
-  const teardown = async () => {
-    if (tornDown) return;
-    tornDown = true;
+  let interrupted = false;
+  let tearingDown: Promise<void> | undefined;
+  // One teardown, whoever asks first (the normal end, a failure or a signal); all wait for it.
+  const teardown = () => (tearingDown ??= doTeardown());
+  const doTeardown = async () => {
     if (daemon && daemon.exitCode === null) {
       daemon.kill('SIGTERM');
       await Promise.race([new Promise((r) => daemon?.once('exit', r)), sleep(5000)]);
@@ -102,12 +103,15 @@ async function main(): Promise<number> {
     if (dir && !values['keep-logs']) rmSync(dir, { recursive: true, force: true });
     console.log('\nCleaned up: the daemon is stopped and every demo namespace is deleted.');
   };
+  // Stays installed: a second Ctrl-C must not kill the process half-way through the teardown.
   const onSignal = () => {
+    if (interrupted) return;
+    interrupted = true;
     console.log('\nInterrupted; cleaning up...');
     void teardown().then(() => process.exit(130));
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
 
   try {
     console.log(`kube-proxy demo, mode ${mode}`);
@@ -173,8 +177,8 @@ async function main(): Promise<number> {
     console.log(`\n${ok(c) && ok(n) ? 'Every request reached a pod' : 'Some requests failed'}; pods that answered: ${[...pods].sort().join(', ') || 'none'}.`);
     return ok(c) && ok(n) ? 0 : 1;
   } catch (err) {
-    console.error(`Demo failed: ${(err as Error).message}`);
-    return 1;
+    if (!interrupted) console.error(`Demo failed: ${(err as Error).message}`);
+    return interrupted ? 130 : 1;
   } finally {
     await teardown();
   }

@@ -101,7 +101,18 @@ export async function main(argv: readonly string[], io: MainIO = processIO): Pro
     return 0;
   }
 
+  applyOOMScoreAdj(config.oomScoreAdj, logger);
   return runDaemon(options, logger, io, { nodeName, runner, registry, loadFactory });
+}
+
+// Upstream lowers its OOM score so the kernel kills workloads before the node's proxy.
+function applyOOMScoreAdj(value: number | null, logger: PinoLogger): void {
+  if (value === null) return;
+  try {
+    writeFileSync('/proc/self/oom_score_adj', String(value));
+  } catch (err) {
+    logger.warn({ err: (err as Error).message, oomScoreAdj: value }, 'Failed to apply oomScoreAdj');
+  }
 }
 
 async function runDaemon(

@@ -257,7 +257,12 @@ describe('IptablesBackend cleanup', () => {
     expect(deletes).toContain('-w -t nat -D PREROUTING -m comment --comment kubernetes service portals -j KUBE-SERVICES');
     expect(deletes.some((d) => d.includes('KUBE-FIREWALL'))).toBe(false);
     const payloads = runner.stdinsTo(RESTORE).join('');
-    expect(payloads).toContain('*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-POSTROUTING - [0:0]\n:KUBE-SVC-AAAAAAAAAAAAAAAA - [0:0]\n-X KUBE-SERVICES\n-X KUBE-POSTROUTING\n-X KUBE-SVC-AAAAAAAAAAAAAAAA\nCOMMIT\n');
+    // Top-level chains flushed first, then service chains removed, then the top-level chains.
+    expect(runner.stdinsTo(RESTORE).slice(0, 3)).toEqual([
+      '*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-POSTROUTING - [0:0]\nCOMMIT\n',
+      '*nat\n:KUBE-SVC-AAAAAAAAAAAAAAAA - [0:0]\n-X KUBE-SVC-AAAAAAAAAAAAAAAA\nCOMMIT\n',
+      '*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-POSTROUTING - [0:0]\n-X KUBE-SERVICES\n-X KUBE-POSTROUTING\nCOMMIT\n',
+    ]);
     expect(payloads).toContain('-X KUBE-FORWARD');
     expect(payloads).toContain('*mangle\n:KUBE-PROXY-CANARY - [0:0]\n-X KUBE-PROXY-CANARY\nCOMMIT\n');
     expect(payloads).not.toMatch(/CALI|DOCKER|KUBE-FIREWALL|KUBE-KUBELET-CANARY/);

@@ -51,7 +51,7 @@ import {
   type JumpRule,
 } from './layout.js';
 import { computeRules, type RuleOptions, type RuleSet } from './rules.js';
-import { DEFAULT_LIMITS, ORDER_FREE_CHAINS, planSync, type KernelModel, type PlanLimits, type SyncPlan } from './sync-plan.js';
+import { chainRemovalTransactions, commitPlan, DEFAULT_LIMITS, ORDER_FREE_CHAINS, planSync, ruleCounts, type KernelModel, type PlanLimits, type SyncPlan } from './sync-plan.js';
 
 export interface IptablesBackendOptions extends BackendOptions {
   /** Which iptables to drive; "auto" (default) detects the host's, as iptables-wrapper does. */
@@ -231,6 +231,7 @@ export class IptablesBackend implements Backend {
         jumps = nat && filter ? missingJumps(tables, this.wantedJumps()) : this.wantedJumps();
       }
 
+      const planStart = ctx.clock.now();
       const plan: SyncPlan = planSync({
         rules,
         model: full ? undefined : this.model,
@@ -243,6 +244,7 @@ export class IptablesBackend implements Backend {
         limits: this.options.limits ?? DEFAULT_LIMITS,
       });
 
+      const planMs = ctx.clock.now() - planStart;
       this.payloads = [];
       const applyStart = ctx.clock.now();
       for (const [i, tx] of plan.transactions.entries()) {
@@ -252,7 +254,8 @@ export class IptablesBackend implements Backend {
       }
       const applyMs = ctx.clock.now() - applyStart;
 
-      this.model = plan.model;
+      this.model = commitPlan(this.model, plan);
+      const counts = ruleCounts(this.model);
       this.previousRules = rules;
       this.needFullSync = false;
       if (full) {
@@ -261,8 +264,8 @@ export class IptablesBackend implements Backend {
       }
 
       const rulesTotal = gauge(ctx.metrics, { name: 'sync_proxy_rules_iptables_total', help: 'Total number of iptables rules owned by kube-proxy', labelNames: ['table', 'ip_family'] as const });
-      rulesTotal.set({ table: 'nat', ...labels }, plan.stats.natRules);
-      rulesTotal.set({ table: 'filter', ...labels }, plan.stats.filterRules);
+      rulesTotal.set({ table: 'nat', ...labels }, counts.nat);
+      rulesTotal.set({ table: 'filter', ...labels }, counts.filter);
       const rulesLast = gauge(ctx.metrics, { name: 'sync_proxy_rules_iptables_last', help: 'Number of iptables rules written by kube-proxy in last sync', labelNames: ['table', 'ip_family'] as const });
       const written = { nat: 0, filter: 0 };
       for (const tx of plan.transactions) {
@@ -284,9 +287,10 @@ export class IptablesBackend implements Backend {
         chainsDeleted: plan.stats.chainsDeleted,
         topLevelRewritten: plan.stats.topLevelRewritten,
         topLevelPatched: plan.stats.topLevelPatched,
-        natRules: plan.stats.natRules,
-        filterRules: plan.stats.filterRules,
+        natRules: counts.nat,
+        filterRules: counts.filter,
         computeMs,
+        planMs,
         applyMs,
         conntrackDeleted: conntrack,
         skipped: rules.skipped.size,
@@ -346,7 +350,7 @@ export class IptablesBackend implements Backend {
       }
     }
 
-    const tables: Array<[string, string[]]> = [
+    const tables: Array<['nat' | 'filter' | 'mangle', string[]]> = [
       ['nat', [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ, KUBE_PROXY_CANARY]],
       ['filter', [KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL, KUBE_PROXY_CANARY, ...(kubeletPresent ? [] : [KUBE_FIREWALL])]],
       ['mangle', [KUBE_PROXY_CANARY]],
@@ -357,18 +361,31 @@ export class IptablesBackend implements Backend {
         errors.push(`iptables-save -t ${table} failed`);
         continue;
       }
-      const ours = [...fixed.filter((c) => saved.has(c)), ...[...saved.keys()].filter((c) => table === 'nat' && isServiceChainName(c)).sort()];
-      if (ours.length === 0) continue;
-      const writer = new RestoreTableWriter(table as 'nat' | 'filter' | 'mangle');
-      for (const chain of ours) writer.deleteChain(chain);
-      let result = await runIptablesRestore(ctx.runner, this.commands.restore, writer.toString(), { timeoutMs: this.timeoutMs });
-      if (!result.ok) {
+      const fixedPresent = fixed.filter((c) => saved.has(c));
+      const serviceChains = table === 'nat' ? [...saved.keys()].filter(isServiceChainName).sort() : [];
+      if (fixedPresent.length + serviceChains.length === 0) continue;
+      const apply = async (payloads: string[]) => {
+        for (const payload of payloads) {
+          const result = await runIptablesRestore(ctx.runner, this.commands!.restore, payload, { timeoutMs: this.timeoutMs });
+          if (!result.ok) return result;
+        }
+        return undefined;
+      };
+      // The top-level chains are flushed first: then nothing of ours jumps into a service chain.
+      const flushTop = new RestoreTableWriter(table);
+      for (const chain of fixedPresent) flushTop.declareChain(chain);
+      let failure = await apply(fixedPresent.length > 0 ? [flushTop.toString()] : []);
+      if (!failure) failure = await apply(chainRemovalTransactions(table, serviceChains));
+      if (failure) {
+        errors.push(`${table}: ${failure.stderr.trim()}`);
+        continue;
+      }
+      const fixedFailure = await apply(chainRemovalTransactions(table, fixedPresent));
+      if (fixedFailure) {
         // Another program (the IPVS mode) may still reference a shared chain: keep those.
-        const onlyServiceChains = new RestoreTableWriter(table as 'nat' | 'filter' | 'mangle');
-        for (const chain of ours.filter((c) => isServiceChainName(c) || c === KUBE_PROXY_CANARY)) onlyServiceChains.deleteChain(chain);
-        if (!onlyServiceChains.isEmpty()) result = await runIptablesRestore(ctx.runner, this.commands.restore, onlyServiceChains.toString(), { timeoutMs: this.timeoutMs });
-        if (!result.ok) errors.push(`${table}: ${result.stderr.trim()}`);
-        else ctx.logger.warn({ table }, 'some shared KUBE-* chains are still referenced by other rules and were left in place');
+        const canary = fixedPresent.includes(KUBE_PROXY_CANARY) ? await apply(chainRemovalTransactions(table, [KUBE_PROXY_CANARY])) : undefined;
+        if (canary) errors.push(`${table}: ${canary.stderr.trim()}`);
+        ctx.logger.warn({ table, stderr: fixedFailure.stderr.trim() }, 'some shared KUBE-* chains are still referenced by other rules and were left in place');
       }
     }
     this.model = undefined;

@@ -142,6 +142,22 @@ function fingerprintOf(options: RuleOptions, largeClusterMode: boolean, state: P
   return JSON.stringify([options.masqueradeAll, options.masqueradeBit, options.localDetector, options.localhostNodePorts, options.nodeIP, largeClusterMode, state.node.name, state.node.zone, state.ipFamily]);
 }
 
+/** Service keys in order; the previous order when the set of services did not change. */
+function sortedKeys(state: ProxyState, previous: RuleSet | undefined): ServicePortKey[] {
+  // previous.services is in key order already.
+  if (previous && previous.skipped.size === 0 && previous.services.size === state.services.size) {
+    let same = true;
+    for (const key of state.services.keys()) {
+      if (!previous.services.has(key)) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return [...previous.services.keys()];
+  }
+  return [...state.services.keys()].sort();
+}
+
 /** Computes every rule this node needs for `state`. */
 export function computeRules(state: ProxyState, options: RuleOptions, compute: ComputeOptions = {}): RuleSet {
   const family = state.ipFamily;
@@ -154,7 +170,7 @@ export function computeRules(state: ProxyState, options: RuleOptions, compute: C
 
   const services = new Map<ServicePortKey, ServicePortRules>();
   const skipped = new Map<ServicePortKey, string>();
-  const keys = [...state.services.keys()].sort();
+  const keys = sortedKeys(state, reuse);
   for (const key of keys) {
     const svc = state.services.get(key)!;
     const previous = reuse && !compute.changed!.has(key) ? reuse.services.get(key) : undefined;

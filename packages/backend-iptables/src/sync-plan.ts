@@ -16,8 +16,13 @@ import type { RuleSet, ServicePortRules } from './rules.js';
 export interface KernelModel {
   readonly filter: ReadonlyMap<string, readonly string[]>;
   readonly nat: ReadonlyMap<string, readonly string[]>;
-  /** Per-service nat chains (KUBE-SVC/SVL/EXT/FW/SEP). */
-  readonly serviceChains: ReadonlyMap<string, readonly string[]>;
+  /**
+   * Per-service nat chains (KUBE-SVC/SVL/EXT/FW/SEP). Updated in place by commitPlan(), so a
+   * partial sync costs what changed, not what exists.
+   */
+  readonly serviceChains: Map<string, readonly string[]>;
+  /** Rules in serviceChains. */
+  readonly serviceRuleCount: number;
 }
 
 export interface PlanLimits {
@@ -61,18 +66,46 @@ export interface Transaction {
 }
 
 export interface SyncPlan {
-  /** In order; the last one holds the top-level chains. Empty when nothing changed. */
+  /** In order: service chains, top-level chains, then (when many) stale-chain removal. Empty when nothing changed. */
   readonly transactions: readonly Transaction[];
-  /** The kernel's content once every transaction succeeded. */
-  readonly model: KernelModel;
+  /** Top-level chains as the kernel holds them once every transaction succeeded. */
+  readonly filter: ReadonlyMap<string, readonly string[]>;
+  readonly nat: ReadonlyMap<string, readonly string[]>;
+  /** Service chains written; with `replaceServiceChains`, these are all of them. */
+  readonly serviceChainsWritten: ReadonlyMap<string, readonly string[]>;
+  readonly serviceChainsDeleted: readonly string[];
+  readonly replaceServiceChains: boolean;
   readonly stats: {
     readonly servicesWritten: number;
     readonly chainsDeleted: number;
     readonly topLevelRewritten: number;
     readonly topLevelPatched: number;
-    readonly natRules: number;
-    readonly filterRules: number;
   };
+}
+
+/** The kernel's content after `plan` succeeded; reuses (and updates) `model`'s service-chain map. */
+export function commitPlan(model: KernelModel | undefined, plan: SyncPlan): KernelModel {
+  const replace = plan.replaceServiceChains || !model;
+  const serviceChains = replace ? new Map<string, readonly string[]>() : model.serviceChains;
+  let count = replace ? 0 : model.serviceRuleCount;
+  for (const chain of plan.serviceChainsDeleted) {
+    count -= serviceChains.get(chain)?.length ?? 0;
+    serviceChains.delete(chain);
+  }
+  for (const [chain, lines] of plan.serviceChainsWritten) {
+    count += lines.length - (serviceChains.get(chain)?.length ?? 0);
+    serviceChains.set(chain, lines);
+  }
+  return { filter: plan.filter, nat: plan.nat, serviceChains, serviceRuleCount: count };
+}
+
+/** Rules per table in `model`. */
+export function ruleCounts(model: KernelModel): { nat: number; filter: number } {
+  let nat = model.serviceRuleCount;
+  for (const lines of model.nat.values()) nat += lines.length;
+  let filter = 0;
+  for (const lines of model.filter.values()) filter += lines.length;
+  return { nat, filter };
 }
 
 /** Top-level chains whose rules match disjoint packets, so their order is free. */
@@ -147,6 +180,34 @@ function patchOrderFree(
   return { removed, added, result };
 }
 
+/** Most chains one removal transaction flushes or deletes. */
+export const MAX_CHAINS_PER_REMOVAL = 2_000;
+
+/**
+ * Transactions that remove `chains` from `table` in bounded steps: first every chain is
+ * flushed (so none references another any more), then they are deleted.
+ */
+export function chainRemovalTransactions(table: 'nat' | 'filter' | 'mangle', chains: readonly string[], perTransaction = MAX_CHAINS_PER_REMOVAL): string[] {
+  if (chains.length === 0) return [];
+  if (chains.length <= perTransaction) {
+    const w = new RestoreTableWriter(table);
+    for (const chain of chains) w.deleteChain(chain);
+    return [w.toString()];
+  }
+  const out: string[] = [];
+  for (const remove of [false, true]) {
+    for (let i = 0; i < chains.length; i += perTransaction) {
+      const w = new RestoreTableWriter(table);
+      for (const chain of chains.slice(i, i + perTransaction)) {
+        if (remove) w.deleteChain(chain);
+        else w.declareChain(chain);
+      }
+      out.push(w.toString());
+    }
+  }
+  return out;
+}
+
 export function planSync(input: PlanInput): SyncPlan {
   const { rules, model, previous } = input;
   const limits = input.limits ?? DEFAULT_LIMITS;
@@ -160,17 +221,24 @@ export function planSync(input: PlanInput): SyncPlan {
     }
   }
 
-  // Active chains, and which known chains are now stale.
-  const active = new Set<string>();
-  for (const svc of rules.services.values()) for (const chain of svc.chains.keys()) active.add(chain);
+  // Chains now stale. A partial sync looks only at the services that changed (chain names
+  // are per service); a full one at everything known.
   const stale = new Set<string>();
-  for (const chain of model?.serviceChains.keys() ?? []) if (!active.has(chain)) stale.add(chain);
-  for (const chain of input.kernelServiceChains ?? []) if (!active.has(chain)) stale.add(chain);
-  if (!model && previous) for (const svc of previous.services.values()) for (const chain of svc.chains.keys()) if (!active.has(chain)) stale.add(chain);
-
-  const serviceChains = new Map(model?.serviceChains ?? []);
-  for (const chain of stale) serviceChains.delete(chain);
-  for (const svc of toWrite) for (const [chain, lines] of svc.chains) serviceChains.set(chain, lines);
+  if (everything) {
+    const active = new Set<string>();
+    for (const svc of rules.services.values()) for (const chain of svc.chains.keys()) active.add(chain);
+    for (const chain of model?.serviceChains.keys() ?? []) if (!active.has(chain)) stale.add(chain);
+    for (const chain of input.kernelServiceChains ?? []) if (!active.has(chain)) stale.add(chain);
+    for (const svc of previous?.services.values() ?? []) for (const chain of svc.chains.keys()) if (!active.has(chain)) stale.add(chain);
+  } else {
+    for (const key of input.changed) {
+      const before = previous?.services.get(key)?.chains;
+      const now = rules.services.get(key)?.chains;
+      for (const chain of before?.keys() ?? []) if (!now?.has(chain) && model.serviceChains.has(chain)) stale.add(chain);
+    }
+  }
+  const serviceChainsWritten = new Map<string, readonly string[]>();
+  for (const svc of toWrite) for (const [chain, lines] of svc.chains) serviceChainsWritten.set(chain, lines);
 
   // Split the service chains into bounded transactions; the last group joins the top-level one.
   const groups: ServicePortRules[][] = [[]];
@@ -219,7 +287,11 @@ export function planSync(input: PlanInput): SyncPlan {
     if (r.action === 'rewrite') topLevelRewritten++;
     if (r.action === 'patch') topLevelPatched++;
   }
-  for (const chain of [...stale].sort()) nat.deleteChain(chain);
+  // Stale chains go in the same transaction when few; many are removed in bounded steps after
+  // it (nothing of ours references them once the top-level chains are rewritten).
+  const staleChains = [...stale].sort();
+  const deleteLater = staleChains.length > MAX_CHAINS_PER_REMOVAL;
+  if (!deleteLater) for (const chain of staleChains) nat.deleteChain(chain);
 
   let mangle: RestoreTableWriter | undefined;
   if (input.canary) {
@@ -241,15 +313,17 @@ export function planSync(input: PlanInput): SyncPlan {
     });
   }
 
-  let natRules = 0;
-  for (const lines of newNat.values()) natRules += lines.length;
-  for (const lines of serviceChains.values()) natRules += lines.length;
-  let filterRules = 0;
-  for (const lines of newFilter.values()) filterRules += lines.length;
+  if (deleteLater) {
+    for (const payload of chainRemovalTransactions('nat', staleChains)) transactions.push({ payload, services: 0, lines: payload.split('\n').length });
+  }
 
   return {
     transactions,
-    model: { filter: newFilter, nat: newNat, serviceChains },
-    stats: { servicesWritten: toWrite.length, chainsDeleted: stale.size, topLevelRewritten, topLevelPatched, natRules, filterRules },
+    filter: newFilter,
+    nat: newNat,
+    serviceChainsWritten,
+    serviceChainsDeleted: staleChains,
+    replaceServiceChains: everything,
+    stats: { servicesWritten: toWrite.length, chainsDeleted: stale.size, topLevelRewritten, topLevelPatched },
   };
 }

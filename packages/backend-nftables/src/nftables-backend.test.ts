@@ -319,6 +319,21 @@ describe('nftables backend: partial sync', () => {
     expect(f.modelChains()).toEqual((await f.backend.inspect() as { chains: unknown }).chains);
   });
 
+  it('recomputes everything on a node change but rewrites only what changed', async () => {
+    const f = await fixture();
+    overallWorld(f);
+    await f.sync();
+    f.tracker.onNodeUpdate(node(NODE, { addresses: [NODE_IP] }), node(NODE, { addresses: [NODE_IP], zone: 'z1' }));
+    const { scripts, full, changes } = await f.sync();
+    expect(changes.nodeChanged).toBe(true);
+    expect(full).toBe(true);
+    const text = scripts.join('');
+    expect(text).toContain('flush chain ip kube-proxy services\n'); // the fixed part is rewritten
+    expect(text).not.toMatch(/add chain ip kube-proxy (service|endpoint)-/);
+    expect(text).not.toContain('flush map');
+    expect(f.elements('service-ips')).toHaveLength(9);
+  });
+
   it('an unchanged state writes nothing', async () => {
     const f = await fixture();
     overallWorld(f);

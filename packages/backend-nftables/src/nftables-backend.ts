@@ -60,7 +60,7 @@ export interface SyncPlan {
     readonly deleted: readonly string[];
     readonly setup: SetupOptions | undefined;
   };
-  readonly stats: { services: number; servicesWritten: number; chainsWritten: number; elementChanges: number; staleChains: number };
+  readonly stats: { recomputedAll: number; services: number; servicesWritten: number; chainsWritten: number; elementChanges: number; staleChains: number };
 }
 
 export class NftablesBackend implements Backend {
@@ -88,7 +88,7 @@ export class NftablesBackend implements Backend {
   private baseChainsRecreated = false;
   private staleTimer: unknown;
   private queue: Promise<unknown> = Promise.resolve();
-  /** Transactions of the last sync, as sent (for logs, dry runs and tests). */
+  /** Transactions of the last sync, as sent (for logs and tests); empty when they exceeded 1 MB. */
   lastTransactions: readonly string[] = [];
 
   constructor(options: NftablesBackendOptions) {
@@ -152,7 +152,10 @@ export class NftablesBackend implements Backend {
    * Node-port addresses are taken as given (null: every local address).
    */
   plan(state: ProxyState, changes: ChangeSet, nodePortIPs: readonly string[] | null = null, existing?: ExistingObjects): SyncPlan {
-    const full = this.needFullSync || changes.nodeChanged || !this.setup;
+    // full: what the kernel holds is not known for sure, so everything is rewritten. A node change
+    // only needs everything recomputed (topology, node IPs): what did not change is not rewritten.
+    const full = this.needFullSync || !this.setup;
+    const recomputeAll = full || changes.nodeChanged;
     const ruleCtx: RuleContext = {
       family: this.family,
       masqueradeAll: this.config.nftables.masqueradeAll,
@@ -165,7 +168,7 @@ export class NftablesBackend implements Backend {
     const recomputed: ServicePortKey[] = [];
     for (const [key, svc] of state.services) {
       const prev = this.services.get(key);
-      if (full || !prev || changes.servicePorts.has(key)) {
+      if (recomputeAll || !prev || changes.servicePorts.has(key)) {
         next.set(key, computeServiceObjects(svc, state.endpoints.get(key) ?? [], state.node, ruleCtx));
         recomputed.push(key);
       } else {
@@ -185,7 +188,7 @@ export class NftablesBackend implements Backend {
     // 3. Stale chains: those of changed or deleted services that are no longer wanted.
     const active = new Set<string>();
     const candidates = new Set<string>();
-    if (full) {
+    if (recomputeAll) {
       for (const o of next.values()) for (const name of o.chains.keys()) active.add(name);
       for (const o of this.services.values()) for (const name of o.chains.keys()) candidates.add(name);
       if (existing) for (const name of existing.chains) if (isNftServiceObjectName(name)) candidates.add(name);
@@ -206,7 +209,7 @@ export class NftablesBackend implements Backend {
     // 4. Chains of recomputed services, in bounded transactions.
     const transactions: NftTransaction[] = [];
     const newTx = () => new NftTransaction(this.family, TABLE);
-    const setup: SetupOptions | undefined = full
+    const setup: SetupOptions | undefined = recomputeAll
       ? {
           ipFamily: this.ipFamily,
           masqueradeBit: this.config.nftables.masqueradeBit,
@@ -316,7 +319,7 @@ export class NftablesBackend implements Backend {
       full,
       transactions,
       next: { services: next, elements: desired, affinitySets: nextSets, newlyStale, reactivated, deleted: dueStale, setup: setup ?? this.setup },
-      stats: { services: next.size, servicesWritten, chainsWritten, elementChanges, staleChains: newlyStale.length },
+      stats: { recomputedAll: recomputeAll ? 1 : 0, services: next.size, servicesWritten, chainsWritten, elementChanges, staleChains: newlyStale.length },
     };
   }
 
@@ -324,14 +327,13 @@ export class NftablesBackend implements Backend {
     const ctx = this.ctx;
     if (!ctx) return { ok: false, full: true, error: new Error('nftables backend: sync before start') };
     const m = this.metrics();
-    let full = this.needFullSync || changes.nodeChanged;
+    const full = this.needFullSync || changes.nodeChanged || !this.setup;
     try {
-      full = full || !this.setup;
-      const existing = full && this.kernelUnknown ? await listExistingObjects(ctx.runner, this.family, TABLE, this.timeoutMs) : undefined;
-      const nodePortIPs = full ? await this.nodePortIPs(state) : (this.setup?.nodePortIPs ?? null);
+      const existing = this.kernelUnknown && (this.needFullSync || !this.setup) ? await listExistingObjects(ctx.runner, this.family, TABLE, this.timeoutMs) : undefined;
+      const nodePortIPs = full || changes.nodeChanged ? await this.nodePortIPs(state) : (this.setup?.nodePortIPs ?? null);
       const plan = this.plan(state, changes, nodePortIPs, existing);
       const texts = plan.transactions.map((t) => t.toString());
-      this.lastTransactions = texts;
+      this.lastTransactions = texts.reduce((n, t) => n + t.length, 0) <= 1 << 20 ? texts : [];
       for (const [i, text] of texts.entries()) {
         const r = await ctx.runner.run('nft', ['-f', '-'], { stdin: text, timeoutMs: this.timeoutMs });
         if (r.code !== 0) {
@@ -349,7 +351,7 @@ export class NftablesBackend implements Backend {
       m.noLocalEndpoints.set({ traffic_policy: 'external', ip_family: this.ipFamily }, noLocalExternal);
       await deleteConntrackFlows(ctx.runner, this.ipFamily, planStaleUDPFlows(state, changes), ctx.logger);
       const lines = texts.reduce((n, t) => n + countLines(t), 0);
-      return { ok: true, full: plan.full, stats: { ...plan.stats, transactions: texts.length, lines } };
+      return { ok: true, full: plan.full || changes.nodeChanged, stats: { ...plan.stats, transactions: texts.length, lines } };
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
       m.syncFailures.inc({ ip_family: this.ipFamily });

@@ -212,6 +212,20 @@ describe('UserspaceBackend', () => {
     expect(port).toBeLessThanOrEqual(40110);
   });
 
+  it('a listener that cannot get a port fails the sync but not the other service ports', async () => {
+    const s = await setUp({ portRange: '40120-40120' });
+    s.tracker.onServiceAdd(webService());
+    s.tracker.onServiceAdd(service('ns', 'zzz', { clusterIP: '10.96.0.99', ports: [{ name: 'http', port: 80 }] }));
+    const { state, changes } = s.tracker.checkpoint();
+    const result = await s.backend.sync(state, changes);
+    expect(result.ok).toBe(false);
+    expect(result.error?.message).toMatch(/ns\/zzz:http\/TCP: no free port/);
+    expect(s.backend.listenerPort(KEY)).toBe(40120);
+    const payload = s.payloads().at(-1)!;
+    expect(payload).toContain('--to-destination 127.0.0.1:40120');
+    expect(payload).not.toContain('10.96.0.99');
+  });
+
   it('cleanup() stops listening, deletes the jumps and the chains', async () => {
     const [a] = await tcpServers('a');
     const s = await setUp();

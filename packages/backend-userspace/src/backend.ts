@@ -134,7 +134,16 @@ export class UserspaceBackend implements Backend {
 
       const wanted = new Set(plan.listeners.map((l) => l.id));
       for (const [id, entry] of this.listeners) if (!wanted.has(id)) this.removeListener(id, entry);
-      for (const lp of plan.listeners) await this.reconcile(lp);
+      // One listener that cannot bind must not keep the others (and their rules) from syncing.
+      const failures: string[] = [];
+      for (const lp of plan.listeners) {
+        try {
+          await this.reconcile(lp);
+        } catch (err) {
+          failures.push(`${lp.id}: ${err instanceof Error ? err.message : String(err)}`);
+          ctx.logger.error({ servicePort: lp.id, err: String(err) }, 'Cannot open the listener of a service port');
+        }
+      }
 
       const target = this.portalTarget(state);
       const rules: PortalRule[] = [];
@@ -157,6 +166,7 @@ export class UserspaceBackend implements Backend {
         return { ok: false, full: true, error: new Error(`${this.restore} failed${where}: ${result.stderr.trim()}`) };
       }
       this.lastRules = placeholders;
+      if (failures.length > 0) return { ok: false, full: true, error: new Error(`listeners failed: ${failures.join('; ')}`) };
       return {
         ok: true,
         full: true,
@@ -178,9 +188,16 @@ export class UserspaceBackend implements Backend {
   private async reconcile(lp: ListenerPlan): Promise<void> {
     let entry = this.listeners.get(lp.id);
     if (!entry) {
-      entry = this.createListener(lp);
+      const created = this.createListener(lp);
+      try {
+        created.port = await this.bind(created.listener, undefined);
+      } catch (err) {
+        created.listener.close();
+        created.metrics.remove();
+        throw err;
+      }
+      entry = created;
       this.listeners.set(lp.id, entry);
-      entry.port = await this.bind(entry.listener, undefined);
     }
     entry.plan = lp;
     const before = new Set(entry.balancer.list().map((ep) => ep.hostPort));

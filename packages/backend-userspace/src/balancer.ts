@@ -38,6 +38,11 @@ export class RoundRobinBalancer<E extends BalancerEndpoint = BalancerEndpoint> {
     this.random = options.random ?? Math.random;
   }
 
+  /** Whether ClientIP affinity is on (callers skip looking up the client address when not). */
+  get sticky(): boolean {
+    return this.affinityTimeoutMs > 0;
+  }
+
   get size(): number {
     return this.endpoints.length;
   }

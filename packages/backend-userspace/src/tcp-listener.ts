@@ -89,7 +89,8 @@ export class TcpServiceListener implements ServiceListener {
       return;
     }
     const { balancer, metrics, logger } = this.deps;
-    const clientIP = client.remoteAddress;
+    // remoteAddress costs a getpeername() call: only affinity needs it.
+    const clientIP = balancer.sticky ? client.remoteAddress : undefined;
     this.pending.add(client);
     // Until the relay takes over, an error (a reset) just ends the wait.
     const onEarlyError = () => client.destroy();

@@ -96,7 +96,8 @@ export function resolveOptions(argv: readonly string[], deps: ResolveDeps = {}):
   if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) {
     throw new FlagError(`invalid argument ${JSON.stringify(level)} for "--log-level" flag: must be one of ${LOG_LEVELS.join(', ')}`);
   }
-  for (const name of ['vmodule', 'profiling', 'show-hidden-metrics-for-version'] as const) {
+  const noEffect = ['vmodule', 'profiling', 'show-hidden-metrics-for-version', 'allow-metric-labels', 'allow-metric-labels-manifest', 'disabled-metrics', 'log-json-split-stream', 'log-json-info-buffer-size', 'log-text-split-stream', 'log-text-info-buffer-size'];
+  for (const name of noEffect) {
     if (values.has(name)) warnings.push(`flag --${name} is accepted for compatibility but has no effect`);
   }
   return { ...base, config, logLevel: level as LogLevel | undefined, warnings };

@@ -35,7 +35,7 @@ export async function cleanupAll(opts: CleanupOptions): Promise<string[]> {
         opts.logger.info({ mode, ipFamily: family }, 'Nothing to clean up: the mode cannot run on this machine');
         continue;
       }
-      const log = opts.logger.child({ component: 'cleanup', mode, ipFamily: family });
+      const log = opts.logger.child({ component: 'cleanup', mode });
       try {
         const backend = factory({ ipFamily: family, config: { ...opts.config, mode } });
         // The context (runner, logger) reaches a backend through start(); its set-up is idempotent
@@ -43,10 +43,10 @@ export async function cleanupAll(opts: CleanupOptions): Promise<string[]> {
         await backend.start({ logger: log, metrics: opts.registry, node: emptyNodeInfo(opts.nodeName), runner: opts.runner, clock: opts.clock });
         await backend.cleanup();
         await backend.stop?.();
-        log.info('Cleaned up');
+        log.info({ ipFamily: family }, 'Cleaned up');
       } catch (err) {
         failures.push(`${mode} (${family}): ${(err as Error).message}`);
-        log.error({ err }, 'Cleanup failed');
+        log.error({ err, ipFamily: family }, 'Cleanup failed');
       }
     }
   }

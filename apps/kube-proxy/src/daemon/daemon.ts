@@ -105,7 +105,8 @@ export class Daemon {
       }
       const tracker = trackers.get(family) as FamilyTracker;
       const backend = factory({ ipFamily: family, config });
-      const blog = logger.child({ component: 'backend', mode: config.mode, ipFamily: family });
+      // Built-in backends add their own ipFamily binding.
+      const blog = logger.child({ component: 'backend', mode: config.mode });
       const node = fanout.node ? nodeToNodeInfo(fanout.node, family) : emptyNodeInfo(this.opts.nodeName);
       try {
         await backend.start({ logger: blog, metrics: registry, node, runner: this.opts.runner, clock: this.clock });

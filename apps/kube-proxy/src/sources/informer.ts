@@ -306,8 +306,9 @@ class GuardedWatch extends Watch {
         // way; as client-go's reflector, treat it as a failure: back off, then relist.
         const status = obj as { code?: number; message?: string } | undefined;
         const err = Object.assign(new Error(`watch error: ${status?.message ?? 'unknown'}`), { statusCode: status?.code });
-        controller?.abort();
+        // Report first: aborting makes the stream fail with an AbortError, which must not win.
         onDone(err);
+        controller?.abort();
         return;
       }
       callback(type, obj, raw);

@@ -99,10 +99,13 @@ describe('Kubernetes source (client-node informers against the test API server)'
   });
 
   afterEach(async () => {
-    await source?.stop();
-    source = undefined;
-    await server.close();
-    await rm(dir, { recursive: true, force: true });
+    try {
+      await source?.stop();
+      source = undefined;
+      await server.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("lists with upstream's selectors, syncs, and keeps quiet watches alive through bookmarks", async () => {
@@ -189,6 +192,31 @@ describe('Kubernetes source (client-node informers against the test API server)'
     // Restarted because client-node's informer stopped on the error, not later by the watchdog.
     const lines = logger.at('warn').filter((e) => e.msg === 'restarting informer');
     expect(lines.map((e) => String(e.fields.reason).split(':')[0])).toEqual(['informer stopped', 'informer stopped', 'informer stopped']);
+  });
+
+  it('loses nothing across a slow re-watch: events in the gap are replayed from the resourceVersion', async () => {
+    await (await start()).ready;
+    await waitFor('three watches', () => server.activeWatches() === 3);
+    server.setLatency({ watch: 300 });
+    server.dropWatches('end');
+    server.apply('services', service('ns1', 'in-the-gap'));
+    server.delete('services', 'ns1', 'web');
+    server.apply('endpointslices', endpointSlice('ns1', 'db', { endpoints: ['10.180.0.4'] }));
+    await converged();
+    expect(server.requestsOf('list')).toHaveLength(3);
+    expect(await restarts(registry)).toEqual({});
+  });
+
+  it('backs off and relists after an ERROR event other than 410 instead of re-watching in a loop', async () => {
+    await (await start()).ready;
+    await waitFor('three watches', () => server.activeWatches() === 3);
+    expect(server.failWatches(500, 'etcdserver: request timed out', 'services')).toBe(1);
+    server.apply('services', service('ns1', 'after-error'));
+    await converged();
+    expect(await restarts(registry)).toEqual({ services: 1 });
+    const line = logger.at('warn').find((e) => e.msg === 'restarting informer');
+    expect(line?.fields.reason).toBe('informer stopped: watch error: etcdserver: request timed out (500)');
+    expect(server.requestsOf('list', 'services')).toHaveLength(2);
   });
 
   it.each(['event', 'status'] as const)('relists after 410 Gone (expired watch as %s) and emits only real differences', async (expiredWatch) => {

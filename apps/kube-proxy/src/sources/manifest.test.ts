@@ -55,9 +55,12 @@ describe('manifest source', () => {
   });
 
   afterEach(async () => {
-    await source?.stop();
-    source = undefined;
-    await rm(dir, { recursive: true, force: true });
+    try {
+      await source?.stop();
+      source = undefined;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('loads a multi-document file, skips objects for other proxies and other nodes, and syncs all kinds', async () => {
@@ -138,6 +141,20 @@ describe('manifest source', () => {
       [file, 4],
     ]);
     expect(warnings[1]?.msg).toBe('skipping manifest document: EndpointSlice x: missing addressType');
+  });
+
+  it('keeps the objects of a file that turns entirely invalid (caught mid-write) until it is usable again', async () => {
+    const file = join(dir, 'demo.yaml');
+    await writeFile(file, `${svc('web', '10.96.0.10')}---\n${slice('web-1', 'web', ['10.244.1.5'])}`);
+    await start(file).ready;
+    const mark = handler.calls.length;
+    await writeFile(file, 'apiVersion: v1\nkind: Service\nmetadata: { name: [we');
+    await waitFor('a warning', () => logger.at('warn').some((e) => e.msg === 'no valid document in manifest file; keeping the objects last read from it'));
+    expect(handler.calls.length).toBe(mark);
+    // An empty file is a valid "no objects".
+    await writeFile(file, '');
+    await waitFor('the objects to go', () => handler.objects.Service.size === 0 && handler.objects.EndpointSlice.size === 0);
+    expect(handler.violations).toEqual([]);
   });
 
   it('does not repeat warnings for an unchanged file on every rescan', async () => {

@@ -17,8 +17,10 @@ const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
 
 /**
  * Starts reading `path`. `ready` rejects when the first read fails (missing path, unreadable
- * file): starting with an empty view would wipe the data plane. Later failures keep the last
- * good objects of the affected file; a file removed from a directory removes its objects.
+ * file): starting with an empty view would wipe the data plane. Later failures (unreadable file,
+ * a file with no valid document left, a single-file path gone) keep the last good objects of the
+ * affected file; a bad document among good ones is skipped; a file removed from a directory
+ * removes its objects.
  */
 export function startManifestSource(options: ManifestSourceOptions): Source {
   const { path, handler } = options;
@@ -90,6 +92,15 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
         logger.warn({ file, document: p.document, ...(p.item !== undefined ? { item: p.item } : {}) }, `skipping manifest document: ${p.message}`);
       }
       if (Object.keys(parsed.ignored).length > 0) logger.debug({ file, kinds: parsed.ignored }, 'ignoring kinds a proxy does not use');
+      const previous = files.get(file);
+      const usable = parsed.services.length + parsed.endpointSlices.length + parsed.nodes.length + Object.keys(parsed.ignored).length;
+      if (previous && usable === 0 && parsed.problems.length > 0) {
+        // Nothing in the file is valid any more: most likely caught mid-write. Dropping all its
+        // objects would cut traffic to every Service in it; keep them until a usable version.
+        logger.warn({ file }, 'no valid document in manifest file; keeping the objects last read from it');
+        files.set(file, { text, objects: previous.objects });
+        continue;
+      }
       files.set(file, { text, objects: parsed });
     }
   }

@@ -183,6 +183,18 @@ export class TestApiServer {
     return n;
   }
 
+  /** Open watches receive an ERROR event with a Status of `code` and are closed, as on a server-side failure. */
+  failWatches(code: number, message: string, resource?: ResourceName): number {
+    let n = 0;
+    for (const w of [...this.watches]) {
+      if ((resource && w.resource !== resource) || w.stalled) continue;
+      n++;
+      w.finish();
+      w.res.end(`${JSON.stringify({ type: 'ERROR', object: status(code, message) })}\n`);
+    }
+    return n;
+  }
+
   /**
    * Open watches go silent for good, as behind a dead NAT entry or a hung proxy: no events, no
    * bookmarks, no timeout, the connection stays open. Watches opened later are healthy.

@@ -1,0 +1,25 @@
+// The scenarios the in-VM IPVS suite reports, shared by the guest suite and the host test.
+
+export const IPVS_SCENARIOS = {
+  clusterTCP: 'ClusterIP TCP reaches every endpoint',
+  clusterUDP: 'ClusterIP UDP reaches every endpoint',
+  nodePort: 'NodePort from outside the cluster',
+  externalIP: 'externalIP from outside the cluster',
+  affinity: 'ClientIP affinity keeps one endpoint',
+  noEndpoints: 'no endpoints: connections fail',
+  filter: 'a service IP does not expose other node ports',
+  removedEndpoint: 'a removed endpoint gets no new connections',
+  graceful: 'graceful termination keeps a live connection until it ends',
+  foreignSurvives: 'a foreign IPVS service survives syncs',
+  cleanup: 'cleanup leaves nothing of ours and keeps the foreign service',
+} as const;
+
+/** Result lines: `KPTS-RESULT PASS <name> (...)` or `KPTS-RESULT FAIL <name> :: <why>`. */
+export function parseGuestResults(console: string): Map<string, { ok: boolean; detail: string }> {
+  const results = new Map<string, { ok: boolean; detail: string }>();
+  for (const line of console.split('\n')) {
+    const m = /^KPTS-RESULT (PASS|FAIL) (.*?)(?: \(\d+ ms\)| :: (.*))?\r?$/.exec(line);
+    if (m) results.set(m[2]!, { ok: m[1] === 'PASS', detail: m[3] ?? '' });
+  }
+  return results;
+}

@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { NftScriptModel } from './nft-script-model.js';
+
+const base = [
+  'add table ip t { comment "x" ; }',
+  'add chain ip t a',
+  'add chain ip t b',
+  'add map ip t m { type ipv4_addr : verdict ; }',
+  'add rule ip t a jump b',
+  'add element ip t m { 10.0.0.1 comment "ns/s:p" : goto b }',
+].join('\n');
+
+describe('nft script model', () => {
+  it('applies a script and keeps rules and elements', () => {
+    const model = new NftScriptModel();
+    model.apply(base);
+    const t = model.table('ip', 't')!;
+    expect(t.chains.get('a')).toEqual(['jump b']);
+    expect(t.containers.get('m')!.elements.get('10.0.0.1')).toEqual({ comment: 'ns/s:p', value: 'goto b' });
+  });
+
+  it('refuses what the kernel refuses, and then changes nothing', () => {
+    const model = new NftScriptModel();
+    model.apply(base);
+    expect(() => model.apply('flush chain ip t a\ndelete chain ip t b\n')).toThrow(/referenced/); // still in map m
+    expect(model.table('ip', 't')!.chains.get('a')).toEqual(['jump b']);
+    expect(() => model.apply('add rule ip t a goto missing')).toThrow(/No such file/);
+    expect(() => model.apply('add element ip t m { 10.0.0.1 : goto a }')).toThrow(/another value/);
+    expect(() => model.apply('delete element ip t m { 10.0.0.9 }')).toThrow(/No such file/);
+    expect(() => model.apply('add map ip t m { type ipv6_addr : verdict ; }')).toThrow(/another definition/);
+    model.apply('delete element ip t m { 10.0.0.1 }\nflush chain ip t a\ndelete chain ip t b\n');
+    expect(model.table('ip', 't')!.chains.has('b')).toBe(false);
+  });
+});
