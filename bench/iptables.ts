@@ -125,6 +125,11 @@ async function benchSize(n: number): Promise<number> {
     const addMs = performance.now() - t;
     if (!added.ok) throw new Error(`add sync failed: ${added.error?.message}`);
 
+    // The floor: the smallest transaction on a table this size (rewrite KUBE-MARK-MASQ as it is).
+    t = performance.now();
+    execFileSync('ip', ['netns', 'exec', netns, `iptables-${flavour}-restore`, '-w', '--noflush', '--counters'], { input: '*nat\n:KUBE-MARK-MASQ - [0:0]\n-A KUBE-MARK-MASQ -j MARK --or-mark 0x004000\nCOMMIT\n', timeout: 60_000 });
+    const floorMs = performance.now() - t;
+
     const rules = countRules(netns);
     const s = full.stats!;
     console.log(
@@ -143,6 +148,7 @@ async function benchSize(n: number): Promise<number> {
         partialApplyMs: Math.round(partial.stats?.applyMs ?? 0),
         partialPayloadBytes: partial.stats?.payloadBytes,
         addServiceSyncMs: Math.round(addMs),
+        floorTransactionMs: Math.round(floorMs),
         kernelRules: rules,
       }),
     );

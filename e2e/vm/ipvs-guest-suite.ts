@@ -76,7 +76,7 @@ function state(sb: Sandbox, phase: 1 | 2): ProxyState {
 
 async function httpNames(sb: Sandbox, from: string, host: string, port: number, n: number): Promise<string[]> {
   const names: string[] = [];
-  for (let i = 0; i < n; i++) names.push(await sb.http(from, host, port, { timeoutMs: 5000 }));
+  for (let i = 0; i < n; i++) names.push(await sb.http(from, host, port, { timeoutMs: 10_000 }));
   return names;
 }
 
@@ -134,6 +134,9 @@ async function main(): Promise<number> {
     const ts = Date.now();
     servers.push(...(await Promise.all(sb.pods.map((p) => startEchoServer(p.netns, p.name, [8080], { readyTimeoutMs: 120_000 })))));
     console.log(`echo servers ready in ${Date.now() - ts} ms`);
+    // First runs of the probe tools load their libraries over 9p: do it before any timed probe.
+    await sb.exec('client', ['curl', '--version']);
+    await sb.exec('client', ['socat', '-V']);
     await sb.execOk('node', ['ipvsadm', '-A', '-t', `${FOREIGN}:80`, '-s', 'wlc']);
     await backend.start(ctx);
     const t0 = Date.now();
@@ -150,11 +153,11 @@ async function main(): Promise<number> {
       check(same(new Set(names), podNames), `got ${names.join(',')}`);
     });
     await scenario(N.nodePort, async () => {
-      const name = await sb.http('external', sb.node.ip, 30080, { timeoutMs: 5000 });
+      const name = await sb.http('external', sb.node.ip, 30080, { timeoutMs: 10_000 });
       check(podNames.includes(name), `got ${name}`);
     });
     await scenario(N.externalIP, async () => {
-      const name = await sb.http('external', EXTERNAL_IP, 80, { timeoutMs: 5000 });
+      const name = await sb.http('external', EXTERNAL_IP, 80, { timeoutMs: 10_000 });
       check(podNames.includes(name), `got ${name}`);
     });
     await scenario(N.affinity, async () => {
@@ -189,7 +192,7 @@ async function main(): Promise<number> {
       const before = await realServers(sb, `${DRAIN}:80`);
       check(before.some((r) => r.startsWith(`${sb.pods[0]!.ip}:8080 w=0 active=1`)), `pod1 not draining: ${before.join('; ')}`);
       check(before.some((r) => r.startsWith(`${sb.pods[1]!.ip}:8080 w=1`)), `pod2 not added: ${before.join('; ')}`);
-      const fresh = await sb.http('client', DRAIN, 80, { timeoutMs: 5000 });
+      const fresh = await sb.http('client', DRAIN, 80, { timeoutMs: 10_000 });
       check(fresh === 'pod2', `a new connection went to ${fresh}`);
       long.stdin!.write('go\n');
       const reply = await Promise.race([lines.next(), sleep(20_000).then(() => ({ value: 'no reply in 20 s' }))]);

@@ -51,6 +51,18 @@ describe('IptablesBackend sync', () => {
     expect(payload).toContain('-I OUTPUT 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES');
   });
 
+  it('checks jumps one by one with -C when iptables-save fails', async () => {
+    const { backend, runner } = await setUp();
+    runner.on(SAVE, { code: 1, stderr: 'boom' });
+    runner.on('iptables-nft', (args) => ({ code: args.includes('PREROUTING') ? 0 : 1 }), (args) => args.includes('-C'));
+    const { state, changes } = new Cluster().checkpoint();
+    expect((await backend.sync(state, changes)).ok).toBe(true);
+    expect(runner.callsTo('iptables-nft').filter((c) => c.args.includes('-C'))).toHaveLength(14);
+    const payload = runner.stdinsTo(RESTORE)[0]!;
+    expect(payload).not.toContain('-I PREROUTING');
+    expect(payload).toContain('-I POSTROUTING 1 -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING');
+  });
+
   it('writes only what changed on a partial sync, without reading the kernel', async () => {
     const { backend, runner } = await setUp();
     const cluster = new Cluster().upsert(svc(1), slice(1, ['10.180.0.1', '10.180.0.2']), svc(2), slice(2, ['10.180.1.1']));

@@ -169,6 +169,16 @@ export class IptablesBackend implements Backend {
     return parseIptablesSave(r.stdout).get(table) ?? new Map();
   }
 
+  /** The jumps `iptables -C` does not find (when iptables-save failed). */
+  private async checkJumps(jumps: readonly JumpRule[]): Promise<JumpRule[]> {
+    const missing: JumpRule[] = [];
+    for (const jump of jumps) {
+      const r = await this.run(this.commands!.iptables, ['-w', '-t', jump.table, '-C', jump.from, ...jump.args, '-j', jump.to]);
+      if (r.code !== 0) missing.push(jump);
+    }
+    return missing;
+  }
+
   /** Whether our canary chain is gone (someone flushed the tables). Checked at most once per syncPeriod. */
   private async canaryLost(): Promise<boolean> {
     const now = this.ctx!.clock.now();
@@ -228,7 +238,7 @@ export class IptablesBackend implements Backend {
         const filter = await this.save('filter');
         kernelServiceChains = new Set([...(nat?.keys() ?? [])].filter(isServiceChainName));
         const tables = new Map<string, SavedTable>([['nat', nat ?? new Map()], ['filter', filter ?? new Map()]]);
-        jumps = nat && filter ? missingJumps(tables, this.wantedJumps()) : this.wantedJumps();
+        jumps = nat && filter ? missingJumps(tables, this.wantedJumps()) : await this.checkJumps(this.wantedJumps());
       }
 
       const planStart = ctx.clock.now();

@@ -158,8 +158,16 @@ export class IpvsBackend implements Backend {
         const have = kernel.sets.get(spec.name);
         if (!have) ipsetPayload.create(spec);
         const want = new Set([...(desired.ipsetEntries.get(spec.key) ?? [])].map(canonicalIpsetEntry));
-        for (const e of want) if (!have?.entries.has(e)) (ipsetPayload.add(spec.name, e), entriesAdded++);
-        for (const e of have?.entries ?? []) if (!want.has(e)) (ipsetPayload.del(spec.name, e), entriesRemoved++);
+        for (const e of want) {
+          if (have?.entries.has(e)) continue;
+          ipsetPayload.add(spec.name, e);
+          entriesAdded++;
+        }
+        for (const e of have?.entries ?? []) {
+          if (want.has(e)) continue;
+          ipsetPayload.del(spec.name, e);
+          entriesRemoved++;
+        }
       }
       const ipsetResult = await runIpsetRestore(ctx.runner, ipsetPayload.toString(), { maxLines: IPSET_BATCH_LINES, timeoutMs: COMMAND_TIMEOUT_MS });
       if (!ipsetResult.ok) throw new Error(`ipset restore failed: ${ipsetResult.stderr}`);

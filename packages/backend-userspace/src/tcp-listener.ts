@@ -121,10 +121,11 @@ export class TcpServiceListener implements ServiceListener {
     const relay: Relay = { client, upstream, reportedToEndpoint: 0, reportedToClient: 0, open: 2 };
     this.relays.add(relay);
     this.deps.metrics.connectionOpened();
-    // pipe() gives backpressure and, with allowHalfOpen on both sockets, forwards a FIN as a
-    // FIN while the other direction keeps flowing.
-    client.pipe(upstream);
-    upstream.pipe(client);
+    forward(client, upstream);
+    forward(upstream, client);
+    // pauseOnConnect left the client paused; the upstream socket is new and not flowing yet.
+    client.resume();
+    upstream.resume();
     // A reset on one side becomes a reset on the other.
     client.on('error', () => upstream.resetAndDestroy());
     upstream.on('error', () => client.resetAndDestroy());
@@ -149,6 +150,26 @@ export class TcpServiceListener implements ServiceListener {
     relay.reportedToClient += toClient;
     this.deps.metrics.bytes(toEndpoint, toClient);
   }
+}
+
+/**
+ * Copies `from` to `to` with backpressure (a full `to` pauses `from` until it drains) and turns
+ * the end of `from` into a FIN on `to`, so that with allowHalfOpen the other direction keeps
+ * flowing. Lighter than pipe(), which matters at thousands of connections per second.
+ */
+function forward(from: net.Socket, to: net.Socket): void {
+  let waiting = false;
+  const resume = () => {
+    waiting = false;
+    from.resume();
+  };
+  from.on('data', (chunk: Buffer) => {
+    if (to.write(chunk) || waiting) return;
+    waiting = true;
+    from.pause();
+    to.once('drain', resume);
+  });
+  from.once('end', () => to.end());
 }
 
 /** Connects to an endpoint, failing after `timeoutMs`. */

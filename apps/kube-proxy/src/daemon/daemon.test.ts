@@ -184,8 +184,11 @@ describe('daemon assembly', () => {
     expect(backends[1]?.ctx?.node.addresses).toEqual(['fd00::1']);
   });
 
-  it('serves health-check node ports for externalTrafficPolicy Local services', async () => {
-    const { daemon, src } = setup();
+  it.each([
+    ['on every address', [] as string[], '192.168.50.1'],
+    ['on the node addresses inside nodePortAddresses', ['127.0.0.0/8'], '127.0.0.1'],
+  ])('serves health-check node ports for externalTrafficPolicy Local services %s', async (_title, nodePortAddresses, nodeIP) => {
+    const { daemon, src } = setup({ nodePortAddresses });
     const started = daemon.start();
     await until(() => src.s.handler !== undefined);
     const h = src.s.handler as ProxyEventHandler;
@@ -194,7 +197,7 @@ describe('daemon assembly', () => {
     h.onEndpointSliceAdd(endpointSlice('ns1', 'lb', { endpoints: [{ ip: '10.244.1.11', nodeName: 'node1' }, { ip: '10.244.2.11', nodeName: 'node2' }] }));
     h.onServicesSynced();
     h.onEndpointSlicesSynced();
-    h.onNodeAdd(node('node1', { addresses: ['192.168.50.1'] }));
+    h.onNodeAdd(node('node1', { addresses: [nodeIP] }));
     h.onNodeSynced();
     await started;
     await until(() => daemon.serviceHealthPorts().get('ns1/lb') === hcPort);

@@ -94,6 +94,8 @@ export class Daemon {
     const families = this.opts.families ?? chooseFamilies(config, fanout.node);
     this.families = families;
     this.node = fanout.node;
+    // A family the node does not have needs no tracking from now on.
+    for (const f of [...trackers.keys()]) if (!families.includes(f)) trackers.delete(f);
     logger.info({ mode: config.mode, ipFamilies: families }, 'Sources synced; starting the proxy');
     const factory = await this.opts.loadFactory(config.mode);
     const metrics = daemonMetrics(registry);

@@ -43,6 +43,14 @@ async function readEvents(url: string, count: number, timeoutMs = 2000): Promise
   return { status: res.status, events, ended };
 }
 
+async function waitFor(what: string, check: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 describe('test API server', () => {
   let server: TestApiServer;
 
@@ -108,7 +116,7 @@ describe('test API server', () => {
     expect(selected.events.map((e) => `${e.type} ${e.object.metadata.name}`)).toEqual(['DELETED a']);
 
     const live = readEvents(`${server.url}/api/v1/services?watch=true&resourceVersion=${server.store.resourceVersion}&allowWatchBookmarks=true&timeoutSeconds=1`, 100, 3000);
-    await new Promise((r) => setTimeout(r, 120));
+    await waitFor('the watch', () => server.activeWatches('services') === 1);
     server.apply('services', svc('c'));
     const got = await live;
     expect(got.ended).toBe(true); // closed by the server after timeoutSeconds
@@ -141,7 +149,7 @@ describe('test API server', () => {
 
   it('test controls: stalled and dropped watches, injected failures, slow responses', async () => {
     const stalled = readEvents(`${server.url}/api/v1/services?watch=true&allowWatchBookmarks=true&timeoutSeconds=1`, 100, 1200);
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor('the watch', () => server.activeWatches('services') === 1);
     expect(server.stallWatches()).toBe(1);
     server.apply('services', svc('a'));
     const s = await stalled;
@@ -149,8 +157,7 @@ describe('test API server', () => {
     expect(s.events.some((e) => e.type === 'ADDED')).toBe(false);
 
     const dropped = readEvents(`${server.url}/api/v1/services?watch=true&resourceVersion=${server.store.resourceVersion}`, 1);
-    await new Promise((r) => setTimeout(r, 50));
-    expect(server.activeWatches('services')).toBe(1);
+    await waitFor('the watch', () => server.activeWatches('services') === 1);
     expect(server.dropWatches('end')).toBe(1);
     expect((await dropped).ended).toBe(true);
 

@@ -104,8 +104,10 @@ export function createFakeIpvsNode(options: { nodeIPs?: string[] } = {}): FakeIp
     let weight = 1;
     for (let i = 1; i < f.length; i++) {
       const a = f[i]!;
-      if (a === '-t' || a === '-u' || a === '--sctp-service') (proto = a === '-t' ? 'TCP' : a === '-u' ? 'UDP' : 'SCTP'), (vs = f[++i]!);
-      else if (a === '-s') scheduler = f[++i]!;
+      if (a === '-t' || a === '-u' || a === '--sctp-service') {
+        proto = a === '-t' ? 'TCP' : a === '-u' ? 'UDP' : 'SCTP';
+        vs = f[++i]!;
+      } else if (a === '-s') scheduler = f[++i]!;
       else if (a === '-b') flags = f[++i]!.split(',').sort();
       else if (a === '-p') persistent = Number(f[++i]);
       else if (a === '-r') rs = f[++i]!;
