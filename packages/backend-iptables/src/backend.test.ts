@@ -132,6 +132,18 @@ describe('IptablesBackend sync', () => {
     expect(payloads[2]!.match(/^:KUBE-SVC-/gm)).toHaveLength(1);
   });
 
+  it('batches by 100 services on iptables-nft and by 1000 on legacy (which copies the whole table per commit)', async () => {
+    const cluster = new Cluster();
+    for (let i = 1; i <= 150; i++) cluster.upsert(svc(i), slice(i, [`10.180.${i}.1`]));
+    const { state, changes } = cluster.checkpoint();
+    const nft = await setUp();
+    await nft.backend.sync(state, changes);
+    expect(nft.runner.callsTo(RESTORE)).toHaveLength(2);
+    const legacy = await setUp({}, { flavour: 'legacy' });
+    await legacy.backend.sync(state, changes);
+    expect(legacy.runner.callsTo('iptables-legacy-restore')).toHaveLength(1);
+  });
+
   it('counts a failed restore, keeps going with a full sync that reads the kernel again', async () => {
     const { backend, runner, ctx } = await setUp();
     const cluster = new Cluster().upsert(svc(1), slice(1, ['10.180.0.1']));

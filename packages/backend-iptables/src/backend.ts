@@ -19,7 +19,6 @@ import {
   createLocalTrafficDetector,
   deleteConntrackFlows,
   detectIptablesFlavour,
-  formatRestoreLine,
   iptablesCommands,
   isServiceChainName,
   listLocalAddresses,
@@ -51,7 +50,7 @@ import {
   type JumpRule,
 } from './layout.js';
 import { computeRules, type RuleOptions, type RuleSet } from './rules.js';
-import { chainRemovalTransactions, commitPlan, DEFAULT_LIMITS, ORDER_FREE_CHAINS, planSync, ruleCounts, type KernelModel, type PlanLimits, type SyncPlan } from './sync-plan.js';
+import { chainRemovalTransactions, commitPlan, DEFAULT_LIMITS, LEGACY_LIMITS, ORDER_FREE_CHAINS, planSync, ruleCounts, type KernelModel, type PlanLimits, type SyncPlan } from './sync-plan.js';
 
 export interface IptablesBackendOptions extends BackendOptions {
   /** Which iptables to drive; "auto" (default) detects the host's, as iptables-wrapper does. */
@@ -127,8 +126,12 @@ export class IptablesBackend implements Backend {
   /** The payloads a full sync of `state` would apply from scratch, without touching the kernel. */
   dryRun(state: ProxyState): string {
     const rules = this.computeRules(state);
-    const plan = planSync({ rules, model: undefined, full: true, changed: new Set(), previous: undefined, canary: true, missingJumps: this.wantedJumps(), limits: this.options.limits ?? DEFAULT_LIMITS });
+    const plan = planSync({ rules, model: undefined, full: true, changed: new Set(), previous: undefined, canary: true, missingJumps: this.wantedJumps(), limits: this.limits() });
     return plan.transactions.map((t) => t.payload).join('');
+  }
+
+  private limits(): PlanLimits {
+    return this.options.limits ?? (this.commands?.flavour === 'legacy' ? LEGACY_LIMITS : DEFAULT_LIMITS);
   }
 
   private wantedJumps(): JumpRule[] {
@@ -251,7 +254,7 @@ export class IptablesBackend implements Backend {
         ...(kernelServiceChains ? { kernelServiceChains } : {}),
         missingJumps: jumps,
         canary: full,
-        limits: this.options.limits ?? DEFAULT_LIMITS,
+        limits: this.limits(),
       });
 
       const planMs = ctx.clock.now() - planStart;
@@ -437,11 +440,6 @@ function countRuleLines(payload: string): { nat: number; filter: number } {
     else if ((line.startsWith('-A ') || line.startsWith('-I ')) && (table === 'nat' || table === 'filter')) counts[table]++;
   }
   return counts;
-}
-
-/** Exposed for the jump-rule text in docs and tests. */
-export function jumpRuleLine(jump: JumpRule): string {
-  return `-A ${jump.from} ${formatRestoreLine([...jump.args, '-j', jump.to])}`;
 }
 
 export const createIptablesBackend = (options: IptablesBackendOptions): IptablesBackend => new IptablesBackend(options);

@@ -39,6 +39,12 @@ export interface PlanLimits {
  */
 export const DEFAULT_LIMITS: PlanLimits = { maxLinesPerTransaction: 5_000, maxServicesPerTransaction: 100 };
 
+/**
+ * Legacy iptables replaces the whole table on every commit, so each extra transaction costs a
+ * full table copy: few, larger transactions (still bounded) are fastest there.
+ */
+export const LEGACY_LIMITS: PlanLimits = { maxLinesPerTransaction: 50_000, maxServicesPerTransaction: 1000 };
+
 export interface PlanInput {
   readonly rules: RuleSet;
   /** What the kernel holds; undefined when unknown (start, after a failure): everything is written. */

@@ -5,8 +5,8 @@
 import {
   categorizeEndpoints,
   cidrContains,
-  ipFamilyOf,
   type Endpoint,
+  type IPFamily,
   type ProxyState,
   type ServicePort,
   type ServicePortKey,
@@ -51,6 +51,9 @@ export interface DesiredInputs {
   readonly nodePortAddresses: NodePortAddresses;
 }
 
+/** Addresses reaching here passed core's validation: the family is a matter of the colon. */
+const familyOf = (ip: string): IPFamily => (ip.includes(':') ? 'IPv6' : 'IPv4');
+
 const isLoopbackOrLinkLocal = (ip: string) => ip.startsWith('127.') || ip === '::1' || /^fe[89ab]/i.test(ip);
 
 /** The node addresses NodePort virtual services listen on. */
@@ -70,7 +73,7 @@ export function computeDesired(inputs: DesiredInputs): DesiredDataPlane {
   const noLocalExternal = new Set<string>();
   const problems: string[] = [];
   const nodeAddressSet = new Set(inputs.nodeAddresses);
-  const primaryNodeIP = state.node.addresses.find((a) => ipFamilyOf(a) === family);
+  const primaryNodeIP = state.node.addresses.find((a) => familyOf(a) === family);
 
   const hasNodePort = [...state.services.values()].some((sp) => sp.nodePort !== 0);
   const nodeIPs = hasNodePort ? nodePortIPs(inputs.nodeAddresses, inputs.nodePortAddresses) : [];
@@ -93,7 +96,7 @@ export function computeDesired(inputs: DesiredInputs): DesiredDataPlane {
     };
 
     const addVirtualService = (address: string, port: number, onlyNodeLocal: boolean, bind: boolean) => {
-      if (ipFamilyOf(address) !== family) {
+      if (familyOf(address) !== family) {
         problems.push(`${svcName}: address ${address} is not ${family}, skipped`);
         return;
       }
@@ -105,7 +108,7 @@ export function computeDesired(inputs: DesiredInputs): DesiredDataPlane {
       }
       const realServers = new Map<string, DesiredRealServer>();
       for (const ep of pick(onlyNodeLocal)) {
-        if (ipFamilyOf(ep.ip) !== family) continue;
+        if (familyOf(ep.ip) !== family) continue;
         realServers.set(ipvsHostPort(ep.ip, ep.port), { address: ep.ip, port: ep.port });
       }
       virtualServices.set(vsKey, { service, realServers, servicePort: key });
@@ -113,7 +116,7 @@ export function computeDesired(inputs: DesiredInputs): DesiredDataPlane {
     };
 
     for (const ep of endpoints) {
-      if (ep.isLocal && ipFamilyOf(ep.ip) === family) add(S.KUBE_LOOP_BACK, `${ep.ip},${proto}:${ep.port},${ep.ip}`);
+      if (ep.isLocal && familyOf(ep.ip) === family) add(S.KUBE_LOOP_BACK, `${ep.ip},${proto}:${ep.port},${ep.ip}`);
     }
 
     add(S.KUBE_CLUSTER_IP, `${sp.clusterIP},${proto}:${sp.port}`);

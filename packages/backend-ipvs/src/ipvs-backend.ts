@@ -17,7 +17,6 @@ import {
 } from '@kube-proxy-ts/core';
 import {
   IpsetRestoreWriter,
-  canonicalIpsetEntry,
   createLocalTrafficDetector,
   detectIptablesFlavour,
   iptablesCommands,
@@ -157,7 +156,8 @@ export class IpvsBackend implements Backend {
       for (const spec of this.sets) {
         const have = kernel.sets.get(spec.name);
         if (!have) ipsetPayload.create(spec);
-        const want = new Set([...(desired.ipsetEntries.get(spec.key) ?? [])].map(canonicalIpsetEntry));
+        // Desired entries are already spelled as ipset saves them (see computeDesired).
+        const want = desired.ipsetEntries.get(spec.key) ?? new Set<string>();
         for (const e of want) {
           if (have?.entries.has(e)) continue;
           ipsetPayload.add(spec.name, e);
