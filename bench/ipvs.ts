@@ -11,6 +11,7 @@ import {
   emptyChangeSet,
   realClock,
   servicePortKey,
+  type CommandRunner,
   type Endpoint,
   type ProxyState,
   type ServicePort,
@@ -87,15 +88,31 @@ async function runSize(n: number): Promise<{ full: number; change: number; noop:
     sh(['ip', '-n', netns, 'link', 'add', 'eth0', 'type', 'dummy']);
     sh(['ip', '-n', netns, 'address', 'add', `${NODE_IP}/24`, 'dev', 'eth0']);
     sh(['ip', '-n', netns, 'link', 'set', 'eth0', 'up']);
-    const runner = createExecRunner({ netns });
+    const exec = createExecRunner({ netns });
+    const timings: string[] = [];
+    // Records how long each command took, to show where a sync's time goes.
+    const runner: CommandRunner = {
+      async run(cmd, args, options) {
+        const t = performance.now();
+        try {
+          return await exec.run(cmd, args, options);
+        } finally {
+          timings.push(`${cmd} ${args.slice(0, 2).join(' ')} ${((performance.now() - t) / 1000).toFixed(1)}s`);
+        }
+      },
+    };
     const backend = createIpvsBackend({ ipFamily: 'IPv4', config: defaultProxyConfig() });
     await backend.start(testContext({ runner, clock: realClock, node: buildState(0).node }));
     const state = buildState(n);
+    timings.length = 0;
     const [full, tFull] = await timed(() => backend.sync(state, emptyChangeSet()));
+    console.log(`  full sync commands: ${timings.join(', ')}`);
     if (!full.ok) throw new Error(`full sync failed: ${full.error?.message}`);
     const [noop, tNoop] = await timed(() => backend.sync(state, emptyChangeSet()));
     if (!noop.ok) throw new Error(`no-op sync failed: ${noop.error?.message}`);
+    timings.length = 0;
     const [change, tChange] = await timed(() => backend.sync(buildState(n, true), emptyChangeSet()));
+    console.log(`  one-endpoint change commands: ${timings.join(', ')}`);
     if (!change.ok) throw new Error(`one-endpoint sync failed: ${change.error?.message}`);
     const [, tCleanup] = await timed(() => backend.cleanup());
     console.log(`  cleanup ${(tCleanup / 1000).toFixed(1)} s; one-endpoint change stats ${JSON.stringify(change.stats)}`);
