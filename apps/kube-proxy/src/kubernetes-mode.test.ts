@@ -47,11 +47,22 @@ const recorded = vi.hoisted(() => {
   return { backends, factory };
 });
 vi.mock('kpts-recording-backend', () => ({ default: recorded.factory }));
+// Safety net: nothing main() starts here may run a command on this machine (a built-in mode
+// chosen by mistake would otherwise program the host's own rules).
+vi.mock('@kube-proxy-ts/netfilter', async (importOriginal) => ({
+  ...(await importOriginal<typeof import('@kube-proxy-ts/netfilter')>()),
+  createExecRunner: () => ({
+    run: async (cmd: string) => {
+      throw new Error(`refusing to run ${cmd} on the host from this test`);
+    },
+  }),
+}));
 
 type RecordingBackend = (typeof recorded.backends)[number];
 
 const WEB = 'ns1/web:http/TCP';
 const DB = 'ns1/db:tcp/TCP';
+const API = 'ns2/api:https/TCP';
 const PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
 
 async function waitFor(what: string, check: () => boolean, timeoutMs = 4000): Promise<void> {
@@ -119,6 +130,7 @@ describe('kube-proxy against an API server (main --kubeconfig)', () => {
   let dir: string;
   let daemon: ReturnType<typeof runMain>;
   let healthzPort: number;
+  let metricsPort: number;
   let backend: RecordingBackend;
   const lastSync = () => backend.syncs.at(-1) as { state: ProxyState; changes: ChangeSet };
   /** Waits for a sync after `from` that satisfies `check`; returns it. */
@@ -149,8 +161,9 @@ describe('kube-proxy against an API server (main --kubeconfig)', () => {
     // meanwhile the backend must not exist, so nothing could be flushed.
     server.failRequests({ verb: 'list', resource: 'nodes', status: 500, count: 1 });
     healthzPort = await freePort();
+    metricsPort = await freePort();
     const kubeconfig = await writeKubeconfig(dir, server.url);
-    daemon = runMain([`--kubeconfig=${kubeconfig}`, ...commonFlags(healthzPort, await freePort())]);
+    daemon = runMain([`--kubeconfig=${kubeconfig}`, ...commonFlags(healthzPort, metricsPort)]);
 
     await waitFor('services and endpointslices listed', () => server.requestsOf('list', 'services').length > 0 && server.requestsOf('list', 'endpointslices').length > 0);
     await waitFor('the first node list to fail', () => server.requestsOf('list', 'nodes').length === 1);
@@ -228,9 +241,15 @@ describe('kube-proxy against an API server (main --kubeconfig)', () => {
     server.dropWatches('reset');
     server.apply('services', service('ns2', 'api', { clusterIP: '10.96.0.30', ports: [{ name: 'https', port: 443, protocol: 'TCP' }] }));
     server.apply('endpointslices', endpointSlice('ns2', 'api', { name: 'api-1', endpoints: ['10.244.3.1'], ports: [{ name: 'https', port: 6443 }] }));
-    await waitFor('the new Service after the restart', () => hostPorts(lastSync().state, 'ns2/api:https/TCP')?.[0] === '10.244.3.1:6443', 6000);
-    expect([...lastSync().state.services.keys()].sort()).toEqual(['ns2/api:https/TCP', WEB]);
+    // Each informer restarts on its own backoff: the Service and its slice may arrive in either order.
+    await waitFor('the new Service after the restart', () => lastSync().state.services.has(API) && hostPorts(lastSync().state, API)?.[0] === '10.244.3.1:6443', 6000);
+    expect([...lastSync().state.services.keys()].sort()).toEqual([WEB, API]);
     await waitFor('three watches again', () => server.activeWatches() === 3);
+    // Each restart is counted, per resource, in the daemon's registry.
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    for (const resource of ['services', 'endpointslices', 'nodes']) {
+      expect(metrics).toMatch(new RegExp(`^kubeproxy_informer_restarts_total\\{resource="${resource}"\\} [1-9]`, 'm'));
+    }
   });
 
   it('SIGTERM stops watching and serving, leaves the rules, and main() exits 0', async () => {
@@ -263,10 +282,10 @@ describe('where the API client configuration comes from (as upstream createClien
     await rm(dir, { recursive: true, force: true });
   });
 
-  /** Runs main() until its first sync, then SIGTERMs it; returns the synced state. */
+  /** Runs main() with `argv` until its first sync, then SIGTERMs it; returns the synced state. */
   async function firstSync(argv: string[]): Promise<ProxyState> {
     recorded.backends.length = 0;
-    const run = runMain([...argv, ...commonFlags(await freePort(), await freePort())]);
+    const run = runMain(argv);
     try {
       await Promise.race([
         waitFor('the first sync', () => (recorded.backends[0]?.syncs.length ?? 0) >= 1),
@@ -281,19 +300,36 @@ describe('where the API client configuration comes from (as upstream createClien
   }
 
   it('--master alone talks to that server without credentials', async () => {
-    const state = await firstSync([`--master=${server.url}`]);
+    const state = await firstSync([`--master=${server.url}`, ...commonFlags(await freePort(), await freePort())]);
     expect([...state.services.keys()]).toEqual([WEB]);
   });
 
   it('clientConnection.kubeconfig of the --config file is used; --kubeconfig is then ignored', async () => {
     const kubeconfig = await writeKubeconfig(dir, server.url);
     const configFile = join(dir, 'config.yaml');
-    await writeFile(configFile, ['apiVersion: kubeproxy.config.k8s.io/v1alpha1', 'kind: KubeProxyConfiguration', 'clientConnection:', `  kubeconfig: ${kubeconfig}`, ''].join('\n'));
+    // With --config, the file is the configuration: mode, addresses and sync periods come from it.
+    await writeFile(
+      configFile,
+      [
+        'apiVersion: kubeproxy.config.k8s.io/v1alpha1',
+        'kind: KubeProxyConfiguration',
+        'mode: kpts-recording-backend',
+        'clientConnection:',
+        `  kubeconfig: ${kubeconfig}`,
+        `healthzBindAddress: 127.0.0.1:${await freePort()}`,
+        `metricsBindAddress: 127.0.0.1:${await freePort()}`,
+        `oomScoreAdj: ${ownOOMScoreAdj}`,
+        'iptables:',
+        '  minSyncPeriod: 0s',
+        '',
+      ].join('\n'),
+    );
     const opts = resolveOptions([`--config=${configFile}`, '--kubeconfig=/nonexistent/kubeconfig']);
     expect(opts.config.clientConnection.kubeconfig).toBe(kubeconfig);
+    expect(opts.config.mode).toBe('kpts-recording-backend');
     expect(opts.warnings).toContain('flag --kubeconfig is ignored because a config file is specified by --config');
 
-    const state = await firstSync([`--config=${configFile}`]);
+    const state = await firstSync([`--config=${configFile}`, '--hostname-override=node1', '--log-level=error']);
     expect([...state.services.keys()]).toEqual([WEB]);
   });
 
@@ -305,7 +341,7 @@ describe('where the API client configuration comes from (as upstream createClien
     expect(kc.getCurrentUser()?.token).toBe('test-token');
     expect(loadKubeConfig(kubeconfig).getCurrentCluster()?.server).toBe(deadServer);
 
-    const state = await firstSync([`--kubeconfig=${kubeconfig}`, `--master=${server.url}`]);
+    const state = await firstSync([`--kubeconfig=${kubeconfig}`, `--master=${server.url}`, ...commonFlags(await freePort(), await freePort())]);
     expect([...state.services.keys()]).toEqual([WEB]);
   });
 

@@ -175,6 +175,12 @@ async function startSource(
   if (options.manifests) {
     return sources.startManifestSource({ path: options.manifests, handler, logger, nodeName: deps.nodeName });
   }
-  const kubeConfig = sources.loadKubeConfig(options.config.clientConnection.kubeconfig || undefined, options.master);
+  let kubeConfig: ReturnType<typeof sources.loadKubeConfig>;
+  try {
+    kubeConfig = sources.loadKubeConfig(options.config.clientConnection.kubeconfig || undefined, options.master);
+  } catch (err) {
+    // A missing or unreadable kubeconfig, or no cluster to fall back to: the user's to fix, so say it plainly.
+    throw new StartupError(`cannot create the Kubernetes client: ${(err as Error).message}`);
+  }
   return sources.startKubernetesSource({ kubeConfig, nodeName: deps.nodeName, handler, logger, metrics: deps.registry });
 }

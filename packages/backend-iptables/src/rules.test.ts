@@ -213,6 +213,22 @@ describe('computeRules: upstream scenarios', () => {
     expect(trace(payload, '203.0.113.200', TEST_NODE_IP, 3001).dnatTargets).toEqual(['10.180.0.1:80']);
   });
 
+  it('accepts the health-check node port of an externalTrafficPolicy Local service (TestHealthCheckNodePort)', () => {
+    const { state } = new Cluster()
+      .upsert(
+        service('ns1', 'svc1', { type: 'LoadBalancer', clusterIP: '172.30.0.42', externalTrafficPolicy: 'Local', healthCheckNodePort: 30000, ports: [{ name: 'p80', port: 80, nodePort: 3001 }] }),
+        endpointSlice('ns1', 'svc1', { endpoints: [{ ip: '10.180.0.1', nodeName: TEST_HOSTNAME }], ports: [{ name: 'p80', port: 80 }] }),
+      )
+      .checkpoint();
+    const payload = payloadFor(state);
+    expect(chainsOf(payload).filter!['KUBE-NODEPORTS']).toEqual(['-m comment --comment "ns1/svc1:p80 health check node port" -m tcp -p tcp --dport 30000 -j ACCEPT']);
+    expect(tracePacket(payload, { src: TEST_EXTERNAL_CLIENT, dst: TEST_NODE_IP, dport: 30000, protocol: 'tcp' }, { localAddresses: [TEST_NODE_IP] }).verdicts).toEqual(['ACCEPT']);
+    // The node port itself reaches the local endpoint without masquerade.
+    const viaNodePort = trace(payload, TEST_EXTERNAL_CLIENT, TEST_NODE_IP, 3001);
+    expect(viaNodePort.dnatTargets).toEqual(['10.180.0.1:80']);
+    expect(viaNodePort.outcomes.some((o) => o.masquerade)).toBe(false);
+  });
+
   it('keeps a client on its endpoint with ClientIP affinity (recent module)', () => {
     const { state } = new Cluster()
       .upsert(

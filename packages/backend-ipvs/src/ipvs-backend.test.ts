@@ -148,8 +148,21 @@ describe('ipvs backend: sync by difference', () => {
     expect(fake.runner.callsTo('ipvsadm').filter((c) => c.args[0] === '--restore')).toEqual([]);
     expect(fake.runner.callsTo('ipset').filter((c) => c.args[0] === 'restore')).toEqual([]);
     expect(fake.commandLines().filter((l) => l.startsWith('ip -force'))).toEqual([]);
+    expect(fake.runner.callsTo('iptables-nft-restore')).toEqual([]);
     // One read of each per sync, never one process per service.
     expect(fake.commandLines().filter((l) => l === 'ipvsadm -Ln')).toHaveLength(1);
+  });
+
+  it('rewrites the iptables layer when the kernel lost part of it', async () => {
+    const { fake, sync } = await setup();
+    await sync(base());
+    fake.tables.get('nat')!.get('KUBE-MARK-MASQ')!.length = 0;
+    await sync(base());
+    expect(fake.runner.callsTo('iptables-nft-restore')).toHaveLength(1);
+    expect(fake.tables.get('nat')!.get('KUBE-MARK-MASQ')).toEqual(['-j MARK --or-mark 0x004000']);
+    fake.tables.get('filter')!.get('INPUT')!.length = 0;
+    await sync(base());
+    expect(fake.tables.get('filter')!.get('INPUT')).toHaveLength(3);
   });
 
   it('adds only the new real server', async () => {

@@ -65,6 +65,7 @@ export class IpvsBackend implements Backend {
   private draining = new Map<string, DrainingRealServer>();
   private programmed = new Set<string>();
   private synced = false;
+  private lastIptablesPayload: string | undefined;
 
   constructor(options: BackendOptions) {
     this.family = options.ipFamily;
@@ -117,15 +118,12 @@ export class IpvsBackend implements Backend {
     return { addresses: parseLocalAddresses(ip.stdout, this.family), sets, ipvs };
   }
 
+  /** nat and filter as iptables-save prints them (one process). */
   private async saveIptables(ctx: BackendContext, iptables: IptablesCommands): Promise<Map<string, SavedTable>> {
-    const saved = new Map<string, SavedTable>();
-    for (const table of ['nat', 'filter']) {
-      const r = await ctx.runner.run(iptables.save, ['-t', table], { timeoutMs: COMMAND_TIMEOUT_MS });
-      if (r.code !== 0) throw new Error(`${iptables.save} -t ${table} failed: ${r.stderr.trim()}`);
-      const t = parseIptablesSave(r.stdout).get(table);
-      if (t) saved.set(table, t);
-    }
-    return saved;
+    const r = await ctx.runner.run(iptables.save, [], { timeoutMs: COMMAND_TIMEOUT_MS });
+    if (r.code !== 0) throw new Error(`${iptables.save} failed: ${r.stderr.trim()}`);
+    const tables = parseIptablesSave(r.stdout);
+    return new Map([...tables].filter(([name]) => name === 'nat' || name === 'filter'));
   }
 
   async sync(state: ProxyState, _changes: ChangeSet): Promise<SyncResult> {
@@ -206,7 +204,13 @@ export class IpvsBackend implements Backend {
         lbNoNodeAccess: desired.lbNoNodeAccess,
         saved,
       });
-      const restore = await runIptablesRestore(ctx.runner, iptables.restore, layer.payload, { timeoutMs: COMMAND_TIMEOUT_MS });
+      // The layer is fixed-size and mostly unchanged: rewrite it only when it differs from what
+      // was last written or the kernel lost some of it (a chain, a rule or a jump).
+      const chainsPayload = layer.payload.split('\n').filter((l) => !l.startsWith('-I ')).join('\n');
+      const intact = layer.jumpsAdded === 0 && chainsPayload === this.lastIptablesPayload && chainsIntact(saved, chainsPayload);
+      const restore = intact ? { ok: true as const } : await runIptablesRestore(ctx.runner, iptables.restore, layer.payload, { timeoutMs: COMMAND_TIMEOUT_MS });
+      this.lastIptablesPayload = restore.ok ? chainsPayload : undefined;
+      stats.iptablesRestored = intact ? 0 : 1;
       if (!restore.ok) {
         counter(ctx.metrics, { name: 'sync_proxy_rules_iptables_restore_failures_total', help: 'Cumulative proxy iptables restore failures', labelNames: ['ip_family'] as const })
           .inc({ ip_family: this.family });
@@ -276,6 +280,7 @@ export class IpvsBackend implements Backend {
     }
     this.draining.clear();
     this.programmed.clear();
+    this.lastIptablesPayload = undefined;
     this.synced = false;
     if (problems.length > 0) throw new Error(`IPVS cleanup incomplete: ${problems.join(' | ')}`);
   }
@@ -312,6 +317,26 @@ export class IpvsBackend implements Backend {
     }
     return { virtualServices, ipsets, addresses: [...kernel.addresses.bound].sort(), dummyDevice: kernel.addresses.dummyExists, iptables: chains };
   }
+}
+
+/** Every chain of the payload exists in `saved` with as many rules as the payload appends. */
+function chainsIntact(saved: ReadonlyMap<string, SavedTable>, payload: string): boolean {
+  let table: SavedTable | undefined;
+  const expected = new Map<SavedTable | undefined, Map<string, number>>();
+  for (const line of payload.split('\n')) {
+    if (line.startsWith('*')) table = saved.get(line.slice(1));
+    else if (line.startsWith(':') || line.startsWith('-A ')) {
+      const chain = line.startsWith(':') ? line.slice(1).split(' ')[0]! : line.split(' ')[1]!;
+      const counts = expected.get(table) ?? new Map<string, number>();
+      expected.set(table, counts);
+      counts.set(chain, (counts.get(chain) ?? 0) + (line.startsWith('-A ') ? 1 : 0));
+    }
+  }
+  for (const [t, counts] of expected) {
+    if (!t) return false;
+    for (const [chain, n] of counts) if (t.get(chain)?.rules.length !== n) return false;
+  }
+  return true;
 }
 
 export function createIpvsBackend(options: BackendOptions): Backend {
