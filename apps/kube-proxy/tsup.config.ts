@@ -1,12 +1,8 @@
-import { defineConfig } from 'tsup';
+import { packageBuild } from '../../tsup.shared.js';
 
-export default defineConfig({
+export default packageBuild({
   entry: ['src/index.ts', 'src/cli.ts', 'src/demo.ts'],
-  format: ['esm'],
   dts: { entry: 'src/index.ts' },
-  clean: true,
-  sourcemap: true,
-  target: 'node20',
   // The demo's sandbox helpers are resolved at run time, never bundled (they pull in vitest).
   external: ['@kube-proxy-ts/testing'],
 });
