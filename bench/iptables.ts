@@ -10,54 +10,36 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   defaultProxyConfig,
-  servicePortKey,
   type ChangeSet,
   type Endpoint,
-  type NodeInfo,
   type ProxyState,
   type ServicePort,
   type ServicePortKey,
 } from '@kube-proxy-ts/core';
 import { IptablesBackend, computeRules, type RuleOptions } from '@kube-proxy-ts/backend-iptables';
 import { createExecRunner } from '@kube-proxy-ts/netfilter';
-import { testContext } from '@kube-proxy-ts/testing';
+import { changeSetRecord, endpointRecord, nodeInfo, servicePortRecord, testContext } from '@kube-proxy-ts/testing';
 
 const ENDPOINTS_PER_SERVICE = 10;
 const STEP_LIMIT_MS = 60_000;
 const sizes = (process.argv[2] ?? '1000,5000,10000').split(',').map(Number);
 const flavour = (process.argv[3] ?? 'nft') as 'nft' | 'legacy';
 
-const node: NodeInfo = { name: 'bench-node', labels: {}, zone: undefined, podCIDRs: ['10.0.0.0/16'], addresses: ['192.168.50.1'], eligible: true };
-
-function endpoint(ip: string, port: number): Endpoint {
-  return { ip, port, hostPort: `${ip}:${port}`, ready: true, serving: true, terminating: false, nodeName: 'other', zone: undefined, zoneHints: undefined, nodeHints: undefined, isLocal: false };
-}
+const node = nodeInfo({ name: 'bench-node', podCIDRs: ['10.0.0.0/16'], addresses: ['192.168.50.1'] });
 
 function servicePort(i: number): ServicePort {
-  const name = { namespace: `ns${i % 100}`, name: `svc${i}`, port: 'http', protocol: 'TCP' as const };
-  return {
-    key: servicePortKey(name),
-    name,
-    type: i % 4 === 0 ? 'NodePort' : 'ClusterIP',
+  const nodePort = i % 4 === 0 ? 30000 + (i % 2700) : 0;
+  return servicePortRecord({
+    name: { namespace: `ns${i % 100}`, name: `svc${i}`, port: 'http', protocol: 'TCP' },
+    type: nodePort ? 'NodePort' : 'ClusterIP',
     clusterIP: `172.${16 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`,
-    port: 80,
-    protocol: 'TCP',
-    nodePort: i % 4 === 0 ? 30000 + (i % 2700) : 0,
+    nodePort,
     targetPort: 8080,
-    externalIPs: [],
-    loadBalancerVIPs: [],
-    loadBalancerSourceRanges: [],
-    sessionAffinity: { type: 'None' },
-    externalPolicyLocal: false,
-    internalPolicyLocal: false,
-    healthCheckNodePort: 0,
-    trafficDistribution: undefined,
-    topologyMode: undefined,
-  };
+  });
 }
 
 function endpointsOf(i: number, generation = 0): Endpoint[] {
-  return Array.from({ length: ENDPOINTS_PER_SERVICE }, (_, e) => endpoint(`10.${1 + ((i * ENDPOINTS_PER_SERVICE + e) >> 16)}.${((i * ENDPOINTS_PER_SERVICE + e) >> 8) & 255}.${(i * ENDPOINTS_PER_SERVICE + e) & 255}`, 8080 + generation));
+  return Array.from({ length: ENDPOINTS_PER_SERVICE }, (_, e) => endpointRecord(`10.${1 + ((i * ENDPOINTS_PER_SERVICE + e) >> 16)}.${((i * ENDPOINTS_PER_SERVICE + e) >> 8) & 255}.${(i * ENDPOINTS_PER_SERVICE + e) & 255}`, 8080 + generation, { nodeName: 'other' }));
 }
 
 function makeState(n: number): { state: ProxyState; services: Map<ServicePortKey, ServicePort>; endpoints: Map<ServicePortKey, readonly Endpoint[]> } {
@@ -72,7 +54,7 @@ function makeState(n: number): { state: ProxyState; services: Map<ServicePortKey
 }
 
 function changeSet(keys: ServicePortKey[]): ChangeSet {
-  return { servicePorts: new Set(keys), nodeChanged: false, deletedUDPClusterIPs: new Set(), staleUDPEndpoints: [], newlyActiveUDPServices: new Set(), lastChangeTriggerTimes: new Map() };
+  return changeSetRecord({ servicePorts: new Set(keys) });
 }
 
 const silent = { debug() {}, info() {}, warn() {}, error() {}, child() { return silent; } };

@@ -4,7 +4,8 @@
 // The namespace is deleted at the end unless --keep is given (its name is printed).
 //
 // usage (root, from bench/):
-//   node --conditions=@kube-proxy-ts/source --import tsx nftables-probe.ts --size 1000 [--keep] [--dump DIR]
+//   node --conditions=@kube-proxy-ts/source --import tsx nftables-probe.ts --size 1000 [--per-tx 1000]
+//        [--changes 4] [--no-probes] [--keep] [--dump DIR]
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -22,6 +23,8 @@ function arg(name: string, fallback: string): string {
 const size = Number(arg('size', '1000'));
 const keep = process.argv.includes('--keep');
 const dump = arg('dump', '');
+const perTx = Number(arg('per-tx', '1000'));
+const changes = Number(arg('changes', '4'));
 const ns = `kpts-nftperf-${randomBytes(3).toString('hex')}`;
 const NODE = 'probe-node';
 const NODE_IP = '192.168.77.2';
@@ -54,7 +57,7 @@ async function main() {
       slices.push(slice);
       tracker.onEndpointSliceAdd(slice);
     }
-    const backend = new NftablesBackend({ ipFamily: 'IPv4', config: proxyConfig({ clusterCIDR: '10.244.0.0/16' }), nftTimeoutMs: 60_000 });
+    const backend = new NftablesBackend({ ipFamily: 'IPv4', config: proxyConfig({ clusterCIDR: '10.244.0.0/16' }), nftTimeoutMs: 60_000, servicesPerTransaction: perTx });
     await backend.start(testContext({ runner, clock: realClock, node: nodeInfo({ name: NODE, addresses: [NODE_IP], podCIDRs: ['10.244.1.0/24'] }) }));
     const cp = tracker.checkpoint();
     let t0 = performance.now();
@@ -64,7 +67,7 @@ async function main() {
 
     const v = Math.floor(size / 2);
     const victim = slices[v]!;
-    for (let k = 0; k < 4; k++) {
+    for (let k = 0; k < changes; k++) {
       const eps = (victim.endpoints ?? []).map((e) => e.addresses[0]!);
       const next = endpointSlice('bench', `svc${v}`, { name: `svc${v}-1`, endpoints: k % 2 === 0 ? [...eps, `10.250.0.${k + 1}`] : eps, ports: [{ name: 'http', port: 8080 }] });
       tracker.onEndpointSliceUpdate(victim, next);
@@ -87,7 +90,7 @@ async function main() {
       ['flush chain', `flush chain ip kube-proxy probe-z\n`],
       ['delete+add chain', `delete chain ip kube-proxy probe-z\nadd chain ip kube-proxy probe-z\n`],
     ];
-    for (const [name, script] of probes) {
+    for (const [name, script] of process.argv.includes('--no-probes') ? [] : probes) {
       const times = [0, 1, 2].map(() => nft(script));
       console.log(`${name}: ${times.map((t) => t.toFixed(0)).join(' / ')} ms`);
     }

@@ -4,14 +4,9 @@
 // data path. Usage: node --conditions=@kube-proxy-ts/source --import tsx userspace-proxy.ts BULK_PORT RR_PORT
 // Prints {"bulk":PORT,"rr":PORT} once listening; exits when stdin closes.
 
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import { ProxyStateTracker, defaultProxyConfig, realClock, type BackendContext, type Logger } from '@kube-proxy-ts/core';
+import { defaultProxyConfig, realClock, type Logger } from '@kube-proxy-ts/core';
 import { UserspaceBackend } from '@kube-proxy-ts/backend-userspace';
-
-// prom-client as the backend itself resolves it (the bench package does not depend on it).
-const fromBackend = createRequire(fileURLToPath(import.meta.resolve('@kube-proxy-ts/backend-userspace')));
-const { Registry } = fromBackend('prom-client') as { Registry: new () => BackendContext['metrics'] };
+import { ClusterFeed, endpointSlice, node, service, testContext } from '@kube-proxy-ts/testing';
 
 const [bulkPort, rrPort] = process.argv.slice(2).map(Number);
 if (!bulkPort || !rrPort) throw new Error('usage: userspace-proxy.ts BULK_PORT RR_PORT');
@@ -24,36 +19,16 @@ const quiet: Logger = {
   child: () => quiet,
 };
 
-function service(name: string, clusterIP: string) {
-  return {
-    metadata: { namespace: 'bench', name, uid: `uid-${name}`, resourceVersion: '1' },
-    spec: { type: 'ClusterIP', clusterIP, clusterIPs: [clusterIP], ipFamilies: ['IPv4'], ports: [{ name: 'tcp', port: 80, protocol: 'TCP', targetPort: 80 }], sessionAffinity: 'None', internalTrafficPolicy: 'Cluster' },
-  };
-}
+const benchService = (name: string, clusterIP: string) => service('bench', name, { clusterIP, ports: [{ name: 'tcp', port: 80 }] });
+const benchSlice = (name: string, port: number) => endpointSlice('bench', name, `${name}-1`, { endpoints: ['127.0.0.1'], ports: [{ name: 'tcp', port }] });
 
-function slice(name: string, port: number) {
-  return {
-    metadata: { namespace: 'bench', name: `${name}-1`, labels: { 'kubernetes.io/service-name': name }, resourceVersion: '1' },
-    addressType: 'IPv4',
-    endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: true, serving: true, terminating: false } }],
-    ports: [{ name: 'tcp', port, protocol: 'TCP' }],
-  };
-}
-
-const tracker = new ProxyStateTracker({ ipFamily: 'IPv4', nodeName: 'bench' });
-tracker.onNodeAdd({ metadata: { name: 'bench', labels: {} }, status: { addresses: [{ type: 'InternalIP', address: '127.0.0.1' }] } });
-tracker.onNodeSynced();
-tracker.onServicesSynced();
-tracker.onEndpointSlicesSynced();
-tracker.onServiceAdd(service('bulk', '10.96.0.1') as never);
-tracker.onServiceAdd(service('rr', '10.96.0.2') as never);
-tracker.onEndpointSliceAdd(slice('bulk', bulkPort) as never);
-tracker.onEndpointSliceAdd(slice('rr', rrPort) as never);
+const feed = new ClusterFeed({ node: node('bench', { addresses: ['127.0.0.1'] }) });
+feed.upsert(benchService('bulk', '10.96.0.1'), benchService('rr', '10.96.0.2'), benchSlice('bulk', bulkPort), benchSlice('rr', rrPort));
 
 const backend = new UserspaceBackend({ ipFamily: 'IPv4', config: { ...defaultProxyConfig(), mode: 'userspace', bindAddress: '127.0.0.1' } });
 const noRules = { run: async () => ({ code: 0, stdout: '', stderr: '' }) };
-await backend.start({ logger: quiet, metrics: new Registry(), node: { name: 'bench', labels: {}, zone: undefined, podCIDRs: [], addresses: ['127.0.0.1'], eligible: true }, runner: noRules, clock: realClock });
-const { state, changes } = tracker.checkpoint();
+await backend.start(testContext({ logger: quiet, node: { name: 'bench', addresses: ['127.0.0.1'] }, runner: noRules, clock: realClock }));
+const { state, changes } = feed.checkpoint();
 const result = await backend.sync(state, changes);
 if (!result.ok) throw result.error ?? new Error('sync failed');
 process.stdout.write(`${JSON.stringify({ bulk: backend.listenerPort('bench/bulk:tcp/TCP'), rr: backend.listenerPort('bench/rr:tcp/TCP') })}\n`);

@@ -3,9 +3,9 @@
 
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ProxyStateTracker, type ChangeSet, type ProxyState } from '@kube-proxy-ts/core';
 import { IptablesBackend } from '@kube-proxy-ts/backend-iptables';
 import {
+  ClusterFeed,
   createSandbox,
   endpointSlice,
   listSandboxNamespaces,
@@ -23,45 +23,10 @@ if (unsupported) console.log(`iptables e2e skipped: ${unsupported}`);
 
 const NODE = 'e2e-node';
 const TAG = 'ipte2e';
-type Svc = ReturnType<typeof service>;
-type Slice = ReturnType<typeof endpointSlice>;
-
-/** Informer events into core's tracker, as the daemon feeds it. */
-class Feed {
-  readonly tracker = new ProxyStateTracker({ ipFamily: 'IPv4', nodeName: NODE });
-  private readonly objects = new Map<string, Svc | Slice>();
-
-  constructor(nodeIP: string, podCIDR: string) {
-    this.tracker.onNodeAdd(node(NODE, { addresses: [nodeIP], podCIDRs: [podCIDR] }));
-    this.tracker.onNodeSynced();
-    this.tracker.onServicesSynced();
-    this.tracker.onEndpointSlicesSynced();
-  }
-
-  upsert(...objects: Array<Svc | Slice>): this {
-    for (const o of objects) {
-      const isSlice = 'addressType' in o;
-      const key = `${isSlice ? 'slice' : 'svc'}/${o.metadata!.namespace}/${o.metadata!.name}`;
-      const prev = this.objects.get(key);
-      if (isSlice) {
-        if (prev) this.tracker.onEndpointSliceUpdate(prev as Slice, o);
-        else this.tracker.onEndpointSliceAdd(o);
-      } else if (prev) this.tracker.onServiceUpdate(prev as Svc, o);
-      else this.tracker.onServiceAdd(o);
-      this.objects.set(key, o);
-    }
-    return this;
-  }
-
-  checkpoint(): { state: ProxyState; changes: ChangeSet } {
-    return this.tracker.checkpoint();
-  }
-}
-
 describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', () => {
   let sb: Sandbox;
   let backend: IptablesBackend;
-  let feed: Feed;
+  let feed: ClusterFeed;
   let ctx: ReturnType<typeof testContext>;
 
   const VIP = '10.96.0.10';
@@ -102,7 +67,7 @@ describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', 
     const config = proxyConfig({ clusterCIDR: sb.plan.clusterCIDR });
     backend = new IptablesBackend({ ipFamily: 'IPv4', config, commandTimeoutMs: 60_000 });
     await backend.start(ctx);
-    feed = new Feed(sb.plan.nodeIP, sb.plan.podCIDR);
+    feed = new ClusterFeed({ node: node(NODE, { addresses: [sb.plan.nodeIP], podCIDRs: [sb.plan.podCIDR] }) });
   }, 120_000);
 
   afterAll(async () => {

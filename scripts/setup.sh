@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1
 
-debs=(iptables nftables ipset conntrack iproute2 ipvsadm kmod procps curl socat haproxy
+debs=(iptables nftables ipset conntrack iproute2 ipvsadm kmod procps curl socat haproxy cpio
       qemu-system-x86 linux-image-amd64 busybox-static)
 missing=()
 for p in "${debs[@]}"; do

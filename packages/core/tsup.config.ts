@@ -1,3 +1,4 @@
 import { packageBuild } from '../../tsup.shared.js';
 
-export default packageBuild();
+// fixtures.ts is a separate entry (`@kube-proxy-ts/core/fixtures`) for tests and benches.
+export default packageBuild({ entry: ['src/index.ts', 'src/fixtures.ts'] });

@@ -442,7 +442,5 @@ function countRuleLines(payload: string): { nat: number; filter: number } {
   return counts;
 }
 
-export const createIptablesBackend = (options: IptablesBackendOptions): IptablesBackend => new IptablesBackend(options);
-
 /** The BackendFactory the daemon loads for `--proxy-mode=iptables`. */
 export const iptablesBackendFactory: BackendFactory = (options) => new IptablesBackend(options);

@@ -16,10 +16,6 @@ export const KUBE_FIREWALL = 'KUBE-FIREWALL';
 /** kubelet's canary: when present, kubelet also owns KUBE-FIREWALL and cleanup leaves it. */
 export const KUBE_KUBELET_CANARY = 'KUBE-KUBELET-CANARY';
 
-/** Chains rewritten on every sync, in the order upstream declares them. */
-export const FILTER_TOP_LEVEL_CHAINS = [KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL] as const;
-export const NAT_TOP_LEVEL_CHAINS = [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ] as const;
-
 /** Upstream's switch to "large cluster mode": no per-endpoint comments, fewer bytes to restore. */
 export const LARGE_CLUSTER_ENDPOINTS_THRESHOLD = 1000;
 

@@ -20,6 +20,37 @@ export interface ModelTable {
 const VERDICT_TARGET = /\b(?:jump|goto)\s+(\S+)/g;
 const SET_REF = /@([^\s,}]+)/g;
 
+const CHAIN_BLOCK = /^add chain (\S+ \S+) (\S+) \{$/;
+const ELEMENTS_BLOCK = /^add (set|map) (\S+ \S+) (\S+) \{ (.*) ; elements = \{ (.*) \} ; \}$/;
+
+/**
+ * The script as one command a line, with the block forms this backend writes taken apart:
+ * `add chain T C {` rules `}` into `add chain` + `add rule`s, and `add map T M { spec ;
+ * elements = { ... } ; }` into `add map` + `add element`. Comments and blank lines are dropped.
+ */
+export function expandScript(script: string): string[] {
+  const out: string[] = [];
+  const lines = script.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (line.trim() === '' || line.startsWith('#')) continue;
+    const chain = CHAIN_BLOCK.exec(line);
+    if (chain) {
+      out.push(`add chain ${chain[1]} ${chain[2]}`);
+      for (i++; i < lines.length && lines[i] !== '}'; i++) out.push(`add rule ${chain[1]} ${chain[2]} ${lines[i]!.trim()}`);
+      if (i >= lines.length) throw new Error(`unterminated block: ${line}`);
+      continue;
+    }
+    const els = ELEMENTS_BLOCK.exec(line);
+    if (els) {
+      out.push(`add ${els[1]} ${els[2]} ${els[3]} { ${els[4]} ; }`, `add element ${els[2]} ${els[3]} { ${els[5]} }`);
+      continue;
+    }
+    out.push(line);
+  }
+  return out;
+}
+
 export class NftScriptModel {
   /** family + ' ' + table -> table */
   readonly tables = new Map<string, ModelTable>();
@@ -27,7 +58,7 @@ export class NftScriptModel {
   /** Applies a whole script atomically; throws (changing nothing) on the first bad line. */
   apply(script: string): void {
     const backup = this.clone();
-    const lines = script.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
+    const lines = expandScript(script);
     try {
       for (const [i, line] of lines.entries()) {
         try {

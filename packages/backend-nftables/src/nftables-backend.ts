@@ -27,7 +27,7 @@ import {
 import { listExistingObjects, type ExistingObjects } from './existing-objects.js';
 import { AFFINITY_PREFIX, NODEPORT_IPS_SET, SERVICE_CONTAINERS, TABLE, nftFamily, type NftFamily } from './layout.js';
 import { computeServiceObjects, type ElementValue, type RuleContext, type ServiceObjects } from './service-objects.js';
-import { baseChainRules, helperChainRules, writeSetup, type SetupOptions } from './setup.js';
+import { baseChainRules, containerDeclaration, helperChainRules, writeSetup, type SetupOptions } from './setup.js';
 import { NftTransaction, renderElement } from './transaction.js';
 
 export interface NftablesBackendOptions extends BackendOptions {
@@ -244,13 +244,13 @@ export class NftablesBackend implements Backend {
       for (const [name, timeout] of newSets) {
         part.addContainer('set', name, this.family === 'ip6' ? 'ipv6_addr' : 'ipv4_addr', { flags: 'dynamic,timeout', timeoutSeconds: timeout });
       }
-      for (const [name, rules] of chains) for (const rule of rules) part.addRule(name, rule);
+      for (const [name, rules] of chains) part.addChainRules(name, rules);
       if (tx.size > 0 && (servicesInTx >= this.servicesPerTransaction || tx.size + part.size > this.linesPerTransaction)) {
         transactions.push(tx);
         tx = newTx();
         servicesInTx = 0;
       }
-      tx.lines.push(...part.lines);
+      tx.append(part);
       servicesInTx++;
     }
 
@@ -269,7 +269,7 @@ export class NftablesBackend implements Backend {
       const want = desired.get(c.name) ?? new Map<string, ElementValue>();
       if (full) {
         final.flushContainer(c.kind, c.name);
-        final.addElements(c.name, [...want]);
+        final.addElements(c.name, [...want], containerDeclaration(c, this.ipFamily));
         elementChanges += want.size;
         continue;
       }
@@ -285,7 +285,7 @@ export class NftablesBackend implements Backend {
         const v = have.get(k);
         if (!v || w.value !== v.value || w.comment !== v.comment) toAdd.push([k, w]);
       }
-      final.deleteElements(c.name, toDelete).addElements(c.name, toAdd);
+      final.deleteElements(c.name, toDelete).addElements(c.name, toAdd, containerDeclaration(c, this.ipFamily));
       elementChanges += toDelete.length + toAdd.length;
     }
 
@@ -300,14 +300,16 @@ export class NftablesBackend implements Backend {
       if (flushTx.size + setsToDelete.length > this.linesPerTransaction) tail.push((flushTx = newTx()));
       for (const name of setsToDelete) flushTx.deleteContainer('set', name);
     }
-    // Chains flushed by an earlier sync go with this one rather than in a transaction of their own.
-    for (const name of dueStale) {
+    // Chains flushed by an earlier sync go with this one when it makes nft read the chains
+    // anyway; otherwise the stale-chain timer deletes them, off the sync's path.
+    const deleteNow = full || tx.needsChainCache || final.needsChainCache || tail.some((t) => t.needsChainCache) || flushTx.needsChainCache ? dueStale : [];
+    for (const name of deleteNow) {
       if (flushTx.size >= this.linesPerTransaction) tail.push((flushTx = newTx()));
       flushTx.deleteChain(name);
     }
     // A small sync is one atomic transaction.
     if (tx.size + final.size <= this.linesPerTransaction) {
-      tx.lines.push(...final.lines);
+      tx.append(final);
       if (tx.size > 0) transactions.push(tx);
     } else {
       if (tx.size > 0) transactions.push(tx);
@@ -318,7 +320,7 @@ export class NftablesBackend implements Backend {
     return {
       full,
       transactions,
-      next: { services: next, elements: desired, affinitySets: nextSets, newlyStale, reactivated, deleted: dueStale, setup: setup ?? this.setup },
+      next: { services: next, elements: desired, affinitySets: nextSets, newlyStale, reactivated, deleted: deleteNow, setup: setup ?? this.setup },
       stats: { recomputedAll: recomputeAll ? 1 : 0, services: next.size, servicesWritten, chainsWritten, elementChanges, staleChains: newlyStale.length },
     };
   }
@@ -377,7 +379,7 @@ export class NftablesBackend implements Backend {
       this.kernelUnknown = false;
       this.baseChainsRecreated = true;
     }
-    if (plan.next.newlyStale.length > 0) this.scheduleStaleDeletion();
+    if (this.staleChains.size > 0) this.scheduleStaleDeletion();
   }
 
   /** Deletes the stale chains flushed at least staleChainDelayMs ago, in bounded transactions. */

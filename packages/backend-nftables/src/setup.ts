@@ -27,7 +27,8 @@ import {
   addrType,
   nftFamily,
 } from './layout.js';
-import type { NftTransaction } from './transaction.js';
+import type { ContainerDeclaration, NftTransaction } from './transaction.js';
+import type { ContainerSpec } from './layout.js';
 
 export interface SetupOptions {
   readonly ipFamily: IPFamily;
@@ -39,6 +40,11 @@ export interface SetupOptions {
   readonly serviceCIDRs: readonly string[];
   /** Delete and re-create the base chains first, so changed priorities can apply (once per process). */
   readonly recreateBaseChains: boolean;
+}
+
+/** How a service set or map is declared; element additions repeat it word for word. */
+export function containerDeclaration(c: ContainerSpec, ipFamily: IPFamily): ContainerDeclaration {
+  return { kind: c.kind, type: c.type(ipFamily), comment: c.comment };
 }
 
 /** Upstream's `%#08x` of 1 << bit, e.g. 0x004000 for bit 14. */
@@ -96,7 +102,10 @@ export function writeSetup(tx: NftTransaction, options: SetupOptions): void {
     else tx.addChain(chain);
     tx.flushChain(chain);
   }
-  for (const c of SERVICE_CONTAINERS) tx.addContainer(c.kind, c.name, c.type(options.ipFamily), { comment: c.comment });
+  for (const c of SERVICE_CONTAINERS) {
+    const d = containerDeclaration(c, options.ipFamily);
+    tx.addContainer(d.kind, c.name, d.type, { comment: d.comment });
+  }
   tx.addContainer('set', NODEPORT_IPS_SET, addrType(options.ipFamily), { comment: 'IPs that accept NodePort traffic' });
   if (options.nodePortIPs === null) {
     tx.deleteContainer('set', NODEPORT_IPS_SET);

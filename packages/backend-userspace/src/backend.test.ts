@@ -1,6 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ProxyStateTracker } from '@kube-proxy-ts/core';
-import { endpointSlice, node, proxyConfig, service, testContext, type TestContext } from '@kube-proxy-ts/testing';
+import { ClusterFeed, endpointSlice, node, proxyConfig, service, testContext, type TestContext } from '@kube-proxy-ts/testing';
 import { UserspaceBackend, listenAddress } from './backend.js';
 
 type V1Service = ReturnType<typeof service>;
@@ -22,11 +21,7 @@ async function setUp(config: Parameters<typeof proxyConfig>[0] = {}) {
   const ctx: TestContext = testContext({ node: { addresses: [NODE_IP] } });
   await backend.start(ctx);
   cleanups.push(() => backend.stop());
-  const tracker = new ProxyStateTracker({ ipFamily: 'IPv4', nodeName: 'node1' });
-  tracker.onNodeAdd(node('node1', { addresses: [NODE_IP] }));
-  tracker.onNodeSynced();
-  tracker.onServicesSynced();
-  tracker.onEndpointSlicesSynced();
+  const { tracker } = new ClusterFeed({ node: node('node1', { addresses: [NODE_IP] }) });
   const sync = async () => {
     const { state, changes } = tracker.checkpoint();
     const result = await backend.sync(state, changes);

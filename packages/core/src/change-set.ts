@@ -1,4 +1,4 @@
-// Helpers around ChangeSet, the "what moved" half of every sync.
+// The empty ChangeSet, the "what moved" half of every sync when nothing moved.
 
 import type { ChangeSet } from './contract.js';
 
@@ -12,15 +12,4 @@ export function emptyChangeSet(): ChangeSet {
     newlyActiveUDPServices: new Set(),
     lastChangeTriggerTimes: new Map(),
   };
-}
-
-/** Whether a ChangeSet asks for any work at all. */
-export function isEmptyChangeSet(c: ChangeSet): boolean {
-  return (
-    c.servicePorts.size === 0 &&
-    !c.nodeChanged &&
-    c.deletedUDPClusterIPs.size === 0 &&
-    c.staleUDPEndpoints.length === 0 &&
-    c.newlyActiveUDPServices.size === 0
-  );
 }

@@ -12,7 +12,8 @@ import {
   usesClusterEndpoints,
   usesLocalEndpoints,
 } from './service-port.js';
-import { servicePort, svc } from './test-fixtures.js';
+import { servicePortRecord } from './fixtures.js';
+import { svc } from './test-fixtures.js';
 
 interface Case {
   name: string;
@@ -243,9 +244,9 @@ describe('service port names', () => {
   });
 
   it('classifies external access (upstream ExternallyAccessible)', () => {
-    expect(externallyAccessible(servicePort())).toBe(false);
-    expect(externallyAccessible(servicePort({ nodePort: 30000 }))).toBe(true);
-    expect(externallyAccessible(servicePort({ loadBalancerVIPs: ['1.2.3.4'] }))).toBe(true);
-    expect(externallyAccessible(servicePort({ externalIPs: ['1.2.3.4'] }))).toBe(true);
+    expect(externallyAccessible(servicePortRecord())).toBe(false);
+    expect(externallyAccessible(servicePortRecord({ nodePort: 30000 }))).toBe(true);
+    expect(externallyAccessible(servicePortRecord({ loadBalancerVIPs: ['1.2.3.4'] }))).toBe(true);
+    expect(externallyAccessible(servicePortRecord({ externalIPs: ['1.2.3.4'] }))).toBe(true);
   });
 });

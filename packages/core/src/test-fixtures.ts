@@ -1,10 +1,11 @@
-// Small object builders and a fake clock for this package's own tests. (The full builders
-// live in @kube-proxy-ts/testing, which depends on this package and so cannot be used here.)
+// Small API-object builders and a fake clock for this package's own tests. (The full builders
+// live in @kube-proxy-ts/testing, which depends on this package and so cannot be used here;
+// record builders are in ./fixtures.ts, shared with it.)
 
 import type { V1Endpoint, V1EndpointSlice, V1Node, V1Service, V1ServicePort, V1ServiceSpec } from '@kubernetes/client-node';
 import type { Clock } from './contract.js';
-import type { Endpoint, NodeInfo, ServicePort } from './model.js';
-import { joinHostPort } from './ip.js';
+import type { Endpoint, NodeInfo } from './model.js';
+import { endpointRecord } from './fixtures.js';
 
 export function svc(namespace: string, name: string, spec: Partial<V1ServiceSpec> = {}, extra: Partial<V1Service> = {}): V1Service {
   const ports: V1ServicePort[] = spec.ports ?? [{ name: 'p80', port: 80, protocol: 'TCP' }];
@@ -62,48 +63,10 @@ export function v1Node(name: string, opts: { labels?: Record<string, string>; po
   };
 }
 
-/** An Endpoint record as the model holds it ("ip:port", plus conditions). */
+/** An Endpoint record from "ip:port" (brackets allowed around IPv6). */
 export function ep(hostPort: string, o: Partial<Omit<Endpoint, 'ip' | 'port' | 'hostPort'>> = {}): Endpoint {
   const i = hostPort.lastIndexOf(':');
-  const ip = hostPort.slice(0, i).replace(/^\[|\]$/g, '');
-  const port = Number(hostPort.slice(i + 1));
-  return {
-    ip,
-    port,
-    hostPort: joinHostPort(ip, port),
-    ready: o.ready ?? true,
-    serving: o.serving ?? o.ready ?? true,
-    terminating: o.terminating ?? false,
-    nodeName: o.nodeName,
-    zone: o.zone,
-    zoneHints: o.zoneHints,
-    nodeHints: o.nodeHints,
-    isLocal: o.isLocal ?? false,
-  };
-}
-
-/** A ServicePort with neutral defaults (ClusterIP only, Cluster policies). */
-export function servicePort(o: Partial<ServicePort> = {}): ServicePort {
-  return {
-    key: 'ns/svc:p80/TCP',
-    name: { namespace: 'ns', name: 'svc', port: 'p80', protocol: 'TCP' },
-    type: 'ClusterIP',
-    clusterIP: '172.30.0.1',
-    port: 80,
-    protocol: 'TCP',
-    nodePort: 0,
-    targetPort: 80,
-    externalIPs: [],
-    loadBalancerVIPs: [],
-    loadBalancerSourceRanges: [],
-    sessionAffinity: { type: 'None' },
-    externalPolicyLocal: false,
-    internalPolicyLocal: false,
-    healthCheckNodePort: 0,
-    trafficDistribution: undefined,
-    topologyMode: undefined,
-    ...o,
-  };
+  return endpointRecord(hostPort.slice(0, i).replace(/^\[|\]$/g, ''), Number(hostPort.slice(i + 1)), o);
 }
 
 export function nodeInfo(o: Partial<NodeInfo> = {}): NodeInfo {

@@ -4,7 +4,8 @@
 
 import { describe, expect, it } from 'vitest';
 import type { Endpoint, ServicePort } from './model.js';
-import { ep, nodeInfo, servicePort } from './test-fixtures.js';
+import { servicePortRecord } from './fixtures.js';
+import { ep, nodeInfo } from './test-fixtures.js';
 import { categorizeEndpoints, topologyModeFromHints, type CategorizeOptions } from './topology.js';
 
 interface Case {
@@ -22,46 +23,37 @@ interface Case {
 
 const ZA = { zone: 'zone-a' };
 const extLocal = { externalPolicyLocal: true, nodePort: 8080 };
-const fourHinted = (fourthReady = true) => [
-  ep('10.1.2.3:80', { zoneHints: ['zone-a'] }),
-  ep('10.1.2.4:80', { zoneHints: ['zone-b'] }),
-  ep('10.1.2.5:80', { zoneHints: ['zone-c'] }),
-  ep('10.1.2.6:80', { zoneHints: ['zone-a'], ready: fourthReady, serving: fourthReady }),
+/** Four endpoints hinted for zones a, b, c, a; the first `localCount` are on this node. */
+const fourHinted = (fourthReady = true, localCount = 0) =>
+  [
+    ep('10.1.2.3:80', { zoneHints: ['zone-a'] }),
+    ep('10.1.2.4:80', { zoneHints: ['zone-b'] }),
+    ep('10.1.2.5:80', { zoneHints: ['zone-c'] }),
+    ep('10.1.2.6:80', { zoneHints: ['zone-a'], ready: fourthReady, serving: fourthReady }),
+  ].map((e, i) => (i < localCount ? { ...e, isLocal: true } : e));
+/** Endpoints in zones a, a, b with node hints for `firstNode`, node-b and node-c. */
+const nodeHinted = (firstNode: string) => [
+  ep('10.0.0.1:80', { nodeHints: [firstNode], zoneHints: ['zone-a'] }),
+  ep('10.0.0.2:80', { nodeHints: ['node-b'], zoneHints: ['zone-a'] }),
+  ep('10.0.0.3:80', { nodeHints: ['node-c'], zoneHints: ['zone-b'] }),
 ];
 const all4 = ['10.1.2.3:80', '10.1.2.4:80', '10.1.2.5:80', '10.1.2.6:80'];
 
 const cases: Case[] = [
   { name: 'zone hints, node in zone-a', ...ZA, endpoints: fourHinted(), cluster: ['10.1.2.3:80', '10.1.2.6:80'], local: [], all: ['10.1.2.3:80', '10.1.2.6:80'], hasAny: true },
-  {
-    name: 'externalTrafficPolicy Local: topology ignored for local endpoints',
+  ...[
+    { policy: 'externalTrafficPolicy Local', svc: extLocal },
+    { policy: 'internalTrafficPolicy Local with a node port', svc: { internalPolicyLocal: true, nodePort: 8080 } },
+  ].map(({ policy, svc }): Case => ({
+    name: `${policy}: topology ignored for local endpoints`,
     ...ZA,
-    svc: extLocal,
-    endpoints: [
-      ep('10.1.2.3:80', { zoneHints: ['zone-a'], isLocal: true }),
-      ep('10.1.2.4:80', { zoneHints: ['zone-b'], isLocal: true }),
-      ep('10.1.2.5:80', { zoneHints: ['zone-c'] }),
-      ep('10.1.2.6:80', { zoneHints: ['zone-a'] }),
-    ],
+    svc,
+    endpoints: fourHinted(true, 2),
     cluster: ['10.1.2.3:80', '10.1.2.6:80'],
     local: ['10.1.2.3:80', '10.1.2.4:80'],
     all: ['10.1.2.3:80', '10.1.2.4:80', '10.1.2.6:80'],
     hasAny: true,
-  },
-  {
-    name: 'internalTrafficPolicy Local with a node port: topology ignored for local endpoints',
-    ...ZA,
-    svc: { internalPolicyLocal: true, nodePort: 8080 },
-    endpoints: [
-      ep('10.1.2.3:80', { zoneHints: ['zone-a'], isLocal: true }),
-      ep('10.1.2.4:80', { zoneHints: ['zone-b'], isLocal: true }),
-      ep('10.1.2.5:80', { zoneHints: ['zone-c'] }),
-      ep('10.1.2.6:80', { zoneHints: ['zone-a'] }),
-    ],
-    cluster: ['10.1.2.3:80', '10.1.2.6:80'],
-    local: ['10.1.2.3:80', '10.1.2.4:80'],
-    all: ['10.1.2.3:80', '10.1.2.4:80', '10.1.2.6:80'],
-    hasAny: true,
-  },
+  })),
   { name: 'node without zone label: hints ignored', endpoints: [ep('10.1.2.3:80', { zoneHints: ['zone-a'] })], cluster: ['10.1.2.3:80'], local: [], all: ['10.1.2.3:80'], hasAny: true },
   { name: 'node in a zone no endpoint is hinted for: no filtering', zone: 'zone-b', endpoints: [ep('10.1.2.3:80', { zoneHints: ['zone-a'] })], cluster: ['10.1.2.3:80'], local: [], all: ['10.1.2.3:80'], hasAny: true },
   { name: 'an unready endpoint is filtered out with the hints', ...ZA, endpoints: fourHinted(false), cluster: ['10.1.2.3:80'], local: [], all: ['10.1.2.3:80'], hasAny: true },
@@ -125,11 +117,7 @@ const cases: Case[] = [
   {
     name: 'node hints: every ready endpoint hinted, one for this node (PreferSameNode)',
     ...ZA,
-    endpoints: [
-      ep('10.0.0.1:80', { nodeHints: ['node-a'], zoneHints: ['zone-a'] }),
-      ep('10.0.0.2:80', { nodeHints: ['node-b'], zoneHints: ['zone-a'] }),
-      ep('10.0.0.3:80', { nodeHints: ['node-c'], zoneHints: ['zone-b'] }),
-    ],
+    endpoints: nodeHinted('node-a'),
     cluster: ['10.0.0.1:80'],
     local: [],
     all: ['10.0.0.1:80'],
@@ -138,11 +126,7 @@ const cases: Case[] = [
   {
     name: 'node hints with none for this node: fall back to zone hints',
     ...ZA,
-    endpoints: [
-      ep('10.0.0.1:80', { nodeHints: ['node-x'], zoneHints: ['zone-a'] }),
-      ep('10.0.0.2:80', { nodeHints: ['node-b'], zoneHints: ['zone-a'] }),
-      ep('10.0.0.3:80', { nodeHints: ['node-c'], zoneHints: ['zone-b'] }),
-    ],
+    endpoints: nodeHinted('node-x'),
     cluster: ['10.0.0.1:80', '10.0.0.2:80'],
     local: [],
     all: ['10.0.0.1:80', '10.0.0.2:80'],
@@ -165,11 +149,7 @@ const cases: Case[] = [
     name: 'node hints ignored when same-node distribution is off',
     ...ZA,
     opts: { nodeHints: false },
-    endpoints: [
-      ep('10.0.0.1:80', { nodeHints: ['node-a'], zoneHints: ['zone-a'] }),
-      ep('10.0.0.2:80', { nodeHints: ['node-b'], zoneHints: ['zone-a'] }),
-      ep('10.0.0.3:80', { nodeHints: ['node-c'], zoneHints: ['zone-b'] }),
-    ],
+    endpoints: nodeHinted('node-a'),
     cluster: ['10.0.0.1:80', '10.0.0.2:80'],
     local: [],
     all: ['10.0.0.1:80', '10.0.0.2:80'],
@@ -339,7 +319,7 @@ const hostPorts = (list: readonly Endpoint[]) => list.map((e) => e.hostPort).sor
 describe('categorizeEndpoints (upstream TestCategorizeEndpoints)', () => {
   it.each(cases)('$name', (c) => {
     const node = nodeInfo({ name: c.nodeName ?? 'node-a', zone: c.zone });
-    const got = categorizeEndpoints(servicePort(c.svc), c.endpoints, node, c.opts);
+    const got = categorizeEndpoints(servicePortRecord(c.svc), c.endpoints, node, c.opts);
     expect(hostPorts(got.clusterEndpoints)).toEqual([...c.cluster].sort());
     expect(hostPorts(got.localEndpoints)).toEqual([...c.local].sort());
     expect(hostPorts(got.allReachableEndpoints)).toEqual([...c.all].sort());
@@ -348,7 +328,7 @@ describe('categorizeEndpoints (upstream TestCategorizeEndpoints)', () => {
 
   it('returns allReachableEndpoints sorted like the endpoints map', () => {
     const got = categorizeEndpoints(
-      servicePort(extLocal),
+      servicePortRecord(extLocal),
       [ep('10.0.0.10:80', { zoneHints: ['zone-b'], isLocal: true }), ep('10.0.0.2:80', { zoneHints: ['zone-a'] })],
       nodeInfo({ zone: 'zone-a' }),
     );

@@ -1,49 +1,30 @@
 import { describe, expect, it } from 'vitest';
-import type { ChangeSet, CommandRunner, Endpoint, ProxyState, ServicePort } from '@kube-proxy-ts/core';
+import type { CommandRunner, ProxyState } from '@kube-proxy-ts/core';
+import { changeSetRecord, endpointRecord, nodeInfo, servicePortRecord } from '@kube-proxy-ts/testing';
 import { conntrackDeleteArgs, deleteConntrackFlows, planStaleUDPFlows } from './conntrack.js';
 
-const udpService: ServicePort = {
-  key: 'ns/dns:dns/UDP',
+const udpService = servicePortRecord({
   name: { namespace: 'ns', name: 'dns', port: 'dns', protocol: 'UDP' },
   type: 'NodePort',
   clusterIP: '10.96.0.10',
   port: 53,
-  protocol: 'UDP',
   nodePort: 30053,
   targetPort: 53,
   externalIPs: ['192.0.2.1'],
-  loadBalancerVIPs: [],
-  loadBalancerSourceRanges: [],
-  sessionAffinity: { type: 'None' },
-  externalPolicyLocal: false,
-  internalPolicyLocal: false,
-  healthCheckNodePort: 0,
-  trafficDistribution: undefined,
-  topologyMode: undefined,
-};
+});
 
-const endpoint: Endpoint = {
-  ip: '10.0.1.5', port: 5353, hostPort: '10.0.1.5:5353', ready: false, serving: false, terminating: true,
-  nodeName: 'n1', zone: undefined, zoneHints: undefined, nodeHints: undefined, isLocal: true,
-};
-
-function changes(partial: Partial<ChangeSet>): ChangeSet {
-  return {
-    servicePorts: new Set(), nodeChanged: false, deletedUDPClusterIPs: new Set(), staleUDPEndpoints: [],
-    newlyActiveUDPServices: new Set(), lastChangeTriggerTimes: new Map(), ...partial,
-  };
-}
+const endpoint = endpointRecord('10.0.1.5', 5353, { ready: false, serving: false, terminating: true, nodeName: 'n1', isLocal: true });
 
 const state: ProxyState = {
   ipFamily: 'IPv4',
   services: new Map([[udpService.key, udpService]]),
   endpoints: new Map(),
-  node: { name: 'n1', labels: {}, zone: undefined, podCIDRs: [], addresses: [], eligible: true },
+  node: nodeInfo({ name: 'n1' }),
 };
 
 describe('planStaleUDPFlows', () => {
   it('deletes flows to a removed endpoint by original destination and reply source', () => {
-    const filters = planStaleUDPFlows(state, changes({ staleUDPEndpoints: [{ servicePort: udpService.key, endpoint }] }));
+    const filters = planStaleUDPFlows(state, changeSetRecord({ staleUDPEndpoints: [{ servicePort: udpService.key, endpoint }] }));
     expect(filters).toEqual([
       { protocol: 'udp', origDst: '10.96.0.10', origDstPort: 53, replySrc: '10.0.1.5', replySrcPort: 5353 },
       { protocol: 'udp', origDst: '192.0.2.1', origDstPort: 53, replySrc: '10.0.1.5', replySrcPort: 5353 },
@@ -52,7 +33,7 @@ describe('planStaleUDPFlows', () => {
   });
 
   it('deletes everything to a deleted ClusterIP and un-DNATed flows of newly active services', () => {
-    const filters = planStaleUDPFlows(state, changes({ deletedUDPClusterIPs: new Set(['10.96.0.99']), newlyActiveUDPServices: new Set([udpService.key]) }));
+    const filters = planStaleUDPFlows(state, changeSetRecord({ deletedUDPClusterIPs: new Set(['10.96.0.99']), newlyActiveUDPServices: new Set([udpService.key]) }));
     expect(filters).toContainEqual({ protocol: 'udp', origDst: '10.96.0.99' });
     expect(filters).toContainEqual({ protocol: 'udp', origDst: '10.96.0.10', origDstPort: 53, replySrc: '10.96.0.10' });
     expect(filters).toContainEqual({ protocol: 'udp', origDstPort: 30053 });

@@ -226,10 +226,6 @@ function merge(spec: FlagSpec, prev: FlagValue | undefined, next: FlagValue): Fl
   return next;
 }
 
-export function flagSpec(name: string): FlagSpec | undefined {
-  return BY_NAME.get(name);
-}
-
 export function usage(): string {
   const lines = FLAGS.map((f) => {
     const left = `${f.short ? `-${f.short}, ` : '    '}--${f.name}${f.kind === 'bool' ? '' : ` ${f.kind}`}`;

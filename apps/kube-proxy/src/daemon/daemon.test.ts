@@ -86,6 +86,21 @@ function setup(over: Partial<ProxyConfig> = {}, extra: { requirements?: string[]
   return { daemon, backends, src, registry, logger, config };
 }
 
+/** Starts the daemon and waits until its event source is running. */
+async function startDaemon(daemon: Daemon, src: ReturnType<typeof fakeSource>) {
+  const started = daemon.start();
+  await until(() => src.s.handler !== undefined);
+  return { started, h: src.s.handler as ProxyEventHandler };
+}
+
+/** Reports every informer synced, adding `nodeObject` first when given. */
+function markSynced(h: ProxyEventHandler, nodeObject?: ReturnType<typeof node>) {
+  h.onServicesSynced();
+  h.onEndpointSlicesSynced();
+  if (nodeObject) h.onNodeAdd(nodeObject);
+  h.onNodeSynced();
+}
+
 const web = () => service('ns1', 'web', { clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80, protocol: 'TCP' }] });
 const webSlice = (ips: string[]) => endpointSlice('ns1', 'web', { name: 'web-1', endpoints: ips, ports: [{ name: 'http', port: 8080 }] });
 
@@ -98,9 +113,7 @@ async function healthz(d: Daemon, path = '/healthz') {
 describe('daemon assembly', () => {
   it('syncs only after Services, EndpointSlices and the Node are synced, then follows changes', async () => {
     const { daemon, backends, src, registry } = setup();
-    const started = daemon.start();
-    await until(() => src.s.handler !== undefined);
-    const h = src.s.handler as ProxyEventHandler;
+    const { started, h } = await startDaemon(daemon, src);
     h.onServiceAdd(web());
     h.onServicesSynced();
     h.onEndpointSliceAdd(webSlice(['10.244.1.11', '10.244.1.12']));
@@ -142,12 +155,8 @@ describe('daemon assembly', () => {
 
   it('keeps the changes of a failed sync for the retry, and /healthz turns 503 then back to 200', async () => {
     const { daemon, backends, src } = setup({ syncPeriod: 300 });
-    const started = daemon.start();
-    await until(() => src.s.handler !== undefined);
-    const h = src.s.handler as ProxyEventHandler;
-    h.onServicesSynced();
-    h.onEndpointSlicesSynced();
-    h.onNodeSynced();
+    const { started, h } = await startDaemon(daemon, src);
+    markSynced(h);
     await started;
     const b = backends[0] as FakeBackend;
     await until(() => b.syncs.length >= 1);
@@ -172,13 +181,8 @@ describe('daemon assembly', () => {
 
   it('runs one backend per IP family of a dual-stack node', async () => {
     const { daemon, backends, src } = setup();
-    const started = daemon.start();
-    await until(() => src.s.handler !== undefined);
-    const h = src.s.handler as ProxyEventHandler;
-    h.onServicesSynced();
-    h.onEndpointSlicesSynced();
-    h.onNodeAdd(node('node1', { addresses: ['192.168.50.1', 'fd00::1'] }));
-    h.onNodeSynced();
+    const { started, h } = await startDaemon(daemon, src);
+    markSynced(h, node('node1', { addresses: ['192.168.50.1', 'fd00::1'] }));
     await started;
     expect(backends.map((b) => b.family)).toEqual(['IPv4', 'IPv6']);
     expect(backends[1]?.ctx?.node.addresses).toEqual(['fd00::1']);
@@ -189,16 +193,11 @@ describe('daemon assembly', () => {
     ['on the node addresses inside nodePortAddresses', ['127.0.0.0/8'], '127.0.0.1'],
   ])('serves health-check node ports for externalTrafficPolicy Local services %s', async (_title, nodePortAddresses, nodeIP) => {
     const { daemon, src } = setup({ nodePortAddresses });
-    const started = daemon.start();
-    await until(() => src.s.handler !== undefined);
-    const h = src.s.handler as ProxyEventHandler;
+    const { started, h } = await startDaemon(daemon, src);
     const hcPort = 20000 + Math.floor(Math.random() * 20000);
     h.onServiceAdd(service('ns1', 'lb', { type: 'LoadBalancer', clusterIP: '10.96.0.20', externalTrafficPolicy: 'Local', healthCheckNodePort: hcPort }));
     h.onEndpointSliceAdd(endpointSlice('ns1', 'lb', { endpoints: [{ ip: '10.244.1.11', nodeName: 'node1' }, { ip: '10.244.2.11', nodeName: 'node2' }] }));
-    h.onServicesSynced();
-    h.onEndpointSlicesSynced();
-    h.onNodeAdd(node('node1', { addresses: [nodeIP] }));
-    h.onNodeSynced();
+    markSynced(h, node('node1', { addresses: [nodeIP] }));
     await started;
     await until(() => daemon.serviceHealthPorts().get('ns1/lb') === hcPort);
     const r = await fetch(`http://127.0.0.1:${hcPort}/`);
@@ -211,12 +210,8 @@ describe('daemon assembly', () => {
 
   it('refuses to start when the mode lacks a tool, naming it', async () => {
     const { daemon, src } = setup({}, { requirements: ['iptables-restore is not installed or not on PATH'] });
-    const started = daemon.start();
-    await until(() => src.s.handler !== undefined);
-    const h = src.s.handler as ProxyEventHandler;
-    h.onServicesSynced();
-    h.onEndpointSlicesSynced();
-    h.onNodeSynced();
+    const { started, h } = await startDaemon(daemon, src);
+    markSynced(h);
     await expect(started).rejects.toThrow(StartupError);
     await expect(started).rejects.toThrow(/iptables-restore is not installed/);
   });
