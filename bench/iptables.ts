@@ -91,7 +91,7 @@ async function benchSize(n: number): Promise<number> {
     // One endpoint of one service changes.
     const key = [...services.keys()][Math.floor(n / 2)]!;
     const changed = [...endpoints.get(key)!];
-    changed[3] = endpoint('10.250.0.1', 8080);
+    changed[3] = endpointRecord('10.250.0.1', 8080, { nodeName: 'other' });
     endpoints.set(key, changed);
     t = performance.now();
     const partial = await backend.sync({ ...state, endpoints }, changeSet([key]));

@@ -23,7 +23,7 @@ function arg(name: string, fallback: string): string {
 const size = Number(arg('size', '1000'));
 const keep = process.argv.includes('--keep');
 const dump = arg('dump', '');
-const perTx = Number(arg('per-tx', '1000'));
+const perTx = Number(arg('per-tx', '250'));
 const changes = Number(arg('changes', '4'));
 const ns = `kpts-nftperf-${randomBytes(3).toString('hex')}`;
 const NODE = 'probe-node';

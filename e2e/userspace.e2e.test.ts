@@ -1,7 +1,7 @@
 // The userspace backend on a real kernel: the proxy runs as a process inside the sandbox's node
 // namespace (its listeners and nat rules live there), clients and pods in their own namespaces.
 
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -12,13 +12,8 @@ const PKG = fileURLToPath(new URL('../packages/backend-userspace/', import.meta.
 const DRIVER = `${PKG}scripts/netns-proxy.ts`;
 
 function unsupportedReason(): string | undefined {
-  const base = sandboxUnsupportedReason();
+  const base = sandboxUnsupportedReason(['iptables']);
   if (base) return base;
-  try {
-    execFileSync('iptables', ['--version'], { stdio: 'ignore' });
-  } catch {
-    return 'iptables is not installed';
-  }
   if (!existsSync(`${PKG}node_modules/tsx`)) return 'tsx is not installed in packages/backend-userspace';
   return undefined;
 }

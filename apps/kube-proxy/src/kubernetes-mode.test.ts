@@ -7,8 +7,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Backend, BackendContext, ChangeSet, IPFamily, ProxyState, SyncResult } from '@kube-proxy-ts/core';
-import { endpointSlice, node, service } from '@kube-proxy-ts/testing';
+import type { ChangeSet, ProxyState } from '@kube-proxy-ts/core';
+import { endpointSlice, node, service, type RecordingBackend } from '@kube-proxy-ts/testing';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { resolveOptions } from './cli/options.js';
 import { main } from './main.js';
@@ -16,36 +16,7 @@ import { loadKubeConfig } from './sources/kubernetes.js';
 import { TestApiServer, writeKubeconfig } from './testing-apiserver/index.js';
 
 // The backend package the daemon loads by mode name. vi.hoisted: the mock factory runs before imports.
-const recorded = vi.hoisted(() => {
-  class RecordingBackend {
-    readonly name = 'recording';
-    ctx: BackendContext | undefined;
-    readonly syncs: Array<{ state: ProxyState; changes: ChangeSet }> = [];
-    stopped = 0;
-    cleaned = 0;
-    constructor(readonly family: IPFamily) {}
-    async start(ctx: BackendContext): Promise<void> {
-      this.ctx = ctx;
-    }
-    async sync(state: ProxyState, changes: ChangeSet): Promise<SyncResult> {
-      this.syncs.push({ state, changes });
-      return { ok: true, full: this.syncs.length === 1 };
-    }
-    async cleanup(): Promise<void> {
-      this.cleaned++;
-    }
-    async stop(): Promise<void> {
-      this.stopped++;
-    }
-  }
-  const backends: RecordingBackend[] = [];
-  const factory = ({ ipFamily }: { ipFamily: IPFamily }): Backend => {
-    const b = new RecordingBackend(ipFamily);
-    backends.push(b);
-    return b;
-  };
-  return { backends, factory };
-});
+const recorded = await vi.hoisted(async () => (await import('@kube-proxy-ts/testing')).recordingBackends());
 vi.mock('kpts-recording-backend', () => ({ default: recorded.factory }));
 // Safety net: nothing main() starts here may run a command on this machine (a built-in mode
 // chosen by mistake would otherwise program the host's own rules).
@@ -57,8 +28,6 @@ vi.mock('@kube-proxy-ts/netfilter', async (importOriginal) => ({
     },
   }),
 }));
-
-type RecordingBackend = (typeof recorded.backends)[number];
 
 const WEB = 'ns1/web:http/TCP';
 const DB = 'ns1/db:tcp/TCP';

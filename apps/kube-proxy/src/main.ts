@@ -1,8 +1,8 @@
 // The kube-proxy process: parse flags and configuration, then either answer and exit (--help,
 // --version, --write-config-to, --cleanup, --init-only) or run the proxy until SIGTERM/SIGINT.
 
-import { writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { readlinkSync, writeFileSync } from 'node:fs';
+import { availableParallelism, hostname } from 'node:os';
 import { ProxyStateTracker, realClock, type ProxyEventHandler } from '@kube-proxy-ts/core';
 import { createExecRunner } from '@kube-proxy-ts/netfilter';
 import { FlagError, usage } from './cli/flags.js';
@@ -12,6 +12,7 @@ import { encodeKubeProxyConfiguration } from './config/v1alpha1.js';
 import { watchConfigFile } from './config/watch.js';
 import { BackendLoadError, loadBackendFactory } from './daemon/backend-loader.js';
 import { cleanupAll } from './daemon/cleanup.js';
+import { applyConntrackSettings } from './daemon/conntrack.js';
 import { Daemon, StartupError, type RunningSource } from './daemon/daemon.js';
 import { createRegistry } from './daemon/metrics.js';
 import { missingRequirements } from './daemon/requirements.js';
@@ -102,6 +103,12 @@ export async function main(argv: readonly string[], io: MainIO = processIO): Pro
   }
 
   applyOOMScoreAdj(config.oomScoreAdj, logger);
+  await applyConntrackSettings(config.conntrack, {
+    runner,
+    logger: logger.child({ component: 'conntrack' }),
+    cpus: availableParallelism(),
+    inHostNetworkNamespace: inHostNetworkNamespace(),
+  });
   return runDaemon(options, logger, io, { nodeName, runner, registry, loadFactory });
 }
 
@@ -112,6 +119,16 @@ function applyOOMScoreAdj(value: number | null, logger: PinoLogger): void {
     writeFileSync('/proc/self/oom_score_adj', String(value));
   } catch (err) {
     logger.warn({ err: (err as Error).message, oomScoreAdj: value }, 'Failed to apply oomScoreAdj');
+  }
+}
+
+// nf_conntrack_max and the hash size are global: only a proxy in the host's namespace (as a
+// hostNetwork DaemonSet is) may change them.
+function inHostNetworkNamespace(): boolean {
+  try {
+    return readlinkSync('/proc/self/ns/net') === readlinkSync('/proc/1/ns/net');
+  } catch {
+    return false;
   }
 }
 

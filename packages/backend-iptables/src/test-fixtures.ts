@@ -3,7 +3,7 @@
 
 import type { IPFamily } from '@kube-proxy-ts/core';
 import { parseIptablesSave } from '@kube-proxy-ts/netfilter';
-import { ClusterFeed, node as buildNode } from '@kube-proxy-ts/testing';
+import { ClusterFeed, node as buildNode, type ClusterFeedOptions } from '@kube-proxy-ts/testing';
 
 /** Upstream's test constants. */
 export const TEST_HOSTNAME = 'test-hostname';
@@ -14,7 +14,7 @@ export const TEST_CLUSTER_CIDR = '10.0.0.0/8';
 
 /** A cluster seen from TEST_HOSTNAME, whose node carries TEST_NODE_IP (or its IPv6 twin). */
 export class Cluster extends ClusterFeed {
-  constructor(ipFamily: IPFamily = 'IPv4', nodeObject = buildNode(TEST_HOSTNAME, { addresses: [ipFamily === 'IPv4' ? TEST_NODE_IP : TEST_NODE_IPV6] })) {
+  constructor(ipFamily: IPFamily = 'IPv4', nodeObject: ClusterFeedOptions['node'] = buildNode(TEST_HOSTNAME, { addresses: [ipFamily === 'IPv4' ? TEST_NODE_IP : TEST_NODE_IPV6] })) {
     super({ ipFamily, node: nodeObject });
   }
 }

@@ -8,6 +8,7 @@ export * from './fake-clock.js';
 export * from './test-logger.js';
 export * from './test-context.js';
 export * from './cluster-feed.js';
+export * from './recording-backend.js';
 export * from './netns/plan.js';
 export * from './netns/sandbox.js';
 export * from './conformance/compare.js';

@@ -1,38 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { defaultProxyConfig, ProxyStateTracker, realClock, type Backend, type BackendContext, type BackendFactory, type ChangeSet, type IPFamily, type ProxyConfig, type ProxyEventHandler, type ProxyState, type SyncResult } from '@kube-proxy-ts/core';
-import { createTestLogger, endpointSlice, node, service } from '@kube-proxy-ts/testing';
+import { defaultProxyConfig, ProxyStateTracker, realClock, type ProxyConfig, type ProxyEventHandler, type ProxyState } from '@kube-proxy-ts/core';
+import { createTestLogger, endpointSlice, node, recordingBackends, RecordingBackend, service } from '@kube-proxy-ts/testing';
 import { BackendLoadError, loadBackendFactory } from './backend-loader.js';
 import { Daemon, StartupError } from './daemon.js';
 import { createRegistry } from './metrics.js';
 import { chooseFamilies } from './families.js';
 import { missingRequirements } from './requirements.js';
 import { cleanupAll } from './cleanup.js';
-
-/** A backend that records what it was asked to program; `fail` makes syncs report failure. */
-class FakeBackend implements Backend {
-  readonly name = 'fake';
-  ctx: BackendContext | undefined;
-  syncs: Array<{ state: ProxyState; changes: ChangeSet }> = [];
-  fail = false;
-  cleaned = 0;
-  stopped = 0;
-  oks = 0;
-  constructor(readonly family: IPFamily) {}
-  async start(ctx: BackendContext): Promise<void> {
-    this.ctx = ctx;
-  }
-  async sync(state: ProxyState, changes: ChangeSet): Promise<SyncResult> {
-    this.syncs.push({ state, changes });
-    if (!this.fail) this.oks++;
-    return this.fail ? { ok: false, full: true, error: new Error('the kernel refused a rule') } : { ok: true, full: this.syncs.length === 1, stats: { rules: state.services.size } };
-  }
-  async cleanup(): Promise<void> {
-    this.cleaned++;
-  }
-  async stop(): Promise<void> {
-    this.stopped++;
-  }
-}
 
 /** A source the test drives by hand. */
 function fakeSource() {
@@ -61,12 +35,7 @@ afterEach(async () => {
 
 function setup(over: Partial<ProxyConfig> = {}, extra: { requirements?: string[] } = {}) {
   const config: ProxyConfig = { ...defaultProxyConfig(), healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', minSyncPeriod: 0, syncPeriod: 200, ...over };
-  const backends: FakeBackend[] = [];
-  const factory: BackendFactory = ({ ipFamily }) => {
-    const b = new FakeBackend(ipFamily);
-    backends.push(b);
-    return b;
-  };
+  const { factory, backends } = recordingBackends();
   const src = fakeSource();
   const logger = createTestLogger();
   const registry = createRegistry();
@@ -125,7 +94,7 @@ describe('daemon assembly', () => {
     await started;
 
     expect(backends.map((b) => b.family)).toEqual(['IPv4']);
-    const b = backends[0] as FakeBackend;
+    const b = backends[0] as RecordingBackend;
     expect(b.ctx?.node).toMatchObject({ name: 'node1', addresses: ['192.168.50.1'] });
     await until(() => b.syncs.length >= 1);
     const first = b.syncs[0] as { state: ProxyState };
@@ -158,7 +127,7 @@ describe('daemon assembly', () => {
     const { started, h } = await startDaemon(daemon, src);
     markSynced(h);
     await started;
-    const b = backends[0] as FakeBackend;
+    const b = backends[0] as RecordingBackend;
     await until(() => b.syncs.length >= 1);
 
     b.fail = true;
@@ -219,7 +188,7 @@ describe('daemon assembly', () => {
 
 describe('backend loading', () => {
   it('loads a default-exported factory by package name', async () => {
-    const factory = () => new FakeBackend('IPv4');
+    const factory = () => new RecordingBackend('IPv4');
     expect(await loadBackendFactory('@acme/x', async () => ({ default: factory }))).toBe(factory);
     expect(await loadBackendFactory('@acme/x', async () => ({ default: { default: factory } }))).toBe(factory);
   });
@@ -254,7 +223,7 @@ describe('families, requirements, cleanup', () => {
   });
 
   it('--cleanup runs cleanup() of every built-in mode and family, reporting failures', async () => {
-    const made: FakeBackend[] = [];
+    const made = recordingBackends();
     const failures = await cleanupAll({
       config: defaultProxyConfig(),
       nodeName: 'n',
@@ -264,16 +233,12 @@ describe('families, requirements, cleanup', () => {
       clock: realClock,
       loadFactory: async (mode) => {
         if (mode === 'userspace') throw new Error('cannot load');
-        return ({ ipFamily }) => {
-          const b = new FakeBackend(ipFamily);
-          made.push(b);
-          return b;
-        };
+        return made.factory;
       },
       applicable: async (mode) => mode !== 'ipvs',
     });
-    expect(made).toHaveLength(4); // iptables and nftables, two families each
-    expect(made.every((b) => b.cleaned === 1)).toBe(true);
+    expect(made.backends).toHaveLength(4); // iptables and nftables, two families each
+    expect(made.backends.every((b) => b.cleaned === 1)).toBe(true);
     expect(failures).toEqual(['userspace: cannot load']);
   });
 });
