@@ -5,11 +5,20 @@
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/tmp TMPDIR=/tmp
 mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
+cmdfile=$(sed -n 's/.*kpts.cmd=\([^ ]*\).*/\1/p' /proc/cmdline)
+# The guest needs a writable /tmp, but a checkout may itself live under the host's /tmp: keep
+# that top-level directory visible at its own path through a bind mount.
+case $cmdfile in
+  /tmp/?*)
+    top=${cmdfile#/tmp/}; top=/tmp/${top%%/*}
+    mkdir -p /run/host-tmp && mount --bind /tmp /run/host-tmp
+    mount -t tmpfs tmpfs /tmp
+    mkdir -p "$top" && mount --bind "/run/host-tmp/${top#/tmp/}" "$top" ;;
+  *) mount -t tmpfs tmpfs /tmp ;;
+esac
 mount -t tmpfs tmpfs /var/tmp 2>/dev/null
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
 ip link set lo up
-cmdfile=$(sed -n 's/.*kpts.cmd=\([^ ]*\).*/\1/p' /proc/cmdline)
 echo "KPTS-GUEST-START"
 sh "$cmdfile"
 echo "KPTS-GUEST-EXIT=$?"
