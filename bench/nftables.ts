@@ -118,7 +118,7 @@ async function main() {
   try {
     log(`# nftables benchmark\n`);
     log(`Run ${startedAt} by \`bench/nftables.ts\` on ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, kernel ${release()}, ${execFileSync('nft', ['--version']).toString().trim()}.`);
-    log(`The machine was shared with other work while this ran: load average at start ${loadavg().map((x) => x.toFixed(2)).join(' / ')}.`);
+    log(`Load average at start (other work on the machine moves these numbers) ${loadavg().map((x) => x.toFixed(2)).join(' / ')}.`);
     const loadLine = () => `load average now ${loadavg().map((x) => x.toFixed(2)).join(' / ')}`;
     log(`Each step runs in the node namespace of a fresh sandbox, into an empty table; every nft call has a ${STEP_LIMIT_MS / 1000} s timeout and`);
     log(`the sizes grow step by step, stopping after a step slower than ${STEP_LIMIT_MS / 1000} s.\n`);

@@ -344,7 +344,7 @@ function writeReport(
     `Produced by \`bench/userspace.ts\` (\`cd bench && node --conditions=@kube-proxy-ts/source --import tsx userspace.ts${args.length ? ` ${args.join(' ')}` : ''}\`) on ${new Date().toISOString()}.`,
     '',
     `Machine: ${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Linux ${release()}, Node ${process.version}, ${version('haproxy', ['-v'])}.`,
-    `The machine was shared with other work while this ran: load average ${fmt(load.loadBefore)} before, ${fmt(load.loadAfter)} after, on ${cpus().length} cores. Treat the numbers as rough and the ratios as the figure of merit.`,
+    `Load average ${fmt(load.loadBefore)} before, ${fmt(load.loadAfter)} after, on ${cpus().length} cores. Treat the numbers as rough and the ratios as the figure of merit.`,
     '',
     `Medians of ${rounds} round(s); each round runs every path in turn against the same upstream process. Bulk: ${BULK_BYTES / 1024 / 1024} MiB downloaded through one stream, then through 16 streams (GB/s = 10^9 bytes/s). Connection rate: ${RATE_CONCURRENCY} clients opening a connection, sending a small request and reading a small response, for ${RATE_MS / 1000} s. Latency: new connections at a fixed ${LATENCY_RPS}/s for ${LATENCY_MS / 1000} s, time from connect() to the end of the response; "added" is the difference to the direct path. The load generator and the upstream server are Node processes on the same 2 cores, so the direct path is a ceiling for every proxy. CPU: user + system time of the proxy process (from /proc) during the 16-stream bulk run and the connection-rate run, which is less sensitive to other load than the rates; the kernel's loopback TCP work done in the proxy's system calls counts towards it.`,
     '',
