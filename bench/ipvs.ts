@@ -10,13 +10,13 @@ import {
   defaultProxyConfig,
   emptyChangeSet,
   realClock,
-  servicePortKey,
   type CommandRunner,
   type Endpoint,
   type ProxyState,
   type ServicePort,
   type ServicePortKey,
 } from '@kube-proxy-ts/core';
+import { endpointRecord, servicePortRecord } from '@kube-proxy-ts/core/fixtures';
 import { createExecRunner } from '@kube-proxy-ts/netfilter';
 import createIpvsBackend from '@kube-proxy-ts/backend-ipvs';
 // The context helper only (the testing index also carries the vitest conformance suite).
@@ -31,30 +31,15 @@ const stepLimitMs = Number(arg('step-limit', '60')) * 1000;
 const NODE_IP = '192.168.50.1';
 
 function servicePort(i: number): ServicePort {
-  const name = { namespace: 'bench', name: `svc-${i}`, port: 'http', protocol: 'TCP' as const };
-  return {
-    key: servicePortKey(name),
-    name,
-    type: 'ClusterIP',
+  return servicePortRecord({
+    name: { namespace: 'bench', name: `svc-${i}`, port: 'http', protocol: 'TCP' },
     clusterIP: `10.${96 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`,
-    port: 80,
-    protocol: 'TCP',
-    nodePort: 0,
     targetPort: 8080,
-    externalIPs: [],
-    loadBalancerVIPs: [],
-    loadBalancerSourceRanges: [],
-    sessionAffinity: { type: 'None' },
-    externalPolicyLocal: false,
-    internalPolicyLocal: false,
-    healthCheckNodePort: 0,
-    trafficDistribution: undefined,
-    topologyMode: undefined,
-  };
+  });
 }
 
 function endpoint(ip: string): Endpoint {
-  return { ip, port: 8080, hostPort: `${ip}:8080`, ready: true, serving: true, terminating: false, nodeName: 'node2', zone: undefined, zoneHints: undefined, nodeHints: undefined, isLocal: false };
+  return endpointRecord(ip, 8080, { nodeName: 'node2' });
 }
 
 function buildState(n: number, changedEndpoint = false): ProxyState {

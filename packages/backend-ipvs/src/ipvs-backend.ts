@@ -177,14 +177,7 @@ export class IpvsBackend implements Backend {
       Object.assign(stats, { addressesAdded: addresses.added, addressesRemoved: addresses.removed });
 
       // 3. Virtual services and real servers.
-      const isOurs = ownershipTest({
-        family: this.family,
-        savedSets: kernel.sets,
-        bound: kernel.addresses.bound,
-        nodeAddresses: kernel.addresses.node,
-        programmed: this.programmed,
-        excludeCIDRs: this.excludeCIDRs(),
-      });
+      const isOurs = this.ownership(kernel, this.programmed);
       const diff = diffIpvs({ desired: desired.virtualServices, current: kernel.ipvs, isOurs, draining: this.draining });
       const ipvsResult = await runIpvsadmRestore(ctx.runner, diff.payload, { maxLines: IPVSADM_BATCH_LINES, timeoutMs: COMMAND_TIMEOUT_MS });
       this.draining = diff.draining;
@@ -235,6 +228,18 @@ export class IpvsBackend implements Backend {
     }
   }
 
+  /** Which virtual services in `kernel` are ours (see ownership.ts). */
+  private ownership(kernel: KernelView, programmed: ReadonlySet<string>) {
+    return ownershipTest({
+      family: this.family,
+      savedSets: kernel.sets,
+      bound: kernel.addresses.bound,
+      nodeAddresses: kernel.addresses.node,
+      programmed,
+      excludeCIDRs: this.excludeCIDRs(),
+    });
+  }
+
   private excludeCIDRs(): string[] {
     return this.config.ipvs.excludeCIDRs.filter((c) => (c.includes(':') ? 'IPv6' : 'IPv4') === this.family);
   }
@@ -252,14 +257,7 @@ export class IpvsBackend implements Backend {
   async cleanup(): Promise<void> {
     const { ctx, iptables } = this.context();
     const kernel = await this.readKernel(ctx);
-    const isOurs = ownershipTest({
-      family: this.family,
-      savedSets: kernel.sets,
-      bound: kernel.addresses.bound,
-      nodeAddresses: kernel.addresses.node,
-      programmed: this.programmed,
-      excludeCIDRs: this.excludeCIDRs(),
-    });
+    const isOurs = this.ownership(kernel, this.programmed);
     const diff = diffIpvs({ desired: new Map(), current: kernel.ipvs, isOurs, draining: new Map() });
     const ipvsResult = await runIpvsadmRestore(ctx.runner, diff.payload, { maxLines: IPVSADM_BATCH_LINES, timeoutMs: COMMAND_TIMEOUT_MS });
     const problems: string[] = ipvsResult.ok ? [] : [`ipvsadm: ${ipvsResult.errors.slice(0, 3).join('; ')}`];
@@ -289,14 +287,7 @@ export class IpvsBackend implements Backend {
   async inspect(): Promise<unknown> {
     const { ctx, iptables } = this.context();
     const kernel = await this.readKernel(ctx);
-    const isOurs = ownershipTest({
-      family: this.family,
-      savedSets: kernel.sets,
-      bound: kernel.addresses.bound,
-      nodeAddresses: kernel.addresses.node,
-      programmed: new Set(),
-      excludeCIDRs: this.excludeCIDRs(),
-    });
+    const isOurs = this.ownership(kernel, new Set());
     const virtualServices = kernel.ipvs
       .filter((l) => isOurs(l.service))
       .map((l) => ({
