@@ -114,6 +114,20 @@ const slice = (ns: string, name: string, endpoints: Parameters<typeof endpointSl
   endpointSlice(ns, name, { name: `${name}-1`, endpoints, ports: [{ name: 'p80', port, protocol }] });
 
 /** upstream's TestOverallNFTablesRules services. */
+// svc5 of upstream's overall scenario: an LB with source ranges and ClientIP affinity.
+function affinityLoadBalancer(timeoutSeconds: number) {
+  return service('ns5', 'svc5', {
+    type: 'LoadBalancer',
+    externalTrafficPolicy: 'Cluster',
+    clusterIP: '172.30.0.45',
+    ports: [svcPort('p80', 80, { nodePort: 3002 })],
+    loadBalancerIngress: ['5.6.7.8'],
+    loadBalancerSourceRanges: ['203.0.113.0/25'],
+    sessionAffinity: 'ClientIP',
+    sessionAffinityConfig: { clientIP: { timeoutSeconds } },
+  });
+}
+
 function overallWorld(f: Awaited<ReturnType<typeof fixture>>) {
   f.upsert(service('ns1', 'svc1', { clusterIP: '172.30.0.41', ports: [svcPort('p80', 80)] }));
   f.upsert(
@@ -129,18 +143,7 @@ function overallWorld(f: Awaited<ReturnType<typeof fixture>>) {
   );
   f.upsert(service('ns3', 'svc3', { type: 'NodePort', clusterIP: '172.30.0.43', ports: [svcPort('p80', 80, { nodePort: 3003 })] }));
   f.upsert(service('ns4', 'svc4', { type: 'NodePort', clusterIP: '172.30.0.44', externalIPs: ['192.168.99.33'], ports: [svcPort('p80', 80, { nodePort: 3004 })] }));
-  f.upsert(
-    service('ns5', 'svc5', {
-      type: 'LoadBalancer',
-      externalTrafficPolicy: 'Cluster',
-      clusterIP: '172.30.0.45',
-      ports: [svcPort('p80', 80, { nodePort: 3002 })],
-      loadBalancerIngress: ['5.6.7.8'],
-      loadBalancerSourceRanges: ['203.0.113.0/25'],
-      sessionAffinity: 'ClientIP',
-      sessionAffinityConfig: { clientIP: { timeoutSeconds: 10800 } },
-    }),
-  );
+  f.upsert(affinityLoadBalancer(10800));
   f.upsert(service('ns6', 'svc6', { clusterIP: '172.30.0.46', ports: [svcPort('p80', 80)] }));
   f.upsert(slice('ns1', 'svc1', ['10.180.0.1']));
   f.upsert(slice('ns2', 'svc2', ['10.180.0.2']));
@@ -441,18 +444,7 @@ describe('nftables backend: partial sync', () => {
     const f = await fixture();
     overallWorld(f);
     await f.sync();
-    f.upsert(
-      service('ns5', 'svc5', {
-        type: 'LoadBalancer',
-        externalTrafficPolicy: 'Cluster',
-        clusterIP: '172.30.0.45',
-        ports: [svcPort('p80', 80, { nodePort: 3002 })],
-        loadBalancerIngress: ['5.6.7.8'],
-        loadBalancerSourceRanges: ['203.0.113.0/25'],
-        sessionAffinity: 'ClientIP',
-        sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } },
-      }),
-    );
+    f.upsert(affinityLoadBalancer(60));
     const text = (await f.sync()).scripts.join('');
     expect(text).toContain('delete set ip kube-proxy affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80\n');
     expect(f.table()!.containers.get('affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80')!.spec).toContain('timeout 60s');
