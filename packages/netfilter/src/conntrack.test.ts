@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CommandRunner, ProxyState } from '@kube-proxy-ts/core';
-import { changeSetRecord, endpointRecord, nodeInfo, servicePortRecord } from '@kube-proxy-ts/testing';
+import { changeSetRecord, endpointRecord, servicePortRecord } from '@kube-proxy-ts/core/fixtures';
 import { conntrackDeleteArgs, deleteConntrackFlows, planStaleUDPFlows } from './conntrack.js';
 
 const udpService = servicePortRecord({
@@ -19,7 +19,7 @@ const state: ProxyState = {
   ipFamily: 'IPv4',
   services: new Map([[udpService.key, udpService]]),
   endpoints: new Map(),
-  node: nodeInfo({ name: 'n1' }),
+  node: { name: 'n1', labels: {}, zone: undefined, podCIDRs: [], addresses: [], eligible: true },
 };
 
 describe('planStaleUDPFlows', () => {

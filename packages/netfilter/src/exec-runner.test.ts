@@ -14,6 +14,7 @@ describe('createExecRunner', () => {
 
   it('kills a command that outlives its timeout', async () => {
     const result = await createExecRunner().run('sleep', ['5'], { timeoutMs: 50 });
-    expect(result.code).not.toBe(0);
+    expect(result.code).toBe(124);
+    expect(result.stderr).toContain('sleep: timed out after 50 ms');
   });
 });

@@ -10,21 +10,30 @@ export interface ExecRunnerOptions {
 export function createExecRunner(options: ExecRunnerOptions = {}): CommandRunner {
   return {
     run(command, args, runOptions) {
-      const argv = options.netns ? ['ip', ['netns', 'exec', options.netns, command, ...args]] as const : [command, args] as const;
-      return spawnCollect(argv[0], argv[1], runOptions);
+      return options.netns
+        ? runProcess('ip', ['netns', 'exec', options.netns, command, ...args], runOptions)
+        : runProcess(command, args, runOptions);
     },
   };
 }
 
-function spawnCollect(command: string, args: readonly string[], options: CommandOptions = {}): Promise<CommandResult> {
+/**
+ * Runs one process and collects its output. Resolves with the exit code (124 on timeout,
+ * 128+n when killed by signal n); rejects only when the process cannot start.
+ */
+export function runProcess(command: string, args: readonly string[], options: CommandOptions = {}): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
-    let timer: NodeJS.Timeout | undefined;
-    if (options.timeoutMs !== undefined) {
-      timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs);
-    }
+    let timedOut = false;
+    const timer =
+      options.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            child.kill('SIGKILL');
+          }, options.timeoutMs);
     child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
     child.on('error', (err) => {
@@ -34,9 +43,9 @@ function spawnCollect(command: string, args: readonly string[], options: Command
     child.on('close', (code, signal) => {
       if (timer) clearTimeout(timer);
       resolve({
-        code: code ?? (signal ? 128 : 1),
+        code: timedOut ? 124 : (code ?? 128 + (signal ? SIGNAL_NUMBERS[signal] ?? 0 : 0)),
         stdout: Buffer.concat(stdout).toString('utf8'),
-        stderr: Buffer.concat(stderr).toString('utf8'),
+        stderr: Buffer.concat(stderr).toString('utf8') + (timedOut ? `\n${command}: timed out after ${options.timeoutMs} ms` : ''),
       });
     });
     // A process that exits without reading stdin closes the pipe: that is not our error.
@@ -44,3 +53,5 @@ function spawnCollect(command: string, args: readonly string[], options: Command
     child.stdin.end(options.stdin ?? '');
   });
 }
+
+const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { CommandOptions, CommandResult, CommandRunner } from '@kube-proxy-ts/core';
-import { runProcess } from './process.js';
+import { runProcess } from '@kube-proxy-ts/netfilter';
 import { PLAN, podIP, podIPv6 } from './plan.js';
 import { startEchoServer, UDP_CLIENT_SCRIPT, type EchoServer } from './servers.js';
 
