@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -178,6 +179,41 @@ describe('TcpServiceListener on 127.0.0.1', () => {
     await once(client, 'end');
     expect(received).toBe(total);
     client.destroy();
+  });
+
+  it('delivers every byte intact when several connections share the read buffer and clients stall', async () => {
+    // Distinct random payloads per connection; the clients pause now and then, so writes to
+    // them queue while other connections keep reading from their endpoints.
+    const payloads = new Map<string, Buffer>();
+    const source = await server(
+      tcpServer((s) => {
+        s.once('data', (d: Buffer) => {
+          const body = payloads.get(d.toString().trim())!;
+          for (let off = 0; off < body.length; off += 100_003) s.write(body.subarray(off, off + 100_003));
+          s.end();
+        });
+      }),
+    );
+    const p = await proxyTo([source.endpoint]);
+    const fetchStalling = async (name: string) => {
+      const body = randomBytes(12 * 1024 * 1024);
+      payloads.set(name, body);
+      const client = await connectTcp(p.port);
+      const hash = createHash('sha256');
+      let n = 0;
+      client.on('data', (d: Buffer) => {
+        hash.update(d);
+        if (++n % 7 === 0) {
+          client.pause();
+          setTimeout(() => client.resume(), 5);
+        }
+      });
+      client.write(`${name}\n`);
+      await once(client, 'end');
+      client.destroy();
+      return hash.digest('hex') === createHash('sha256').update(body).digest('hex');
+    };
+    expect(await Promise.all(['a', 'b', 'c'].map(fetchStalling))).toEqual([true, true, true]);
   });
 
   it('leaks no sockets or timers after many connections', async () => {
