@@ -41,6 +41,20 @@ describe('IptablesBackend sync', () => {
     expect(tracePacket(payload, { src: '10.0.0.2', dst: '172.30.0.1', dport: 80, protocol: 'tcp' }, { localAddresses: [TEST_NODE_IP] }).dnatTargets).toEqual(['10.180.0.1:80']);
   });
 
+  it.each([
+    ['iptables v1.8.9 (nf_tables)', true],
+    ['iptables v1.6.1', false],
+  ])('masquerades with --random-fully only when the binary supports it (%s)', async (version, expected) => {
+    const ctx = testContext({ node: { name: TEST_HOSTNAME, addresses: [TEST_NODE_IP] } });
+    ctx.runner.on('iptables-nft', { stdout: `${version}\n` }, (args) => args[0] === '--version');
+    const backend = new IptablesBackend({ ipFamily: 'IPv4', config: proxyConfig({ clusterCIDR: '10.0.0.0/8' }), flavour: 'nft' });
+    await backend.start(ctx);
+    const { state, changes } = new Cluster().upsert(svc(1), slice(1, ['10.180.0.1'])).checkpoint();
+    await backend.sync(state, changes);
+    const masquerade = chainsOf(backend.lastPayload()).nat!['KUBE-POSTROUTING']!.find((r) => r.includes('-j MASQUERADE'));
+    expect(masquerade?.endsWith('--random-fully')).toBe(expected);
+  });
+
   it('does not insert jumps the kernel already has', async () => {
     const { backend, runner } = await setUp();
     runner.on(SAVE, { stdout: '*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\nCOMMIT\n' }, (a) => a[1] === 'nat');

@@ -20,6 +20,7 @@ import {
   deleteConntrackFlows,
   detectIptablesFlavour,
   iptablesCommands,
+  iptablesHasRandomFully,
   isServiceChainName,
   listLocalAddresses,
   parseIptablesSave,
@@ -85,6 +86,7 @@ export class IptablesBackend implements Backend {
   private nodePortIPs: string[] | undefined;
   private payloads: string[] = [];
   private routeLocalnetSet = false;
+  private randomFully = false;
 
   constructor(private readonly options: IptablesBackendOptions) {
     this.family = options.ipFamily;
@@ -103,6 +105,8 @@ export class IptablesBackend implements Backend {
       this.commands = iptablesCommands(detection.flavour, this.family);
       logger.info({ flavour: detection.flavour, reason: detection.reason }, 'using iptables flavour');
     }
+    this.randomFully = await iptablesHasRandomFully(ctx.runner, this.commands);
+    if (!this.randomFully) logger.info('iptables does not support --random-fully (needs 1.6.2 or newer): MASQUERADE without it');
     const addresses = resolveNodePortAddresses(this.config.nodePortAddresses, this.family, ctx.node.addresses[0]);
     this.localhostNodePorts = this.family === 'IPv4' && this.config.iptables.localhostNodePorts && addresses.containsIPv4Loopback;
     const liberal = await this.run('sysctl', ['-n', 'net.netfilter.nf_conntrack_tcp_be_liberal']);
@@ -146,7 +150,7 @@ export class IptablesBackend implements Backend {
       masqueradeBit: this.config.iptables.masqueradeBit,
       localDetector: createLocalTrafficDetector(this.config, this.family, state.node),
       localhostNodePorts: this.localhostNodePorts,
-      randomFully: true,
+      randomFully: this.randomFully,
       conntrackTCPLiberal: this.conntrackTCPLiberal,
       nodePortsOnAllAddresses: addresses.matchAll,
       nodePortIPs: this.nodePortIPs ?? [],

@@ -75,6 +75,8 @@ export interface IptablesLayerInputs {
   /** Bit of the masquerade mark (config.iptables.masqueradeBit). */
   readonly masqueradeBit: number;
   readonly masqueradeAll: boolean;
+  /** MASQUERADE --random-fully (iptables >= 1.6.2). */
+  readonly randomFully: boolean;
   readonly localDetector: LocalTrafficDetector;
   /** Keys of ipsets that hold at least one entry. */
   readonly nonEmptySets: ReadonlySet<string>;
@@ -163,7 +165,7 @@ export function buildIptablesLayer(inputs: IptablesLayerInputs): { payload: stri
 
   nat.appendRule(KUBE_POSTROUTING, ['-m', 'mark', '!', '--mark', `${mark}/${mark}`, '-j', 'RETURN']);
   nat.appendRule(KUBE_POSTROUTING, ['-j', 'MARK', '--xor-mark', mark]);
-  nat.appendRule(KUBE_POSTROUTING, ['-m', 'comment', '--comment', 'kubernetes service traffic requiring SNAT', '-j', 'MASQUERADE', '--random-fully']);
+  nat.appendRule(KUBE_POSTROUTING, ['-m', 'comment', '--comment', 'kubernetes service traffic requiring SNAT', '-j', 'MASQUERADE', ...(inputs.randomFully ? ['--random-fully'] : [])]);
   nat.appendRule(KUBE_MARK_MASQ, ['-j', 'MARK', '--or-mark', mark]);
 
   return { payload: `${nat.toString()}${filter.toString()}`, jumpsAdded };

@@ -20,6 +20,7 @@ import {
   createLocalTrafficDetector,
   detectIptablesFlavour,
   iptablesCommands,
+  iptablesHasRandomFully,
   ipvsTimeoutArgs,
   listIpvs,
   parseIptablesSave,
@@ -62,6 +63,7 @@ export class IpvsBackend implements Backend {
   private readonly sets: ReturnType<typeof ipsetSpecs>;
   private ctx: BackendContext | undefined;
   private iptables: IptablesCommands | undefined;
+  private randomFully = false;
   private draining = new Map<string, DrainingRealServer>();
   private programmed = new Set<string>();
   private synced = false;
@@ -79,6 +81,7 @@ export class IpvsBackend implements Backend {
     if (this.scheduler.warning) ctx.logger.warn({ scheduler: this.config.ipvs.scheduler }, this.scheduler.warning);
     const flavour = await detectIptablesFlavour(ctx.runner);
     this.iptables = iptablesCommands(flavour.flavour, this.family);
+    this.randomFully = await iptablesHasRandomFully(ctx.runner, this.iptables);
     ctx.logger.info({ flavour: flavour.flavour, reason: flavour.reason, scheduler: this.scheduler.scheduler }, 'IPVS proxier starting');
     // Listing loads the ip_vs module, whose sysctls only exist afterwards.
     await listIpvs(ctx.runner, COMMAND_TIMEOUT_MS);
@@ -192,6 +195,7 @@ export class IpvsBackend implements Backend {
         family: this.family,
         masqueradeBit: this.config.iptables.masqueradeBit,
         masqueradeAll: this.config.iptables.masqueradeAll,
+        randomFully: this.randomFully,
         localDetector: createLocalTrafficDetector(this.config, this.family, state.node),
         nonEmptySets,
         lbNoNodeAccess: desired.lbNoNodeAccess,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CommandRunner } from '@kube-proxy-ts/core';
-import { detectIptablesFlavour, iptablesCommands } from './iptables-flavour.js';
+import { detectIptablesFlavour, iptablesCommands, iptablesHasRandomFully, parseIptablesVersion } from './iptables-flavour.js';
 
 function fakeRunner(outputs: Record<string, string>): CommandRunner & { calls: string[] } {
   const calls: string[] = [];
@@ -44,5 +44,27 @@ describe('detectIptablesFlavour', () => {
   it('names the binaries per flavour and family', () => {
     expect(iptablesCommands('nft', 'IPv6')).toMatchObject({ restore: 'ip6tables-nft-restore', save: 'ip6tables-nft-save' });
     expect(iptablesCommands('legacy', 'IPv4').iptables).toBe('iptables-legacy');
+  });
+});
+
+describe('iptablesHasRandomFully', () => {
+  const nft = iptablesCommands('nft', 'IPv4');
+  it.each([
+    ['iptables v1.8.9 (nf_tables)', true],
+    ['iptables v1.6.2', true],
+    ['iptables v1.6.1', false],
+    ['iptables v1.4.21', false],
+    ['iptables v2.0.0 (legacy)', true],
+    ['something else', false],
+  ])('%s -> %s', async (output, expected) => {
+    expect(await iptablesHasRandomFully(fakeRunner({ 'iptables-nft --version': output }), nft)).toBe(expected);
+  });
+
+  it('counts a missing binary as too old', async () => {
+    expect(await iptablesHasRandomFully(fakeRunner({}), nft)).toBe(false);
+  });
+
+  it('parses the version of ip6tables-legacy too', () => {
+    expect(parseIptablesVersion('ip6tables-legacy v1.8.9 (legacy)')).toEqual([1, 8, 9]);
   });
 });

@@ -30,6 +30,7 @@ export function iptablesCommands(flavour: IptablesFlavour, family: IPFamily): Ip
 /** Chains whose presence in mangle marks the flavour the node's agents already use. */
 const HINT_CHAINS = ['KUBE-IPTABLES-HINT', 'KUBE-KUBELET-CANARY'];
 
+/** stdout of a successful run; empty when it failed or the binary is missing. */
 async function saveOutput(runner: CommandRunner, command: string, args: string[]): Promise<string> {
   try {
     const result = await runner.run(command, args);
@@ -73,4 +74,25 @@ export async function detectIptablesFlavour(runner: CommandRunner, override?: Ip
   }
   const flavour = counts.legacy > counts.nft ? 'legacy' : 'nft';
   return { flavour, reason: `rule count nft=${counts.nft} legacy=${counts.legacy}` };
+}
+
+/** [major, minor, patch] from `iptables --version` ("iptables v1.8.9 (nf_tables)"). */
+export function parseIptablesVersion(text: string): [number, number, number] | undefined {
+  const m = /v(\d+)\.(\d+)\.(\d+)/.exec(text);
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : undefined;
+}
+
+/** Upstream's RandomFullyMinVersion: MASQUERADE --random-fully needs iptables 1.6.2. */
+const RANDOM_FULLY_MIN_VERSION = [1, 6, 2] as const;
+
+/**
+ * Whether these iptables binaries accept MASQUERADE --random-fully. An unknown version counts as
+ * too old, as upstream does, so that a restore never fails on the option.
+ */
+export async function iptablesHasRandomFully(runner: CommandRunner, commands: IptablesCommands): Promise<boolean> {
+  const output = await saveOutput(runner, commands.iptables, ['--version']);
+  const version = parseIptablesVersion(output);
+  if (!version) return false;
+  for (let i = 0; i < 3; i++) if (version[i] !== RANDOM_FULLY_MIN_VERSION[i]) return version[i]! > RANDOM_FULLY_MIN_VERSION[i]!;
+  return true;
 }
