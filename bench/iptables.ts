@@ -2,8 +2,10 @@
 // full sync of N services x 10 endpoints (compute and apply), then a partial sync after one
 // endpoint changed. Sizes grow step by step and stop when a step takes more than 60 s.
 //
-//   node --conditions=@kube-proxy-ts/source --import tsx bench/iptables.ts [sizes=1000,5000,10000] [flavour=nft]
+//   node --conditions=@kube-proxy-ts/source --import tsx bench/iptables.ts [sizes=1000,5000,10000] [flavour=nft] [--keep]
 //
+// --keep leaves the last size's namespace and rules in place (its name is printed) for strace or
+// perf on single transactions; delete it with `ip netns del NAME`.
 // Needs root, iptables (nft and/or legacy) and iproute2. Never touches the host's namespace.
 
 import { execFileSync } from 'node:child_process';
@@ -22,8 +24,10 @@ import { changeSetRecord, endpointRecord, nodeInfo, servicePortRecord, testConte
 
 const ENDPOINTS_PER_SERVICE = 10;
 const STEP_LIMIT_MS = 60_000;
-const sizes = (process.argv[2] ?? '1000,5000,10000').split(',').map(Number);
-const flavour = (process.argv[3] ?? 'nft') as 'nft' | 'legacy';
+const keep = process.argv.includes('--keep');
+const positional = process.argv.slice(2).filter((a) => a !== '--keep');
+const sizes = (positional[0] ?? '1000,5000,10000').split(',').map(Number);
+const flavour = (positional[1] ?? 'nft') as 'nft' | 'legacy';
 
 const node = nodeInfo({ name: 'bench-node', podCIDRs: ['10.0.0.0/16'], addresses: ['192.168.50.1'] });
 
@@ -140,10 +144,14 @@ async function benchSize(n: number): Promise<number> {
         kernelRules: rules,
       }),
     );
+    if (keep && n === sizes[sizes.length - 1]) {
+      console.log(`kept namespace ${netns} with the ${n}-service table`);
+      return fullMs;
+    }
     await backend.cleanup();
     return fullMs;
   } finally {
-    execFileSync('ip', ['netns', 'del', netns], { timeout: 60_000 });
+    if (!(keep && n === sizes[sizes.length - 1])) execFileSync('ip', ['netns', 'del', netns], { timeout: 60_000 });
   }
 }
 
