@@ -80,7 +80,6 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
     backend = new NftablesBackend({
       ipFamily: 'IPv4',
       config: proxyConfig({ clusterCIDR: sb.plan.clusterCIDR }),
-      serviceCIDRs: [sb.plan.serviceCIDR],
       nftTimeoutMs: 30_000,
     });
     ctx = testContext({
@@ -92,6 +91,7 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
     tracker = new ProxyStateTracker({ ipFamily: 'IPv4', nodeName: NODE });
     tracker.onNodeAdd(node(NODE, { addresses: [sb.node.ip], podCIDRs: [sb.plan.podCIDR] }));
     tracker.onNodeSynced();
+    tracker.onServiceCIDRsChanged([sb.plan.serviceCIDR]);
     tracker.onServicesSynced();
     tracker.onEndpointSlicesSynced();
 
@@ -230,6 +230,25 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
     expect(chains).toContain(`default/sticky/tcp/http__${pod3}/8080`);
     expect(chains).not.toContain(`default/web/tcp/http__${pod3}/8080`);
     expect(chains).not.toContain(`default/web/udp/dns__${pod3}/8080`);
+  });
+
+  it('drops traffic to an unallocated address of the Service CIDR, and follows the CIDRs', async () => {
+    const unallocated = '10.96.0.99';
+    // A flow the node forwarded is confirmed in conntrack; one dropped on the way is not.
+    const tracked = async () => (await sb.exec('node', ['conntrack', '-L', '-d', unallocated])).stdout.includes(unallocated);
+    expect((await sb.tryHttp('client', unallocated, 80, { timeoutMs: 1000 })).ok).toBe(false);
+    expect(await tracked()).toBe(false);
+
+    // Without ServiceCIDRs a partial sync rewrites cluster-ips-check: the address is forwarded again.
+    tracker.onServiceCIDRsChanged([]);
+    expect((await sync()).full).toBe(false);
+    expect(await sb.execOk('node', ['nft', 'list', 'chain', 'ip', 'kube-proxy', 'cluster-ips-check'])).not.toContain('drop');
+    await sb.tryHttp('client', unallocated, 80, { timeoutMs: 1000 });
+    expect(await tracked()).toBe(true);
+
+    tracker.onServiceCIDRsChanged([sb.plan.serviceCIDR]);
+    expect((await sync()).full).toBe(false);
+    expect(await sb.execOk('node', ['nft', 'list', 'chain', 'ip', 'kube-proxy', 'cluster-ips-check'])).toMatch(/ip daddr (\{ )?10\.96\.0\.0\/16( \})? drop comment "Drop traffic to unallocated ClusterIPs"/);
   });
 
   it('programs exactly what inspect() reports', async () => {

@@ -1,6 +1,6 @@
 // `pnpm demo`: a kube-proxy on a throw-away "node" made of network namespaces. Three pods answer
-// with their names; the daemon reads a Service (ClusterIP + NodePort) and its EndpointSlice from a
-// manifest file, programs the node in the chosen mode, and we curl the Service from a pod-like
+// with their names; the daemon reads a Service (ClusterIP + NodePort), its EndpointSlice and the
+// cluster's ServiceCIDR from a manifest file, programs the node in the chosen mode, and we curl the Service from a pod-like
 // client and from outside the node. Everything is removed at the end, also on Ctrl-C or failure.
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -65,7 +65,9 @@ export function demoManifests(sb: Pick<Sandbox, 'node' | 'pods' | 'plan'>): stri
       targetRef: { kind: 'Pod', namespace: 'demo', name: p.name },
     })),
   };
-  return [nodeObj, svc, slice].map((d) => stringify(d)).join('---\n');
+  // The range ClusterIPs come from (nftables mode drops traffic to its unallocated addresses).
+  const serviceCIDR = { apiVersion: 'networking.k8s.io/v1', kind: 'ServiceCIDR', metadata: { name: 'kubernetes' }, spec: { cidrs: [sb.plan.serviceCIDR] } };
+  return [nodeObj, svc, slice, serviceCIDR].map((d) => stringify(d)).join('---\n');
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -81,10 +81,10 @@ describe('deploy manifests', () => {
     expect(ds?.spec.selector.matchLabels).toEqual({ 'k8s-app': 'kube-proxy' });
   });
 
-  it('grants list/watch on services, endpointslices and nodes and create on events', () => {
+  it('grants list/watch on services, endpointslices, nodes and servicecidrs and create on events', () => {
     const role = rbac.find((o) => o.kind === 'ClusterRole') as Obj & { rules: Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }> };
     const can = (group: string, resource: string, verb: string) => role.rules.some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb));
-    for (const [g, r] of [['', 'services'], ['', 'nodes'], ['discovery.k8s.io', 'endpointslices']] as const) {
+    for (const [g, r] of [['', 'services'], ['', 'nodes'], ['discovery.k8s.io', 'endpointslices'], ['networking.k8s.io', 'servicecidrs']] as const) {
       expect(can(g, r, 'list') && can(g, r, 'watch'), `${g}/${r}`).toBe(true);
     }
     expect(can('', 'events', 'create')).toBe(true);

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { resolveOptions } from './cli/options.js';
 import { main } from './main.js';
 import { loadKubeConfig } from './sources/kubernetes.js';
-import { TestApiServer, writeKubeconfig } from './testing-apiserver/index.js';
+import { TestApiServer, serviceCIDR, writeKubeconfig } from './testing-apiserver/index.js';
 
 // The backend package the daemon loads by mode name. vi.hoisted: the mock factory runs before imports.
 const recorded = await vi.hoisted(async () => (await import('@kube-proxy-ts/testing')).recordingBackends());
@@ -150,6 +150,8 @@ describe('kube-proxy against an API server (main --kubeconfig)', () => {
     expect(hostPorts(first.state, WEB)).toEqual(['10.244.1.11:8080', '10.244.2.12:8080']);
     expect(hostPorts(first.state, DB)).toEqual(['10.244.1.21:5432']);
     expect([...first.changes.servicePorts].sort()).toEqual([DB, WEB]);
+    // This server has no ServiceCIDR API (404): the start went on without it.
+    expect(first.state.serviceCIDRs).toEqual([]);
 
     // Only this node (--hostname-override, lower-cased) was watched, with its labels and zone.
     expect(server.requestsOf('list', 'nodes')[0]?.query.fieldSelector).toBe('metadata.name=node1');
@@ -232,6 +234,55 @@ describe('kube-proxy against an API server (main --kubeconfig)', () => {
     const requests = server.requests.length;
     await new Promise((r) => setTimeout(r, 300));
     expect(server.requests.length).toBe(requests);
+  });
+});
+
+describe('kube-proxy against an API server with ServiceCIDRs', () => {
+  let server: TestApiServer;
+  let dir: string;
+
+  beforeAll(async () => {
+    server = await TestApiServer.start({ bookmarkIntervalMs: 100, served: ['services', 'endpointslices', 'nodes', 'servicecidrs'] });
+    dir = await mkdtemp(join(tmpdir(), 'kpts-kubernetes-mode-cidrs-'));
+    server.apply('nodes', node('node1', { addresses: ['192.168.50.1'] }));
+    server.apply('services', service('ns1', 'web', { clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80, protocol: 'TCP' }] }));
+    server.apply('servicecidrs', serviceCIDR('kubernetes', ['10.96.0.0/16', 'fd00:10:96::/112']));
+  });
+  afterAll(async () => {
+    recorded.backends.length = 0;
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("hands the family's Service CIDRs to the backend, and a change of them triggers a sync", async () => {
+    recorded.backends.length = 0;
+    const run = runMain([`--kubeconfig=${await writeKubeconfig(dir, server.url)}`, ...commonFlags(await freePort(), await freePort())]);
+    try {
+      await waitFor('the backend', () => recorded.backends.length === 1);
+      const backend = recorded.backends[0] as RecordingBackend;
+      const syncWith = async (from: number, cidrs: string[]) => {
+        await waitFor(`a sync with ${cidrs.join(' ')}`, () => backend.syncs.slice(from).some((s) => s.state.serviceCIDRs?.join() === cidrs.join()));
+        return backend.syncs.slice(from).find((s) => s.state.serviceCIDRs?.join() === cidrs.join()) as { state: ProxyState; changes: ChangeSet };
+      };
+      // The IPv4 family keeps the IPv4 range; whether the first sync has it already depends on the
+      // informers' order (the start does not wait for ServiceCIDRs), but a sync soon does.
+      let s = await syncWith(0, ['10.96.0.0/16']);
+      expect(s.changes.serviceCIDRsChanged).toBe(true);
+      expect([...s.state.services.keys()]).toEqual([WEB]);
+
+      let from = backend.syncs.length;
+      server.apply('servicecidrs', serviceCIDR('extra', ['10.100.0.0/16']));
+      s = await syncWith(from, ['10.100.0.0/16', '10.96.0.0/16']);
+      expect([s.changes.serviceCIDRsChanged, s.changes.servicePorts.size]).toEqual([true, 0]);
+
+      from = backend.syncs.length;
+      server.delete('servicecidrs', undefined, 'extra');
+      s = await syncWith(from, ['10.96.0.0/16']);
+      expect(s.changes.serviceCIDRsChanged).toBe(true);
+    } finally {
+      expect(await run.terminate()).toBe(0);
+    }
+    expect(run.stderr()).toBe('');
   });
 });
 

@@ -253,7 +253,8 @@ describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () =
   });
 
   it('masquerades everything with masqueradeAll and drops unallocated service CIDR addresses', async () => {
-    const f = await fixture({ config: { nftables: { masqueradeAll: true } }, backend: { serviceCIDRs: ['172.30.0.0/16', 'fd00::/108'] } });
+    const f = await fixture({ config: { nftables: { masqueradeAll: true } } });
+    f.tracker.onServiceCIDRsChanged(['172.30.0.0/16', 'fd00::/108']);
     overallWorld(f);
     const all = (await f.sync()).scripts.join('');
     expect(all).toContain('add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 tcp dport 80 jump mark-for-masquerade\n');
@@ -341,6 +342,52 @@ describe('nftables backend: partial sync', () => {
     expect(text.split('\n').filter((l) => /add chain ip kube-proxy (service|endpoint)-[A-Z2-7]{8}-/.test(l))).toEqual([]);
     expect(text).not.toContain('flush map');
     expect(f.elements('service-ips')).toHaveLength(9);
+  });
+
+  it('rewrites cluster-ips-check alone, atomically, when the Service CIDRs change', async () => {
+    const f = await fixture();
+    overallWorld(f);
+    const first = await f.sync();
+    expect(first.scripts.join('')).not.toContain('Drop traffic to unallocated ClusterIPs');
+    const drop = (cidrs: string) => `\tip daddr { ${cidrs} } drop comment "Drop traffic to unallocated ClusterIPs"`;
+    const reject = '\tip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"';
+    // The set is declared again (a no-op) so that nft knows it without reading every chain.
+    const rewrite = (...rules: string[]) => [
+      'add set ip kube-proxy cluster-ips { type ipv4_addr ; comment "Active ClusterIPs" ; }',
+      'flush chain ip kube-proxy cluster-ips-check',
+      'add chain ip kube-proxy cluster-ips-check {',
+      reject,
+      ...rules,
+      '}',
+      '',
+    ].join('\n');
+
+    f.tracker.onServiceCIDRsChanged(['172.30.0.0/16', 'fd00::/108']);
+    let r = await f.sync();
+    expect(r.full).toBe(false);
+    expect(r.raw).toEqual([rewrite(drop('172.30.0.0/16'))]);
+    expect(f.modelChains()['cluster-ips-check']).toEqual([
+      'ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"',
+      'ip daddr { 172.30.0.0/16 } drop comment "Drop traffic to unallocated ClusterIPs"',
+    ]);
+    expect(f.modelChains()).toEqual(((await f.backend.inspect()) as { chains: unknown }).chains);
+
+    // A second range, together with a Service change: one transaction holds both.
+    f.tracker.onServiceCIDRsChanged(['172.30.0.0/16', '172.31.0.0/16']);
+    f.upsert(slice('ns1', 'svc1', ['10.180.0.1', '10.180.0.9']));
+    r = await f.sync();
+    expect(r.full).toBe(false);
+    expect(r.raw).toHaveLength(1);
+    expect(r.raw[0]).toContain(drop('172.30.0.0/16, 172.31.0.0/16'));
+    expect(r.scripts[0]).toMatch(/service-ULMVA6XW-ns1\/svc1\/tcp\/p80/);
+    expect(r.scripts[0]).not.toMatch(/ns[2-6]\//);
+
+    // The last ServiceCIDR goes: only the reject rule is left.
+    f.tracker.onServiceCIDRsChanged([]);
+    r = await f.sync();
+    expect(r.raw).toEqual([rewrite()]);
+    expect(f.modelChains()['cluster-ips-check']).toEqual(['ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"']);
+    expect((await f.sync()).raw).toEqual([]);
   });
 
   it('an unchanged state writes nothing', async () => {

@@ -31,12 +31,10 @@ import {
 import { listExistingObjects, type ExistingObjects } from './existing-objects.js';
 import { AFFINITY_PREFIX, NODEPORT_IPS_SET, SERVICE_CONTAINERS, TABLE, nftFamily, type NftFamily } from './layout.js';
 import { computeServiceObjects, type ElementValue, type RuleContext, type ServiceObjects } from './service-objects.js';
-import { baseChainRules, containerDeclaration, helperChainRules, writeSetup, type SetupOptions } from './setup.js';
+import { baseChainRules, containerDeclaration, helperChainRules, writeClusterIPsCheck, writeSetup, type SetupOptions } from './setup.js';
 import { NftTransaction, renderElement } from './transaction.js';
 
 export interface NftablesBackendOptions extends BackendOptions {
-  /** Service CIDRs (any family; ServiceCIDR objects or the apiserver's range): cluster-ips-check drops unallocated addresses in them. */
-  readonly serviceCIDRs?: readonly string[];
   /** Service ports whose chains go into one nft transaction. Default 250 (at 10k services the kernel spends about as long per service with 1000, in 4x longer stretches). */
   readonly servicesPerTransaction?: number;
   /** A transaction is closed before it would exceed this many commands and rules. Default 50000. */
@@ -72,7 +70,6 @@ export class NftablesBackend implements Backend {
   readonly ipFamily: IPFamily;
   private readonly family: NftFamily;
   private readonly config: ProxyConfig;
-  private readonly serviceCIDRs: string[];
   private readonly servicesPerTransaction: number;
   private readonly linesPerTransaction: number;
   private readonly timeoutMs: number;
@@ -99,7 +96,6 @@ export class NftablesBackend implements Backend {
     this.ipFamily = options.ipFamily;
     this.family = nftFamily(options.ipFamily);
     this.config = options.config;
-    this.serviceCIDRs = (options.serviceCIDRs ?? []).filter((c) => c.includes(':') === (options.ipFamily === 'IPv6'));
     this.servicesPerTransaction = options.servicesPerTransaction ?? 250;
     this.linesPerTransaction = options.linesPerTransaction ?? 50_000;
     this.timeoutMs = options.nftTimeoutMs ?? 60_000;
@@ -210,23 +206,30 @@ export class NftablesBackend implements Backend {
       .filter(([name, at]) => now - at >= this.staleDelayMs && !active.has(name))
       .map(([name]) => name);
 
-    // 4. Chains of recomputed services, in bounded transactions.
+    // 4. The fixed part when everything is recomputed; otherwise only cluster-ips-check, the one
+    // fixed chain that follows the state (its Service CIDRs), when they moved. Then the chains of
+    // recomputed services, in bounded transactions.
     const transactions: NftTransaction[] = [];
     const newTx = () => new NftTransaction(this.family, TABLE);
+    const serviceCIDRs = state.serviceCIDRs ?? [];
     const setup: SetupOptions | undefined = recomputeAll
       ? {
           ipFamily: this.ipFamily,
           masqueradeBit: this.config.nftables.masqueradeBit,
           nodePortIPs,
-          serviceCIDRs: this.serviceCIDRs,
+          serviceCIDRs,
           recreateBaseChains: !this.baseChainsRecreated,
         }
-      : undefined;
+      : this.setup && !sameRules(this.setup.serviceCIDRs, serviceCIDRs)
+        ? { ...this.setup, serviceCIDRs }
+        : undefined;
     let tx = newTx();
-    if (setup) {
+    if (recomputeAll && setup) {
       writeSetup(tx, setup);
       transactions.push(tx);
       tx = newTx();
+    } else if (setup) {
+      writeClusterIPsCheck(tx, setup);
     }
     let servicesInTx = 0;
     let chainsWritten = 0;

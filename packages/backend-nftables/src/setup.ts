@@ -36,7 +36,7 @@ export interface SetupOptions {
   readonly masqueradeBit: number;
   /** null: NodePorts accepted on every local address; else only on these (nodeport-ips). */
   readonly nodePortIPs: readonly string[] | null;
-  /** Service CIDRs of this family: traffic to unallocated addresses in them is dropped. */
+  /** Service CIDRs of this family (ProxyState.serviceCIDRs): traffic to unallocated addresses in them is dropped. */
   readonly serviceCIDRs: readonly string[];
   /** Delete and re-create the base chains first, so changed priorities can apply (once per process). */
   readonly recreateBaseChains: boolean;
@@ -115,4 +115,13 @@ export function writeSetup(tx: NftTransaction, options: SetupOptions): void {
   }
   for (const [chain, rules] of baseChainRules()) for (const rule of rules) tx.addRule(chain, rule);
   for (const [chain, rules] of helperChainRules(options)) for (const rule of rules) tx.addRule(chain, rule);
+}
+
+/** Rewrites cluster-ips-check alone, atomically: what a change of the Service CIDRs needs. */
+export function writeClusterIPsCheck(tx: NftTransaction, options: SetupOptions): void {
+  // The block form loads no set into nft's cache: declaring @cluster-ips again (a no-op) lets the
+  // reject rule name it without making nft read every chain.
+  const d = containerDeclaration(SERVICE_CONTAINERS.find((c) => c.name === CLUSTER_IPS_SET)!, options.ipFamily);
+  tx.addContainer(d.kind, CLUSTER_IPS_SET, d.type, { comment: d.comment });
+  tx.flushChain(CLUSTER_IPS_CHECK_CHAIN).addChainRules(CLUSTER_IPS_CHECK_CHAIN, helperChainRules(options).get(CLUSTER_IPS_CHECK_CHAIN) ?? []);
 }

@@ -7,6 +7,7 @@ export function emptyChangeSet(): ChangeSet {
   return {
     servicePorts: new Set(),
     nodeChanged: false,
+    serviceCIDRsChanged: false,
     deletedUDPClusterIPs: new Set(),
     staleUDPEndpoints: [],
     newlyActiveUDPServices: new Set(),

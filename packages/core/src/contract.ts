@@ -29,6 +29,11 @@ export interface ProxyState {
   /** All endpoints (ready, serving, terminating) per service port, sorted by ip then port. */
   readonly endpoints: ReadonlyMap<ServicePortKey, readonly Endpoint[]>;
   readonly node: NodeInfo;
+  /**
+   * The Service CIDRs of this family (the union of the cluster's ServiceCIDR objects), canonical
+   * and sorted. Traffic to an address in them that no Service holds may be dropped. Absent: none known.
+   */
+  readonly serviceCIDRs?: readonly string[];
 }
 
 /** A UDP flow a backend should flush from conntrack. */
@@ -44,6 +49,8 @@ export interface ChangeSet {
   readonly servicePorts: ReadonlySet<ServicePortKey>;
   /** The node's labels, zone, addresses or pod CIDRs changed: topology may select other endpoints. */
   readonly nodeChanged: boolean;
+  /** ProxyState.serviceCIDRs changed. */
+  readonly serviceCIDRsChanged: boolean;
   /** ClusterIPs of deleted UDP service ports. */
   readonly deletedUDPClusterIPs: ReadonlySet<string>;
   /** UDP endpoints that were removed or stopped serving. */

@@ -15,4 +15,9 @@ export interface ProxyEventHandler {
   onNodeUpdate(oldNode: V1Node, node: V1Node): void;
   onNodeDelete(node: V1Node): void;
   onNodeSynced(): void;
+  /**
+   * The complete list of Service CIDRs (every ServiceCIDR object's spec.cidrs, both families)
+   * after any ServiceCIDR change. Optional: sources without ServiceCIDRs never call it.
+   */
+  onServiceCIDRsChanged?(cidrs: readonly string[]): void;
 }

@@ -462,3 +462,53 @@ describe('logging and families', () => {
     expect(state.endpoints.get('ns/dual:p80/TCP')?.map((e) => [e.hostPort, e.isLocal])).toEqual([['[fd00::1]:80', true]]);
   });
 });
+
+describe('Service CIDRs', () => {
+  const recordingLogger = () => {
+    const warnings: unknown[] = [];
+    const logger = { debug() {}, info() {}, warn: (obj: object | string, msg?: string) => warnings.push([obj, msg]), error() {}, child: () => logger };
+    return { logger, warnings };
+  };
+
+  it("keeps this family's valid CIDRs, canonical and sorted, and reports a change once", () => {
+    const { logger, warnings } = recordingLogger();
+    const v4 = new ProxyStateTracker({ ipFamily: 'IPv4', nodeName: HOST, logger });
+    const v6 = new ProxyStateTracker({ ipFamily: 'IPv6', nodeName: HOST });
+    const cidrs = ['10.96.0.0/16', 'FD00:10:96::/112', '172.30.0.1/16', 'not-a-cidr', '10.96.0.0/16', '10.0.0.1'];
+    v4.onServiceCIDRsChanged(cidrs);
+    v6.onServiceCIDRsChanged(cidrs);
+    expect(v4.hasPendingChanges()).toBe(true);
+    const a = v4.checkpoint();
+    expect(a.state.serviceCIDRs).toEqual(['10.96.0.0/16', '172.30.0.0/16']);
+    expect(a.changes.serviceCIDRsChanged).toBe(true);
+    expect(v6.checkpoint().state.serviceCIDRs).toEqual(['fd00:10:96::/112']);
+    // Neither a plain address nor garbage is a CIDR; each is logged once, however often it comes.
+    v4.onServiceCIDRsChanged(cidrs);
+    expect(warnings).toEqual([
+      [{ cidr: 'not-a-cidr', ipFamily: 'IPv4' }, 'Ignoring invalid ServiceCIDR'],
+      [{ cidr: '10.0.0.1', ipFamily: 'IPv4' }, 'Ignoring invalid ServiceCIDR'],
+    ]);
+    // The same set in another order or spelling is no change.
+    v4.onServiceCIDRsChanged(['172.30.0.0/16', '10.96.0.0/16']);
+    expect(v4.hasPendingChanges()).toBe(false);
+    expect(v4.checkpoint().changes.serviceCIDRsChanged).toBe(false);
+  });
+
+  it('follows removals until none is left, and ignores the other family moving', () => {
+    const t = newTracker();
+    expect(t.checkpoint().state.serviceCIDRs).toEqual([]);
+    t.onServiceCIDRsChanged(['10.96.0.0/16', '10.100.0.0/16']);
+    t.checkpoint();
+    t.onServiceCIDRsChanged(['10.96.0.0/16', 'fd00::/108']);
+    const a = t.checkpoint();
+    expect([a.changes.serviceCIDRsChanged, a.state.serviceCIDRs]).toEqual([true, ['10.96.0.0/16']]);
+    t.onServiceCIDRsChanged(['10.96.0.0/16']);
+    expect(t.hasPendingChanges()).toBe(false);
+    t.onServiceCIDRsChanged([]);
+    const b = t.checkpoint();
+    expect([b.changes.serviceCIDRsChanged, b.state.serviceCIDRs]).toEqual([true, []]);
+    // Other changes do not carry the flag.
+    t.onServiceAdd(svc('ns', 's', { clusterIP: '10.96.0.5' }));
+    expect(t.checkpoint().changes.serviceCIDRsChanged).toBe(false);
+  });
+});

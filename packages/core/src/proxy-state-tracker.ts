@@ -1,12 +1,14 @@
 // The one ProxyEventHandler a control loop needs per IP family: it feeds Service and
-// EndpointSlice events to the two change trackers, follows this node, and at each checkpoint
-// applies what is pending and returns the whole desired state plus what moved since the last one.
+// EndpointSlice events to the two change trackers, follows this node and the family's Service
+// CIDRs, and at each checkpoint applies what is pending and returns the whole desired state plus
+// what moved since the last one.
 
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import type { ChangeSet, Clock, Logger, ProxyState, StaleUDPEndpoint } from './contract.js';
 import { deepEqual } from './deep-equal.js';
 import { EndpointsChangeTracker, type EndpointsChange } from './endpoints-change-tracker.js';
 import type { ProxyEventHandler } from './handler.js';
+import { parseCIDR } from './ip.js';
 import type { Endpoint, IPFamily, NodeInfo, ServicePort, ServicePortKey } from './model.js';
 import { emptyNodeInfo, nodeToNodeInfo } from './node.js';
 import { ServiceChangeTracker, type ServiceChange } from './service-change-tracker.js';
@@ -39,6 +41,11 @@ export class ProxyStateTracker implements ProxyEventHandler {
   private readonly endpoints = new Map<ServicePortKey, readonly Endpoint[]>();
   private node: NodeInfo;
   private appliedNode: NodeInfo;
+  private serviceCIDRs: readonly string[] = [];
+  private appliedServiceCIDRs: readonly string[] = [];
+  /** Invalid Service CIDRs already logged: every ServiceCIDR event repeats the whole list. */
+  private readonly reportedCIDRs = new Set<string>();
+  private readonly logger: Logger | undefined;
   private servicesSynced = false;
   private slicesSynced = false;
   private nodeSynced = false;
@@ -47,6 +54,7 @@ export class ProxyStateTracker implements ProxyEventHandler {
     this.ipFamily = opts.ipFamily;
     this.nodeName = opts.nodeName;
     const logger = opts.logger;
+    this.logger = logger;
     this.serviceTracker = new ServiceChangeTracker({ ipFamily: opts.ipFamily, proxyName: opts.proxyName, logger });
     this.endpointsTracker = new EndpointsChangeTracker({
       ipFamily: opts.ipFamily,
@@ -98,6 +106,21 @@ export class ProxyStateTracker implements ProxyEventHandler {
     this.nodeSynced = true;
   }
 
+  /** Keeps the valid CIDRs of this family, canonical and sorted; the next checkpoint carries them. */
+  onServiceCIDRsChanged(cidrs: readonly string[]): void {
+    const mine = new Set<string>();
+    for (const text of cidrs) {
+      const cidr = parseCIDR(text);
+      if (cidr) {
+        if (cidr.family === this.ipFamily) mine.add(cidr.text);
+      } else if (!this.reportedCIDRs.has(text)) {
+        this.reportedCIDRs.add(text);
+        this.logger?.warn({ cidr: text, ipFamily: this.ipFamily }, 'Ignoring invalid ServiceCIDR');
+      }
+    }
+    this.serviceCIDRs = [...mine].sort();
+  }
+
   /** Whether every source has delivered its initial list: only then is a sync meaningful. */
   isSynced(): boolean {
     return this.servicesSynced && this.slicesSynced && this.nodeSynced;
@@ -115,7 +138,12 @@ export class ProxyStateTracker implements ProxyEventHandler {
 
   /** Whether the next checkpoint would report any change. */
   hasPendingChanges(): boolean {
-    return this.pendingServiceChanges() > 0 || this.pendingEndpointChanges() > 0 || !deepEqual(this.node, this.appliedNode);
+    return (
+      this.pendingServiceChanges() > 0 ||
+      this.pendingEndpointChanges() > 0 ||
+      !deepEqual(this.node, this.appliedNode) ||
+      !deepEqual(this.serviceCIDRs, this.appliedServiceCIDRs)
+    );
   }
 
   /** Applies everything pending; returns the full desired state and what moved since the last checkpoint. */
@@ -137,14 +165,17 @@ export class ProxyStateTracker implements ProxyEventHandler {
 
     const nodeChanged = !deepEqual(this.node, this.appliedNode);
     this.appliedNode = this.node;
+    const serviceCIDRsChanged = !deepEqual(this.serviceCIDRs, this.appliedServiceCIDRs);
+    this.appliedServiceCIDRs = this.serviceCIDRs;
 
     const state: ProxyState = {
       ipFamily: this.ipFamily,
       services: new Map(this.services),
       endpoints: new Map(this.endpoints),
       node: this.node,
+      serviceCIDRs: this.serviceCIDRs,
     };
-    const changes: ChangeSet = { servicePorts, nodeChanged, deletedUDPClusterIPs, staleUDPEndpoints, newlyActiveUDPServices, lastChangeTriggerTimes };
+    const changes: ChangeSet = { servicePorts, nodeChanged, serviceCIDRsChanged, deletedUDPClusterIPs, staleUDPEndpoints, newlyActiveUDPServices, lastChangeTriggerTimes };
     return { state, changes };
   }
 

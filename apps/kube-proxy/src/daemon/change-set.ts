@@ -11,6 +11,7 @@ export function mergeChangeSets(a: ChangeSet, b: ChangeSet): ChangeSet {
   return {
     servicePorts: new Set([...a.servicePorts, ...b.servicePorts]),
     nodeChanged: a.nodeChanged || b.nodeChanged,
+    serviceCIDRsChanged: a.serviceCIDRsChanged || b.serviceCIDRsChanged,
     deletedUDPClusterIPs: new Set([...a.deletedUDPClusterIPs, ...b.deletedUDPClusterIPs]),
     staleUDPEndpoints: [...a.staleUDPEndpoints, ...b.staleUDPEndpoints],
     newlyActiveUDPServices: new Set([...a.newlyActiveUDPServices, ...b.newlyActiveUDPServices]),

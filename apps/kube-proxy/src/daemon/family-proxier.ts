@@ -43,7 +43,7 @@ export interface FamilyProxierOptions {
   readonly onSynced?: (state: ProxyState) => void;
 }
 
-export type ChangeKind = 'service' | 'endpoints' | 'node';
+export type ChangeKind = 'service' | 'endpoints' | 'node' | 'serviceCIDRs';
 
 export class FamilyProxier {
   readonly family: IPFamily;
@@ -147,6 +147,7 @@ export class FamilyProxier {
         endpoints,
         changedServicePorts: changes.servicePorts.size,
         nodeChanged: changes.nodeChanged,
+        serviceCIDRsChanged: changes.serviceCIDRsChanged,
         ...result.stats,
       },
       'SyncProxyRules complete',

@@ -1,6 +1,6 @@
 // One source feeds every IP family: each event goes to both families' trackers, marks the
 // families that exist as having a queued update, keeps the node's eligibility for /healthz, and
-// remembers which resources have reported synced.
+// remembers which resources have reported synced. ServiceCIDRs never hold up the start, as upstream.
 
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import type { IPFamily, ProxyEventHandler, ProxyHealth } from '@kube-proxy-ts/core';
@@ -103,5 +103,8 @@ export class EventFanout implements ProxyEventHandler {
     for (const t of this.trackers.values()) t.onNodeSynced();
     this.nodeSynced = true;
     this.markSynced();
+  }
+  onServiceCIDRsChanged(cidrs: readonly string[]): void {
+    this.each((t) => t.onServiceCIDRsChanged?.(cidrs), 'serviceCIDRs');
   }
 }

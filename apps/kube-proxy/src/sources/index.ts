@@ -1,5 +1,6 @@
 /**
- * Sources feed a ProxyEventHandler (core) with Services, EndpointSlices and this Node:
+ * Sources feed a ProxyEventHandler (core) with Services, EndpointSlices and this Node, and with the
+ * union of the ServiceCIDRs (onServiceCIDRsChanged; never waited for, a 404 only logged once):
  *
  *   const source = startManifestSource({ path, handler, logger, nodeName });   // --manifests PATH
  *   const source = startKubernetesSource({ kubeConfig, nodeName, handler, logger, metrics, watchdog });

@@ -6,6 +6,7 @@
 //  - ListWatch reports updates without the previous object and relists after 410 on its own: the
 //    list goes through this class, which diffs it against what the handler last saw, so a relist or
 //    a restart emits only real changes (including deletes of objects gone meanwhile).
+//  - An API the server may not have (404): said once, then looked for again now and then.
 // Every restart is logged and counted in kubeproxy_informer_restarts_total{resource}.
 
 import { type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
@@ -36,6 +37,11 @@ export interface InformerSpec<T extends KubernetesObject> {
   diff: ObjectDiff<T>;
   /** Objects per list page (default 500, as client-go's reflector). */
   pageSize?: number;
+  /**
+   * The API may not be served (404, e.g. a resource newer than the cluster): then say so once and
+   * list again after this long, without counting a restart. Unset: a 404 is a failure like any other.
+   */
+  notServedRetryMs?: number;
 }
 
 export interface InformerOptions {
@@ -68,6 +74,8 @@ export class ResilientInformer<T extends KubernetesObject> {
   private restartTimer: NodeJS.Timeout | undefined;
   /** When the current watch connected; a watch that lived long enough ends a failure streak. */
   private watchHealthySince = 0;
+  /** The server answered 404 for this resource, and it was logged. */
+  private notServed = false;
 
   constructor(
     private readonly spec: InformerSpec<T>,
@@ -134,12 +142,28 @@ export class ResilientInformer<T extends KubernetesObject> {
       if (this.isCurrent(gen)) this.spec.diff.remove(obj as T);
     });
     lw.on('error', (err?: unknown) => {
-      if (this.isCurrent(gen)) this.restart(`informer stopped: ${describeError(err)}`);
+      if (this.isCurrent(gen)) this.failed('informer stopped', err);
     });
     this.feedWatchdog(gen);
     lw.start().catch((err: unknown) => {
-      if (this.isCurrent(gen)) this.restart(`informer failed: ${describeError(err)}`);
+      if (this.isCurrent(gen)) this.failed('informer failed', err);
     });
+  }
+
+  private failed(what: string, err: unknown): void {
+    const retryMs = this.spec.notServedRetryMs;
+    if (retryMs === undefined || !isNotFound(err)) {
+      this.restart(`${what}: ${describeError(err)}`);
+      return;
+    }
+    if (!this.notServed) {
+      this.notServed = true;
+      this.logger.info({ path: this.spec.path, retryInMs: retryMs }, 'the API server does not serve this resource; going on without it');
+    }
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.restartTimer);
+    void this.retire();
+    this.restartTimer = setTimeout(() => this.launch(), retryMs);
   }
 
   /** Drop the current informer and build a new one after a backoff delay. */
@@ -190,6 +214,10 @@ export class ResilientInformer<T extends KubernetesObject> {
     } while (next);
     const changes = this.spec.diff.replaceAll(items);
     this.logger.debug({ ...changes, count: items.length, resourceVersion }, 'listed');
+    if (this.notServed) {
+      this.notServed = false;
+      this.logger.info({ path: this.spec.path }, 'the API server serves this resource now');
+    }
     if (!this.synced) {
       this.synced = true;
       this.options.onSynced();
@@ -330,8 +358,16 @@ class GuardedWatch extends Watch {
 }
 
 function isGone(err: unknown): boolean {
+  return hasStatus(err, 410);
+}
+
+function isNotFound(err: unknown): boolean {
+  return hasStatus(err, 404);
+}
+
+function hasStatus(err: unknown, code: number): boolean {
   const e = err as { statusCode?: unknown; code?: unknown } | null | undefined;
-  return e?.statusCode === 410 || e?.code === 410;
+  return e?.statusCode === code || e?.code === code;
 }
 
 /** One line for a log: the API's Status message when there is one, and the HTTP or errno code. */

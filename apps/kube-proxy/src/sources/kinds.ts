@@ -1,9 +1,9 @@
-// The three kinds a source delivers, and how each one reaches a ProxyEventHandler.
+// The kinds a source delivers, and how each one reaches a ProxyEventHandler.
 
-import type { KubernetesObject, V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { KubernetesObject, V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
 import type { ProxyEventHandler } from '@kube-proxy-ts/core';
 
-export type ProxiedKind = 'Service' | 'EndpointSlice' | 'Node';
+export type ProxiedKind = 'Service' | 'EndpointSlice' | 'Node' | 'ServiceCIDR';
 
 /** Add/update/delete callbacks for one kind of object. */
 export interface KindHandler<T extends KubernetesObject> {
@@ -37,6 +37,36 @@ export function nodeHandler(h: ProxyEventHandler): KindHandler<V1Node> {
     update: (o, n) => h.onNodeUpdate(o, n),
     delete: (n) => h.onNodeDelete(n),
     synced: () => h.onNodeSynced(),
+  };
+}
+
+/**
+ * ServiceCIDRs reach the handler as one list, as upstream's ServiceCIDRConfig hands them on: the
+ * union of every object's spec.cidrs, after each change of it. A CIDR stays while any object holds it.
+ */
+export function serviceCIDRHandler(h: ProxyEventHandler): KindHandler<V1ServiceCIDR> {
+  const byObject = new Map<string, readonly string[]>();
+  let last = '';
+  const emit = () => {
+    const union = [...new Set([...byObject.values()].flat())].sort();
+    // Status updates (conditions) leave the union as it was: no call, no sync.
+    if (union.join() === last) return;
+    last = union.join();
+    h.onServiceCIDRsChanged?.(union);
+  };
+  const set = (obj: V1ServiceCIDR) => {
+    byObject.set(objectKey(obj), obj.spec?.cidrs ?? []);
+    emit();
+  };
+  return {
+    add: set,
+    update: (_old, obj) => set(obj),
+    delete: (obj) => {
+      byObject.delete(objectKey(obj));
+      emit();
+    },
+    // ServiceCIDRs do not hold up the first sync (upstream does not wait for them either).
+    synced: () => undefined,
   };
 }
 

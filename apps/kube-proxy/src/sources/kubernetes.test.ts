@@ -9,7 +9,7 @@ import { type ProxyEventHandler, ProxyStateTracker } from '@kube-proxy-ts/core';
 import { endpointSlice, node, service, createTestLogger, type TestLogger } from '@kube-proxy-ts/testing';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RecordingHandler, type RecordedKind, type ResourceName, type StoredObject, TestApiServer, writeKubeconfig } from '../testing-apiserver/index.js';
+import { RecordingHandler, type RecordedKind, type ResourceName, type StoredObject, TestApiServer, serviceCIDR, writeKubeconfig } from '../testing-apiserver/index.js';
 import { LABEL_HEADLESS, LABEL_SERVICE_PROXY_NAME, PROXIED_OBJECTS_LABEL_SELECTOR } from './kinds.js';
 import { loadKubeConfig, startKubernetesSource } from './kubernetes.js';
 import { toTyped } from './typed.js';
@@ -335,13 +335,83 @@ describe('Kubernetes source (client-node informers against the test API server)'
   });
 });
 
+describe('Kubernetes source: ServiceCIDRs', () => {
+  let server: TestApiServer;
+  let dir: string;
+  let source: Source | undefined;
+
+  async function start(served?: ResourceName[]) {
+    server = await TestApiServer.start({ bookmarkIntervalMs: 100, ...(served ? { served } : {}) });
+    server.apply('nodes', node(NODE));
+    const handler = new RecordingHandler();
+    const logger = createTestLogger();
+    const registry = new Registry();
+    const kubeConfig = loadKubeConfig(await writeKubeconfig(dir, server.url));
+    source = startKubernetesSource({ kubeConfig, nodeName: NODE, handler, logger, metrics: registry, watchdog: WATCHDOG });
+    return { handler, logger, registry, source };
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kpts-sources-cidr-'));
+  });
+  afterEach(async () => {
+    await source?.stop();
+    source = undefined;
+    await server?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('hands over the union of every ServiceCIDR, after each change of it only', async () => {
+    const { handler, source } = await start(['services', 'endpointslices', 'nodes', 'servicecidrs']);
+    server.apply('servicecidrs', serviceCIDR('kubernetes', ['10.96.0.0/16', 'fd00:10:96::/112']));
+    await source.ready;
+    const last = () => handler.serviceCIDRs.at(-1);
+    await waitFor('the first ServiceCIDR', () => last()?.length === 2);
+    expect(last()).toEqual(['10.96.0.0/16', 'fd00:10:96::/112']);
+    expect(server.requestsOf('list', 'servicecidrs')[0]?.query.labelSelector).toBeUndefined();
+
+    // A second object, sharing one range: the union holds each range once, and keeps it while any object does.
+    server.apply('servicecidrs', serviceCIDR('extra', ['10.100.0.0/16', '10.96.0.0/16']));
+    await waitFor('the second ServiceCIDR', () => last()?.length === 3);
+    expect(last()).toEqual(['10.100.0.0/16', '10.96.0.0/16', 'fd00:10:96::/112']);
+    server.delete('servicecidrs', undefined, 'kubernetes');
+    await waitFor('the delete', () => last()?.length === 2);
+    expect(last()).toEqual(['10.100.0.0/16', '10.96.0.0/16']);
+
+    // A status-only update leaves the union as it was: no call. The next change (same watch, so
+    // delivered after it) is the only one.
+    const calls = handler.serviceCIDRs.length;
+    server.apply('servicecidrs', { ...serviceCIDR('extra', ['10.100.0.0/16', '10.96.0.0/16']), status: { conditions: [{ type: 'Ready', status: 'True' }] } });
+    server.apply('servicecidrs', serviceCIDR('later', ['10.200.0.0/16']));
+    await waitFor('the later ServiceCIDR', () => last()?.length === 3);
+    expect(handler.serviceCIDRs.slice(calls)).toEqual([['10.100.0.0/16', '10.200.0.0/16', '10.96.0.0/16']]);
+  });
+
+  it('starts without the ServiceCIDR API (404): ready, said once, no restart', async () => {
+    const { handler, logger, registry, source } = await start();
+    await source.ready;
+    expect(handler.synced).toEqual({ Service: 1, EndpointSlice: 1, Node: 1 });
+    await waitFor('the 404 to be noted', () => logger.entries.some((e) => e.msg === 'the API server does not serve this resource; going on without it'));
+    await new Promise((r) => setTimeout(r, 300));
+    const notes = logger.entries.filter((e) => e.msg === 'the API server does not serve this resource; going on without it');
+    expect(notes).toHaveLength(1);
+    expect(notes[0]).toMatchObject({ level: 'info', fields: { resource: 'servicecidrs', path: '/apis/networking.k8s.io/v1/servicecidrs' } });
+    expect(logger.at('warn')).toEqual([]);
+    expect(await restarts(registry)).toEqual({});
+    expect(handler.serviceCIDRs).toEqual([]);
+    // The other informers work as usual.
+    server.apply('services', service('ns1', 'web'));
+    await waitFor('the Service', () => handler.objects.Service.has('ns1/web'));
+  });
+});
+
 /** Calls every handler in turn. */
 function fanOut(...handlers: ProxyEventHandler[]): ProxyEventHandler {
   const out: Partial<Record<keyof ProxyEventHandler, unknown>> = {};
   const methods: Array<keyof ProxyEventHandler> = [
     'onServiceAdd', 'onServiceUpdate', 'onServiceDelete', 'onServicesSynced',
     'onEndpointSliceAdd', 'onEndpointSliceUpdate', 'onEndpointSliceDelete', 'onEndpointSlicesSynced',
-    'onNodeAdd', 'onNodeUpdate', 'onNodeDelete', 'onNodeSynced',
+    'onNodeAdd', 'onNodeUpdate', 'onNodeDelete', 'onNodeSynced', 'onServiceCIDRsChanged',
   ];
   for (const m of methods) {
     out[m] = (...args: unknown[]) => {

@@ -1,19 +1,23 @@
-// The Kubernetes API source: Services and EndpointSlices of every namespace, and this Node,
-// each through a ResilientInformer. Selectors are upstream kube-proxy's, so objects handed to
-// another proxy (service.kubernetes.io/service-proxy-name) or headless slices never arrive.
+// The Kubernetes API source: Services and EndpointSlices of every namespace, this Node, and the
+// cluster's ServiceCIDRs, each through a ResilientInformer. Selectors are upstream kube-proxy's, so
+// objects handed to another proxy (service.kubernetes.io/service-proxy-name) or headless slices
+// never arrive. A cluster without the ServiceCIDR API (before Kubernetes 1.33) is fine: the start
+// never waits for ServiceCIDRs, as upstream's does not.
 
 import {
   CoreV1Api,
   DiscoveryV1Api,
   KubeConfig,
+  NetworkingV1Api,
   type KubernetesListObject,
   type KubernetesObject,
   type V1EndpointSlice,
   type V1Node,
   type V1Service,
+  type V1ServiceCIDR,
 } from '@kubernetes/client-node';
 import { counter } from '@kube-proxy-ts/core';
-import { type KindHandler, PROXIED_OBJECTS_LABEL_SELECTOR, endpointSliceHandler, nodeHandler, serviceHandler } from './kinds.js';
+import { type KindHandler, PROXIED_OBJECTS_LABEL_SELECTOR, type ProxiedKind, endpointSliceHandler, nodeHandler, serviceCIDRHandler, serviceHandler } from './kinds.js';
 import { type ListPageRequest, ResilientInformer } from './informer.js';
 import { ObjectDiff, sameResourceVersion } from './object-diff.js';
 import { toTyped } from './typed.js';
@@ -63,23 +67,30 @@ function isPlainHttp(server: string): boolean {
 
 interface Resource<T extends KubernetesObject> {
   resource: string;
-  kind: 'Service' | 'EndpointSlice' | 'Node';
+  kind: ProxiedKind;
   path: string;
   labelSelector?: string;
   fieldSelector?: string;
   listPage(request: ListPageRequest): Promise<KubernetesListObject<T>>;
   handler: KindHandler<T>;
+  /** Not needed to start: `ready` does not wait for it, and a server without the API is tolerated. */
+  optional?: boolean;
 }
 
+/** How often a server that does not serve an optional API is asked again. */
+const NOT_SERVED_RETRY_MS = 10 * 60_000;
+
 /**
- * Starts the three informers. `ready` resolves once each has delivered its first complete list;
- * until then a failing API server only causes retries (start-up waits, as upstream does).
+ * Starts the informers. `ready` resolves once Services, EndpointSlices and the Node have each
+ * delivered a first complete list; until then a failing API server only causes retries (start-up
+ * waits, as upstream does).
  */
 export function startKubernetesSource(options: KubernetesSourceOptions): Source {
   const { kubeConfig, nodeName, handler } = options;
   const logger = options.logger.child({ component: 'kubernetes-source' });
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
+  const networking = kubeConfig.makeApiClient(NetworkingV1Api);
   const restarts = options.metrics
     ? counter(options.metrics, {
         name: 'informer_restarts_total',
@@ -113,6 +124,14 @@ export function startKubernetesSource(options: KubernetesSourceOptions): Source 
       listPage: (r: ListPageRequest) => core.listNode(r),
       handler: nodeHandler(handler),
     } satisfies Resource<V1Node>,
+    {
+      resource: 'servicecidrs',
+      kind: 'ServiceCIDR',
+      path: '/apis/networking.k8s.io/v1/servicecidrs',
+      listPage: (r: ListPageRequest) => networking.listServiceCIDR(r),
+      handler: serviceCIDRHandler(handler),
+      optional: true,
+    } satisfies Resource<V1ServiceCIDR>,
   ] as Resource<KubernetesObject>[];
 
   const informers: ResilientInformer<KubernetesObject>[] = [];
@@ -131,6 +150,7 @@ export function startKubernetesSource(options: KubernetesSourceOptions): Source 
           normalize: (raw) => toTyped(r.kind, raw),
           diff,
           ...(options.listPageSize ? { pageSize: options.listPageSize } : {}),
+          ...(r.optional ? { notServedRetryMs: NOT_SERVED_RETRY_MS } : {}),
         },
         {
           kubeConfig,
@@ -145,7 +165,7 @@ export function startKubernetesSource(options: KubernetesSourceOptions): Source 
         },
       ),
     );
-    return done;
+    return r.optional ? undefined : done;
   });
 
   let stopped = false;

@@ -84,6 +84,22 @@ describe('parseManifest', () => {
     expect(m.problems[7]?.message).toBe('Service bad-spec: spec must be an object');
   });
 
+  it('reads cluster-scoped ServiceCIDRs and refuses ones without a list of CIDRs', () => {
+    const text = [
+      'apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: { name: kubernetes, namespace: ignored }\nspec: { cidrs: [10.96.0.0/16, "fd00:10:96::/112"] }\n',
+      'apiVersion: networking.k8s.io/v1beta1\nkind: ServiceCIDR\nmetadata: { name: old }\nspec: { cidrs: [10.97.0.0/16] }\n',
+      'apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: { name: no-cidrs }\nspec: {}\n',
+      'apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: { name: numbers }\nspec: { cidrs: [42] }\n',
+    ].join('---\n');
+    const m = parseManifest(text);
+    expect(m.serviceCIDRs.map((c) => [c.metadata?.name, c.metadata?.namespace, c.spec?.cidrs])).toEqual([['kubernetes', undefined, ['10.96.0.0/16', 'fd00:10:96::/112']]]);
+    expect(m.problems.map((p) => p.message)).toEqual([
+      'ServiceCIDR apiVersion "networking.k8s.io/v1beta1" is not supported (want networking.k8s.io/v1)',
+      'ServiceCIDR no-cidrs: spec.cidrs must be a list of strings',
+      'ServiceCIDR numbers: spec.cidrs must be a list of strings',
+    ]);
+  });
+
   it('treats an empty or comment-only file as no objects', () => {
     expect(parseManifest('')).toMatchObject({ services: [], endpointSlices: [], nodes: [], problems: [] });
     expect(parseManifest('# nothing yet\n---\n')).toMatchObject({ services: [], problems: [] });

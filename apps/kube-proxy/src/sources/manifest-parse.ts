@@ -1,8 +1,8 @@
-// Turns the text of a manifest file into Services, EndpointSlices and Nodes. YAML or JSON,
+// Turns the text of a manifest file into Services, EndpointSlices, Nodes and ServiceCIDRs. YAML or JSON,
 // several documents per file, `List` kinds (List, ServiceList, ...) expanded. A bad document
 // or item becomes a problem entry and never hides the good ones.
 
-import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import type { ProxiedKind } from './kinds.js';
 import { toTyped } from './typed.js';
@@ -11,6 +11,7 @@ export interface ManifestObjects {
   services: V1Service[];
   endpointSlices: V1EndpointSlice[];
   nodes: V1Node[];
+  serviceCIDRs: V1ServiceCIDR[];
 }
 
 export interface ManifestProblem {
@@ -30,6 +31,7 @@ const API_VERSION: Record<ProxiedKind, string> = {
   Service: 'v1',
   EndpointSlice: 'discovery.k8s.io/v1',
   Node: 'v1',
+  ServiceCIDR: 'networking.k8s.io/v1',
 };
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -37,7 +39,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 export function parseManifest(text: string): ParsedManifest {
-  const out: ParsedManifest = { services: [], endpointSlices: [], nodes: [], problems: [], ignored: {} };
+  const out: ParsedManifest = { services: [], endpointSlices: [], nodes: [], serviceCIDRs: [], problems: [], ignored: {} };
   const docs = parseAllDocuments(text);
   // parseAllDocuments returns an EmptyStream (no documents) for an empty or comment-only text.
   if (!Array.isArray(docs)) return out;
@@ -81,7 +83,7 @@ function addObject(out: ParsedManifest, value: unknown, document: number, item: 
     value.items.forEach((it, j) => addObject(out, it, document, j, implied));
     return;
   }
-  if (kind !== 'Service' && kind !== 'EndpointSlice' && kind !== 'Node') {
+  if (kind !== 'Service' && kind !== 'EndpointSlice' && kind !== 'Node' && kind !== 'ServiceCIDR') {
     out.ignored[kind] = (out.ignored[kind] ?? 0) + 1;
     return;
   }
@@ -114,6 +116,15 @@ function addTyped(
 ): void {
   if (kind === 'Node') {
     out.nodes.push(toTyped('Node', { ...value, apiVersion, kind, metadata: { ...metadata, namespace: undefined } }));
+    return;
+  }
+  if (kind === 'ServiceCIDR') {
+    const cidrs = isRecord(value.spec) ? value.spec.cidrs : undefined;
+    if (!Array.isArray(cidrs) || !cidrs.every((c) => typeof c === 'string')) {
+      problem(`ServiceCIDR ${name}: spec.cidrs must be a list of strings`);
+      return;
+    }
+    out.serviceCIDRs.push(toTyped('ServiceCIDR', { ...value, apiVersion, kind, metadata: { ...metadata, namespace: undefined } }));
     return;
   }
   if (metadata.namespace !== undefined && (typeof metadata.namespace !== 'string' || metadata.namespace === '')) {

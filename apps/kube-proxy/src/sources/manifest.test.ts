@@ -93,6 +93,21 @@ describe('manifest source', () => {
     expect(keys('Node')).toEqual([]);
   });
 
+  it('hands over the union of the ServiceCIDRs before reporting synced, and follows edits', async () => {
+    const file = join(dir, 'cidrs.yaml');
+    const cidr = (name: string, cidrs: string) => `apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: { name: ${name} }\nspec: { cidrs: [${cidrs}] }\n`;
+    await writeFile(file, [svc('web', '10.96.0.10'), cidr('kubernetes', '10.96.0.0/16'), cidr('extra', '10.100.0.0/16, 10.96.0.0/16')].join('---\n'));
+    await start(file).ready;
+    expect(handler.serviceCIDRs.at(-1)).toEqual(['10.100.0.0/16', '10.96.0.0/16']);
+
+    await writeFile(`${file}.tmp`, [svc('web', '10.96.0.10'), cidr('kubernetes', '10.96.0.0/16')].join('---\n'));
+    await rename(`${file}.tmp`, file);
+    await waitFor('the ServiceCIDR to go', () => handler.serviceCIDRs.at(-1)?.length === 1);
+    expect(handler.serviceCIDRs.at(-1)).toEqual(['10.96.0.0/16']);
+    // The Service did not change, and was not reported again.
+    expect(handler.calls.map((c) => `${c.op} ${c.kind} ${c.key}`)).toEqual(['add Service demo/web']);
+  });
+
   it('reads a directory of YAML and JSON files; removing a file deletes its objects', async () => {
     await writeFile(join(dir, '10-services.yaml'), `${svc('web', '10.96.0.10')}---\n${svc('db', '10.96.0.20')}`);
     await writeFile(join(dir, '20-slices.json'), JSON.stringify({ apiVersion: 'v1', kind: 'EndpointSliceList', items: [{ apiVersion: 'discovery.k8s.io/v1', metadata: { name: 'db-1', namespace: 'demo' }, addressType: 'IPv4', endpoints: [] }] }));

@@ -1,4 +1,4 @@
-// The --manifests source: Services, EndpointSlices and a Node read from YAML/JSON files, for
+// The --manifests source: Services, EndpointSlices, a Node and ServiceCIDRs read from YAML/JSON files, for
 // running without a cluster. Files are re-read on file-system events (debounced) and on a
 // periodic rescan, since events can be missed (editors renaming files, ConfigMap symlink swaps,
 // inotify limits). Each reload is diffed against the previous one by kind/namespace/name.
@@ -7,8 +7,8 @@ import { type FSWatcher, watch as fsWatch } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import type { KubernetesObject, V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
-import { endpointSliceHandler, isProxiedByUs, nodeHandler, objectKey, serviceHandler } from './kinds.js';
+import type { KubernetesObject, V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
+import { endpointSliceHandler, isProxiedByUs, nodeHandler, objectKey, serviceCIDRHandler, serviceHandler } from './kinds.js';
 import { type ManifestObjects, parseManifest } from './manifest-parse.js';
 import { ObjectDiff } from './object-diff.js';
 import type { ManifestSourceOptions, Source } from './types.js';
@@ -31,6 +31,7 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
   const services = new ObjectDiff<V1Service>('Service', serviceHandler(handler), isDeepStrictEqual, logger);
   const slices = new ObjectDiff<V1EndpointSlice>('EndpointSlice', endpointSliceHandler(handler), isDeepStrictEqual, logger);
   const nodes = new ObjectDiff<V1Node>('Node', nodeHandler(handler), isDeepStrictEqual, logger);
+  const serviceCIDRs = new ObjectDiff<V1ServiceCIDR>('ServiceCIDR', serviceCIDRHandler(handler), isDeepStrictEqual, logger);
 
   /** Last successfully read content per file, kept when a later read fails. */
   const files = new Map<string, { text: string; objects: ManifestObjects }>();
@@ -93,7 +94,7 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
       }
       if (Object.keys(parsed.ignored).length > 0) logger.debug({ file, kinds: parsed.ignored }, 'ignoring kinds a proxy does not use');
       const previous = files.get(file);
-      const usable = parsed.services.length + parsed.endpointSlices.length + parsed.nodes.length + Object.keys(parsed.ignored).length;
+      const usable = parsed.services.length + parsed.endpointSlices.length + parsed.nodes.length + parsed.serviceCIDRs.length + Object.keys(parsed.ignored).length;
       if (previous && usable === 0 && parsed.problems.length > 0) {
         // Nothing in the file is valid any more: most likely caught mid-write. Dropping all its
         // objects would cut traffic to every Service in it; keep them until a usable version.
@@ -106,7 +107,7 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
   }
 
   /** All files merged into one view per kind; a later file (in name order) wins a duplicate. */
-  function merged(): { services: V1Service[]; slices: V1EndpointSlice[]; nodes: V1Node[] } {
+  function merged(): { services: V1Service[]; slices: V1EndpointSlice[]; nodes: V1Node[]; serviceCIDRs: V1ServiceCIDR[] } {
     const pick = <T extends KubernetesObject>(kind: string, select: (m: ManifestObjects) => T[], keep: (o: T) => boolean): T[] => {
       const byKey = new Map<string, T>();
       for (const [file, { objects }] of files) {
@@ -133,6 +134,7 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
       services: pick('Service', (m) => m.services, proxied),
       slices: pick('EndpointSlice', (m) => m.endpointSlices, proxied),
       nodes: pick('Node', (m) => m.nodes, thisNode),
+      serviceCIDRs: pick('ServiceCIDR', (m) => m.serviceCIDRs, () => true),
     };
   }
 
@@ -143,9 +145,10 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
     const s = services.replaceAll(view.services);
     const e = slices.replaceAll(view.slices);
     const n = nodes.replaceAll(view.nodes);
-    const changed = [s, e, n].some((c) => c.added + c.updated + c.deleted > 0);
+    const c = serviceCIDRs.replaceAll(view.serviceCIDRs);
+    const changed = [s, e, n, c].some((d) => d.added + d.updated + d.deleted > 0);
     if (first || changed) {
-      logger.info({ services: s, endpointSlices: e, nodes: n }, first ? 'manifests loaded' : 'manifests changed');
+      logger.info({ services: s, endpointSlices: e, nodes: n, serviceCIDRs: c }, first ? 'manifests loaded' : 'manifests changed');
     }
   }
 

@@ -1,7 +1,7 @@
 /**
- * An in-process API server for tests: real list/watch over HTTP for Services, EndpointSlices and
- * Nodes, with controls to break it (stall, drop, compact, slow down, fail), a kubeconfig writer,
- * and a recording ProxyEventHandler that checks a source's bookkeeping.
+ * An in-process API server for tests: real list/watch over HTTP for Services, EndpointSlices,
+ * Nodes and (option `served`) ServiceCIDRs, with controls to break it (stall, drop, compact, slow
+ * down, fail), a kubeconfig writer, and a recording ProxyEventHandler that checks a source's bookkeeping.
  *
  *   const server = await TestApiServer.start({ bookmarkIntervalMs: 100 });
  *   const kubeconfig = await writeKubeconfig(tmpDir, server.url);
@@ -15,4 +15,5 @@ export type { ResourceName, ResourceInfo, StoredObject, StoredEvent, EventType }
 export { parseLabelSelector, parseFieldSelector, SelectorError } from './selectors.js';
 export { writeKubeconfig } from './kubeconfig.js';
 export { RecordingHandler } from './recording-handler.js';
+export { serviceCIDR } from './service-cidr.js';
 export type { RecordedCall, RecordedKind } from './recording-handler.js';

@@ -31,6 +31,8 @@ export class RecordingHandler implements ProxyEventHandler {
   /** Calls that contradict the objects previously delivered. */
   readonly violations: string[] = [];
   readonly synced: Record<RecordedKind, number> = { Service: 0, EndpointSlice: 0, Node: 0 };
+  /** Every list of Service CIDRs handed over, oldest first. */
+  readonly serviceCIDRs: (readonly string[])[] = [];
 
   /** namespace/name -> resourceVersion of what the handler holds, for comparing with the server. */
   versions(kind: RecordedKind): Record<string, string | undefined> {
@@ -76,6 +78,9 @@ export class RecordingHandler implements ProxyEventHandler {
   }
   onNodeSynced(): void {
     this.synced.Node++;
+  }
+  onServiceCIDRsChanged(cidrs: readonly string[]): void {
+    this.serviceCIDRs.push(cidrs);
   }
 
   private add(kind: RecordedKind, obj: KubernetesObject): void {

@@ -1,5 +1,6 @@
 // An API server for tests that speaks the real list/watch protocol for Services,
-// EndpointSlices (discovery.k8s.io/v1) and Nodes over plain HTTP, so the real client-node
+// EndpointSlices (discovery.k8s.io/v1), Nodes and, when asked, ServiceCIDRs (networking.k8s.io/v1)
+// over plain HTTP, so the real client-node
 // informers can be driven through the failures a cluster produces: dropped and stalled watches,
 // compacted history (410 Gone), slow and failing responses.
 //
@@ -34,6 +35,11 @@ export interface TestApiServerOptions {
   expiredWatch?: 'event' | 'status';
   /** Revision the store starts at (default 1000). */
   initialResourceVersion?: number;
+  /**
+   * The resources served; requests for the others are answered 404, as by a cluster without that
+   * API. Default: all but servicecidrs (a cluster before Kubernetes 1.33).
+   */
+  served?: readonly ResourceName[];
 }
 
 export interface FailureRule {
@@ -73,6 +79,7 @@ function routeOf(pathname: string): { resource: ResourceName; namespace?: string
   if ((m = pathname.match(/^\/api\/v1\/(services|nodes)$/))) return { resource: m[1] as ResourceName };
   if ((m = pathname.match(/^\/api\/v1\/namespaces\/([^/]+)\/services$/))) return { resource: 'services', namespace: decodeURIComponent(m[1] as string) };
   if (pathname === '/apis/discovery.k8s.io/v1/endpointslices') return { resource: 'endpointslices' };
+  if (pathname === '/apis/networking.k8s.io/v1/servicecidrs') return { resource: 'servicecidrs' };
   if ((m = pathname.match(/^\/apis\/discovery\.k8s\.io\/v1\/namespaces\/([^/]+)\/endpointslices$/))) {
     return { resource: 'endpointslices', namespace: decodeURIComponent(m[1] as string) };
   }
@@ -103,12 +110,14 @@ export class TestApiServer {
   private latency: Record<Verb, number> = { list: 0, watch: 0 };
   private readonly bookmarkIntervalMs: number;
   private readonly expiredWatch: 'event' | 'status';
+  private readonly served: ReadonlySet<ResourceName>;
   private baseUrl = '';
 
   private constructor(options: TestApiServerOptions) {
     this.store = new ObjectStore(options.initialResourceVersion);
     this.bookmarkIntervalMs = options.bookmarkIntervalMs ?? 1000;
     this.expiredWatch = options.expiredWatch ?? 'event';
+    this.served = new Set(options.served ?? ['services', 'endpointslices', 'nodes']);
     this.server = createServer((req, res) => {
       void this.handle(req, res).catch((err: unknown) => {
         if (!res.headersSent) this.sendJson(res, 500, status(500, (err as Error).message));
@@ -241,7 +250,8 @@ export class TestApiServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const route = routeOf(url.pathname);
-    if (!route) {
+    // A resource not served is an unknown path, as on a cluster without that API: not recorded.
+    if (!route || !this.served.has(route.resource)) {
       this.sendJson(res, 404, status(404, `the server could not find the requested resource (${url.pathname})`));
       return;
     }

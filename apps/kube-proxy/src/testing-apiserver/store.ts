@@ -1,8 +1,8 @@
-// The state of the test API server: objects of three resources under one global
+// The state of the test API server: objects of a few resources under one global
 // resourceVersion counter (as etcd's revision), the event history watches replay from, and
 // compaction, after which a watch or list from an older resourceVersion gets 410 Gone.
 
-export type ResourceName = 'services' | 'endpointslices' | 'nodes';
+export type ResourceName = 'services' | 'endpointslices' | 'nodes' | 'servicecidrs';
 
 export interface ResourceInfo {
   readonly kind: string;
@@ -23,6 +23,13 @@ export const RESOURCES: Readonly<Record<ResourceName, ResourceInfo>> = {
     prefix: '/apis/discovery.k8s.io/v1',
   },
   nodes: { kind: 'Node', listKind: 'NodeList', apiVersion: 'v1', namespaced: false, prefix: '/api/v1' },
+  servicecidrs: {
+    kind: 'ServiceCIDR',
+    listKind: 'ServiceCIDRList',
+    apiVersion: 'networking.k8s.io/v1',
+    namespaced: false,
+    prefix: '/apis/networking.k8s.io/v1',
+  },
 };
 
 /** A stored object: plain JSON as the server would serialize it. */
