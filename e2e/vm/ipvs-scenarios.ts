@@ -1,5 +1,7 @@
 // The scenarios the in-VM IPVS suite reports, shared by the guest suite and the host test.
 
+import { conformanceCheckNames, type ConformanceOptions } from '@kube-proxy-ts/testing/conformance';
+
 export const IPVS_SCENARIOS = {
   clusterTCP: 'ClusterIP TCP reaches every endpoint',
   clusterUDP: 'ClusterIP UDP reaches every endpoint',
@@ -13,6 +15,24 @@ export const IPVS_SCENARIOS = {
   foreignSurvives: 'a foreign IPVS service survives syncs',
   cleanup: 'cleanup leaves nothing of ours and keeps the foreign service',
 } as const;
+
+/**
+ * The backend conformance checks run on the real kernel: one seeded sequence (8 syncs of up to
+ * 4 events; seed 4 adds, updates and deletes services and slices, changes the node's zone, and
+ * turns on ClientIP affinity and both Local traffic policies) and the cleanup check. The
+ * others run over the in-memory node only: every check costs tens of seconds in the VM.
+ */
+export const IPVS_CONFORMANCE = {
+  checks: ['partialSync', 'cleanup'],
+  seeds: [8],
+  steps: 6,
+  maxEventsPerStep: 5,
+} as const satisfies ConformanceOptions;
+
+/** What the guest reports each conformance check as. */
+export const conformanceResultName = (check: string) => `conformance: ${check}`;
+
+export const IPVS_CONFORMANCE_RESULTS = conformanceCheckNames(IPVS_CONFORMANCE).map(conformanceResultName);
 
 /** Result lines: `KPTS-RESULT PASS <name> (...)` or `KPTS-RESULT FAIL <name> :: <why>`. */
 export function parseGuestResults(console: string): Map<string, { ok: boolean; detail: string }> {

@@ -15,4 +15,5 @@ export * from './conformance/compare.js';
 export * from './conformance/universe.js';
 export * from './conformance/harness.js';
 export * from './conformance/partial-sync.js';
+export * from './conformance/checks.js';
 export * from './conformance/suite.js';

@@ -5,6 +5,7 @@ import { nodeInfo } from '../builders/node.js';
 import { describeBackendConformance } from './suite.js';
 import { checkPartialSync, formatPartialSyncReport, partialSyncOk } from './partial-sync.js';
 import { syncOrReport } from './harness.js';
+import { conformanceCheckNames, runBackendConformance, type ConformanceResult } from './checks.js';
 import { createFakePlane, referenceBackendFactory } from './testdata/reference-backend.js';
 
 const node = nodeInfo({ name: 'node1', zone: 'zone-a', addresses: ['192.168.50.1'], podCIDRs: ['10.244.1.0/24'] });
@@ -123,6 +124,81 @@ describe('checkPartialSync', () => {
     const r = await checkPartialSync(broken, { seed: 1, steps: 3, context });
     expect(formatPartialSyncReport(r)).toContain('syncs 1, 2, 3: sync reported failure: nft: syntax error');
     expect(formatPartialSyncReport(r)).toContain('full sync of the state after sync 3: sync reported failure: nft: syntax error');
+  });
+});
+
+describe('runBackendConformance (without vitest)', () => {
+  it('runs every check in order around the hooks and passes the reference backend', async () => {
+    const calls: string[] = [];
+    const seen: string[] = [];
+    const results = await runBackendConformance(referenceBackendFactory(), {
+      context,
+      seeds: [1, 2],
+      hooks: {
+        beforeAll: () => void calls.push('beforeAll'),
+        beforeEach: () => void calls.push('beforeEach'),
+        afterEach: () => void calls.push('afterEach'),
+        afterAll: () => void calls.push('afterAll'),
+      },
+      onResult: (r) => void seen.push(r.name),
+    });
+    expect(results.map((r) => [r.name, r.status, r.message])).toEqual(
+      conformanceCheckNames({ seeds: [1, 2] }).map((name) => [name, 'pass', undefined]),
+    );
+    expect(results.map((r) => r.name)).toEqual(seen);
+    expect(results.map((r) => r.name)).toContain('partial syncs after random changes leave the data plane of one full sync (seed 2)');
+    expect(calls).toEqual(['beforeAll', ...Array<string[]>(6).fill(['beforeEach', 'afterEach']).flat(), 'afterAll']);
+  });
+
+  it('reports a partial-sync difference and foreign state it touched, with readable messages', async () => {
+    const plane = createFakePlane();
+    const results = await runBackendConformance(referenceBackendFactory({ keepDeletedServices: true }), {
+      context: () => testContext({ runner: plane.runner(), node }),
+      sharedDataPlane: true,
+      seeds: [1, 2, 3, 4, 5],
+      steps: 15,
+      checks: ['partialSync', 'cleanup'],
+      foreignState: {
+        install: () => void plane.entries.set('other/rule', 'keep me'),
+        verify: () => {
+          if (plane.entries.get('other/rule') !== 'keep me') throw new Error('the foreign rule is gone');
+        },
+      },
+    });
+    const byStatus = (s: ConformanceResult['status']) => results.filter((r) => r.status === s);
+    expect(byStatus('fail').length).toBeGreaterThan(0);
+    for (const r of byStatus('fail')) {
+      expect(r.name).toMatch(/^partial syncs .* \(seed \d\)$/);
+      expect(r.message).toMatch(/differs from a full sync[\s\S]*only in partial[\s\S]*events:\n {4}sync 1: /);
+    }
+    // cleanup() of this backend is correct and spares the foreign entry.
+    expect(results.at(-1)).toMatchObject({ name: conformanceCheckNames({ checks: ['cleanup'] })[0], status: 'pass' });
+
+    plane.entries.clear();
+    const [cleanup] = await runBackendConformance(referenceBackendFactory(), {
+      context: () => testContext({ runner: plane.runner(), node }),
+      sharedDataPlane: true,
+      checks: ['cleanup'],
+      foreignState: {
+        install: () => void plane.entries.set('ref/IPv4/other', 'not ours, but under the prefix cleanup() flushes'),
+        verify: () => {
+          if (!plane.entries.has('ref/IPv4/other')) throw new Error('the foreign entry is gone');
+        },
+      },
+    });
+    expect(cleanup).toMatchObject({ status: 'fail', message: 'the foreign entry is gone' });
+  });
+
+  it('skips the checks that need inspect() when the backend has none', async () => {
+    const results = await runBackendConformance(withoutInspect, { context, seeds: [1] });
+    expect(results.map((r) => r.status)).toEqual(['pass', 'pass', 'pass', 'skip', 'pass']);
+    expect(results[3]!.message).toMatch(/has no inspect\(\)/);
+  });
+
+  it('fails a check that outlives its timeout', async () => {
+    const slow: BackendFactory = (opts) => ({ ...referenceBackendFactory()(opts), sync: () => new Promise(() => undefined) });
+    const [r] = await runBackendConformance(slow, { context, checks: ['empty'], timeoutMs: 50 });
+    expect(r).toMatchObject({ status: 'fail', message: 'syncs the empty state did not finish within 50 ms' });
   });
 });
 
