@@ -181,7 +181,7 @@ describe('TcpServiceListener on 127.0.0.1', () => {
     client.destroy();
   });
 
-  it('delivers every byte intact when several connections share the read buffer and clients stall', async () => {
+  it('delivers every byte intact when connections reuse read buffers and clients stall', async () => {
     // Distinct random payloads per connection; the clients pause now and then, so writes to
     // them queue while other connections keep reading from their endpoints.
     const payloads = new Map<string, Buffer>();
