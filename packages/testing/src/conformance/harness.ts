@@ -116,6 +116,7 @@ export class Harness {
   trackerFor(world: World, nodeName: string): StateTracker {
     const tracker = this.newTracker(nodeName);
     tracker.onNodeAdd(world.node);
+    tracker.onServiceCIDRsChanged?.(world.serviceCIDRs);
     for (const s of world.services.values()) tracker.onServiceAdd(s);
     for (const s of world.slices.values()) tracker.onEndpointSliceAdd(s);
     tracker.onNodeSynced();
@@ -161,6 +162,10 @@ export function applyEvent(world: World, tracker: ProxyEventHandler, event: Conf
     case 'updateNode':
       tracker.onNodeUpdate(world.node, event.object);
       world.node = event.object;
+      return;
+    case 'setServiceCIDRs':
+      tracker.onServiceCIDRsChanged?.(event.cidrs);
+      world.serviceCIDRs = event.cidrs;
       return;
   }
 }

@@ -27,6 +27,8 @@ export interface World {
   readonly services: Map<string, V1Service>;
   readonly slices: Map<string, V1EndpointSlice>;
   node: V1Node;
+  /** The union of the cluster's ServiceCIDRs. */
+  serviceCIDRs: readonly string[];
 }
 
 export type ConformanceEvent =
@@ -34,7 +36,8 @@ export type ConformanceEvent =
   | { readonly kind: 'deleteService'; readonly name: string }
   | { readonly kind: 'upsertSlice'; readonly object: V1EndpointSlice }
   | { readonly kind: 'deleteSlice'; readonly name: string }
-  | { readonly kind: 'updateNode'; readonly object: V1Node };
+  | { readonly kind: 'updateNode'; readonly object: V1Node }
+  | { readonly kind: 'setServiceCIDRs'; readonly cidrs: readonly string[] };
 
 /** One line per event, for failure messages that let a reader replay the sequence. */
 export function describeEvent(e: ConformanceEvent): string {
@@ -59,10 +62,14 @@ export function describeEvent(e: ConformanceEvent): string {
       return `delete slice ${e.name}`;
     case 'updateNode':
       return `node zone=${e.object.metadata?.labels?.['topology.kubernetes.io/zone'] ?? '-'}`;
+    case 'setServiceCIDRs':
+      return `service CIDRs [${e.cidrs.join(' ')}]`;
   }
 }
 
 interface Addresses {
+  /** Ranges that hold the ClusterIPs, and one that does not. */
+  serviceCIDRs: readonly string[];
   clusterIP(i: number): string;
   endpoint(n: number): string;
   externalIP(i: number): string;
@@ -73,6 +80,7 @@ interface Addresses {
 function addressesOf(family: IPFamily): Addresses {
   return family === 'IPv4'
     ? {
+        serviceCIDRs: ['172.30.0.0/16', '10.96.0.0/12'],
         clusterIP: (i) => `172.30.10.${i + 1}`,
         endpoint: (n) => `10.180.0.${n}`,
         externalIP: (i) => `192.168.99.${i + 1}`,
@@ -80,6 +88,7 @@ function addressesOf(family: IPFamily): Addresses {
         sourceRange: '203.0.113.0/24',
       }
     : {
+        serviceCIDRs: ['fd00:30::/108', 'fd00:96::/112'],
         clusterIP: (i) => `fd00:30::a:${i + 1}`,
         endpoint: (n) => `fd00:180::${n}`,
         externalIP: (i) => `fd00:99::${i + 1}`,
@@ -168,7 +177,7 @@ export class Universe {
   }
 
   emptyWorld(): World {
-    return { services: new Map(), slices: new Map(), node: this.nodeObject(this.options.node.zone) };
+    return { services: new Map(), slices: new Map(), node: this.nodeObject(this.options.node.zone), serviceCIDRs: [] };
   }
 
   nodeObject(zone: string | undefined): V1Node {
@@ -252,6 +261,11 @@ export class Universe {
     if (r < 0.45) {
       if (world.services.has(shape.name) && chance(rnd, 0.35)) return { kind: 'deleteService', name: shape.name };
       return { kind: 'upsertService', object: this.service(i, rnd) };
+    }
+    if (r >= 0.97) {
+      // None, one range, or two (the ClusterIPs' and another): cluster-ips-check follows them.
+      const all = addressesOf(this.options.ipFamily).serviceCIDRs;
+      return { kind: 'setServiceCIDRs', cidrs: all.slice(0, Math.floor(rnd() * (all.length + 1))) };
     }
     const j = Math.floor(rnd() * SLICES_PER_SERVICE);
     const name = `${shape.name}-${j}`;
