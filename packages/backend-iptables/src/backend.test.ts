@@ -55,6 +55,22 @@ describe('IptablesBackend sync', () => {
     expect(masquerade?.endsWith('--random-fully')).toBe(expected);
   });
 
+  it('follows the node\'s addresses for restricted NodePorts at every sync, not only full ones', async () => {
+    const { backend, runner } = await setUp({ nodePortAddresses: ['192.168.0.0/16'] });
+    const addresses = (ips: string[]) => ({ stdout: JSON.stringify([{ ifname: 'eth0', addr_info: ips.map((local) => ({ local })) }]) });
+    runner.on('ip', addresses([TEST_NODE_IP]), (a) => a.includes('addr'));
+    const cluster = new Cluster().upsert(svc(1, { type: 'NodePort', ports: [{ name: 'p80', port: 80, nodePort: 30001 }] }), slice(1, ['10.180.0.1']));
+    let { state, changes } = cluster.checkpoint();
+    await backend.sync(state, changes);
+    const nodePortJumps = () => chainsOf(backend.lastPayload()).nat?.['KUBE-SERVICES']?.filter((r) => r.endsWith('-j KUBE-NODEPORTS'));
+    expect(nodePortJumps()).toEqual([`-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -d ${TEST_NODE_IP} -j KUBE-NODEPORTS`]);
+    runner.on('ip', addresses([TEST_NODE_IP, '192.168.7.7']), (a) => a.includes('addr'));
+    ({ state, changes } = cluster.upsert(slice(1, ['10.180.0.2'])).checkpoint());
+    const result = await backend.sync(state, changes);
+    expect(result.full).toBe(false);
+    expect(nodePortJumps()).toEqual([TEST_NODE_IP, '192.168.7.7'].map((ip) => `-m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -d ${ip} -j KUBE-NODEPORTS`));
+  });
+
   it('does not insert jumps the kernel already has', async () => {
     const { backend, runner } = await setUp();
     runner.on(SAVE, { stdout: '*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\nCOMMIT\n' }, (a) => a[1] === 'nat');

@@ -221,7 +221,9 @@ export class IptablesBackend implements Backend {
         else logger.warn({ stderr: r.stderr.trim() }, 'could not set route_localnet');
       }
 
-      if (!resolveNodePortAddresses(this.config.nodePortAddresses, this.family).matchAll && (full || !this.nodePortIPs)) {
+      // Restricted NodePorts follow the node's addresses at every sync, as upstream reads them:
+      // a changed list rewrites the NodePort jumps at the end of KUBE-SERVICES.
+      if (!resolveNodePortAddresses(this.config.nodePortAddresses, this.family).matchAll) {
         const addresses = resolveNodePortAddresses(this.config.nodePortAddresses, this.family, state.node.addresses[0]);
         this.nodePortIPs = addresses.select(await listLocalAddresses(ctx.runner, this.family));
       }
