@@ -225,7 +225,13 @@ export class IptablesBackend implements Backend {
       // a changed list rewrites the NodePort jumps at the end of KUBE-SERVICES.
       if (!resolveNodePortAddresses(this.config.nodePortAddresses, this.family).matchAll) {
         const addresses = resolveNodePortAddresses(this.config.nodePortAddresses, this.family, state.node.addresses[0]);
-        this.nodePortIPs = addresses.select(await listLocalAddresses(ctx.runner, this.family));
+        try {
+          this.nodePortIPs = addresses.select(await listLocalAddresses(ctx.runner, this.family)).sort();
+        } catch (err) {
+          // Keep what was written rather than close every NodePort; a first sync has nothing to keep.
+          if (!this.nodePortIPs) throw err;
+          logger.error({ err: String(err) }, 'listing local addresses failed: NodePort addresses not updated');
+        }
       }
 
       const computeStart = ctx.clock.now();

@@ -252,6 +252,20 @@ describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () =
     expect(f.elements('nodeport-ips')).toEqual([NODE_IP]);
   });
 
+  it('follows the node\'s addresses for nodeport-ips at every sync, in a partial sync', async () => {
+    const f = await fixture({ config: { nodePortAddresses: ['192.168.0.0/16'] } });
+    overallWorld(f);
+    await f.sync();
+    expect(f.elements('nodeport-ips')).toEqual([NODE_IP]);
+    f.runner.on('ip', () => ({ stdout: JSON.stringify([{ addr_info: [{ family: 'inet', local: NODE_IP }, { family: 'inet', local: '192.168.7.7' }] }]) }));
+    const { scripts, full } = await f.sync();
+    expect(full).toBe(false);
+    expect(scripts.join('')).toContain('flush set ip kube-proxy nodeport-ips\n');
+    expect(f.elements('nodeport-ips')).toEqual([NODE_IP, '192.168.7.7']);
+    // Nothing else moved: the next sync writes nothing.
+    expect((await f.sync()).scripts).toEqual([]);
+  });
+
   it('masquerades everything with masqueradeAll and drops unallocated service CIDR addresses', async () => {
     const f = await fixture({ config: { nftables: { masqueradeAll: true } } });
     f.tracker.onServiceCIDRsChanged(['172.30.0.0/16', 'fd00::/108']);

@@ -31,7 +31,7 @@ import {
 import { listExistingObjects, type ExistingObjects } from './existing-objects.js';
 import { AFFINITY_PREFIX, NODEPORT_IPS_SET, SERVICE_CONTAINERS, TABLE, nftFamily, type NftFamily } from './layout.js';
 import { computeServiceObjects, type ElementValue, type RuleContext, type ServiceObjects } from './service-objects.js';
-import { baseChainRules, containerDeclaration, helperChainRules, writeClusterIPsCheck, writeSetup, type SetupOptions } from './setup.js';
+import { baseChainRules, containerDeclaration, helperChainRules, writeClusterIPsCheck, writeNodePortIPs, writeSetup, type SetupOptions } from './setup.js';
 import { NftTransaction, renderElement } from './transaction.js';
 
 export interface NftablesBackendOptions extends BackendOptions {
@@ -206,9 +206,10 @@ export class NftablesBackend implements Backend {
       .filter(([name, at]) => now - at >= this.staleDelayMs && !active.has(name))
       .map(([name]) => name);
 
-    // 4. The fixed part when everything is recomputed; otherwise only cluster-ips-check, the one
-    // fixed chain that follows the state (its Service CIDRs), when they moved. Then the chains of
-    // recomputed services, in bounded transactions.
+    // 4. The fixed part when everything is recomputed; otherwise only what of it follows the
+    // state, when it moved: cluster-ips-check (the Service CIDRs) and nodeport-ips (the node's
+    // addresses, read at every sync as upstream does). Then the chains of recomputed services,
+    // in bounded transactions.
     const transactions: NftTransaction[] = [];
     const newTx = () => new NftTransaction(this.family, TABLE);
     const serviceCIDRs = state.serviceCIDRs ?? [];
@@ -220,16 +221,17 @@ export class NftablesBackend implements Backend {
           serviceCIDRs,
           recreateBaseChains: !this.baseChainsRecreated,
         }
-      : this.setup && !sameRules(this.setup.serviceCIDRs, serviceCIDRs)
-        ? { ...this.setup, serviceCIDRs }
+      : this.setup && (!sameRules(this.setup.serviceCIDRs, serviceCIDRs) || !sameList(this.setup.nodePortIPs, nodePortIPs))
+        ? { ...this.setup, serviceCIDRs, nodePortIPs }
         : undefined;
     let tx = newTx();
     if (recomputeAll && setup) {
       writeSetup(tx, setup);
       transactions.push(tx);
       tx = newTx();
-    } else if (setup) {
-      writeClusterIPsCheck(tx, setup);
+    } else if (setup && this.setup) {
+      if (!sameRules(this.setup.serviceCIDRs, serviceCIDRs)) writeClusterIPsCheck(tx, setup);
+      if (!sameList(this.setup.nodePortIPs, nodePortIPs)) writeNodePortIPs(tx, setup);
     }
     let servicesInTx = 0;
     let chainsWritten = 0;
@@ -339,7 +341,7 @@ export class NftablesBackend implements Backend {
     const full = this.needFullSync || changes.nodeChanged || !this.setup;
     try {
       const existing = this.kernelUnknown && (this.needFullSync || !this.setup) ? await listExistingObjects(ctx.runner, this.family, TABLE, this.timeoutMs) : undefined;
-      const nodePortIPs = full || changes.nodeChanged ? await this.nodePortIPs(state) : (this.setup?.nodePortIPs ?? null);
+      const nodePortIPs = await this.nodePortIPs(state);
       const plan = this.plan(state, changes, nodePortIPs, existing);
       const texts = plan.transactions.map((t) => t.toString());
       this.lastTransactions = texts.reduce((n, t) => n + t.length, 0) <= 1 << 20 ? texts : [];
@@ -434,14 +436,20 @@ export class NftablesBackend implements Backend {
     const resolved = resolveNodePortAddresses(this.config.nodePortAddresses, this.ipFamily, state.node.addresses[0]);
     if (resolved.matchAll) return null;
     const ctx = this.requireCtx();
-    let local: string[] = [];
+    let local: string[];
     try {
       local = await listLocalAddresses(ctx.runner, this.ipFamily);
     } catch (err) {
-      ctx.logger.error({ err: String(err) }, 'listing local addresses failed: NodePorts may not work');
+      // Keep what was written rather than close every NodePort.
+      ctx.logger.error({ err: String(err) }, 'listing local addresses failed: NodePort addresses not updated');
+      if (this.setup?.nodePortIPs) return [...this.setup.nodePortIPs];
+      local = [];
     }
     // Localhost NodePorts are not supported in nftables mode.
-    return resolved.select(local).filter((ip) => !ip.startsWith('127.') && ip !== '::1');
+    return resolved
+      .select(local)
+      .filter((ip) => !ip.startsWith('127.') && ip !== '::1')
+      .sort();
   }
 
   private forget(): void {
@@ -490,6 +498,11 @@ export class NftablesBackend implements Backend {
 
 function sameRules(a: readonly string[] | undefined, b: readonly string[]): boolean {
   return a !== undefined && a.length === b.length && a.every((r, i) => r === b[i]);
+}
+
+/** Equal address lists (null: every local address). */
+function sameList(a: readonly string[] | null, b: readonly string[] | null): boolean {
+  return a === null || b === null ? a === b : sameRules(a, b);
 }
 
 function countLines(text: string): number {

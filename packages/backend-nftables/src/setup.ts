@@ -106,13 +106,7 @@ export function writeSetup(tx: NftTransaction, options: SetupOptions): void {
     const d = containerDeclaration(c, options.ipFamily);
     tx.addContainer(d.kind, c.name, d.type, { comment: d.comment });
   }
-  tx.addContainer('set', NODEPORT_IPS_SET, addrType(options.ipFamily), { comment: 'IPs that accept NodePort traffic' });
-  if (options.nodePortIPs === null) {
-    tx.deleteContainer('set', NODEPORT_IPS_SET);
-  } else {
-    tx.flushContainer('set', NODEPORT_IPS_SET);
-    tx.addElements(NODEPORT_IPS_SET, options.nodePortIPs.map((ip) => [ip, { value: '' }] as const));
-  }
+  writeNodePortIPs(tx, options);
   for (const [chain, rules] of baseChainRules()) for (const rule of rules) tx.addRule(chain, rule);
   for (const [chain, rules] of helperChainRules(options)) for (const rule of rules) tx.addRule(chain, rule);
 }
@@ -124,4 +118,15 @@ export function writeClusterIPsCheck(tx: NftTransaction, options: SetupOptions):
   const d = containerDeclaration(SERVICE_CONTAINERS.find((c) => c.name === CLUSTER_IPS_SET)!, options.ipFamily);
   tx.addContainer(d.kind, CLUSTER_IPS_SET, d.type, { comment: d.comment });
   tx.flushChain(CLUSTER_IPS_CHECK_CHAIN).addChainRules(CLUSTER_IPS_CHECK_CHAIN, helperChainRules(options).get(CLUSTER_IPS_CHECK_CHAIN) ?? []);
+}
+
+/** The nodeport-ips set: absent when NodePorts are open on every local address, else exactly these. */
+export function writeNodePortIPs(tx: NftTransaction, options: SetupOptions): void {
+  tx.addContainer('set', NODEPORT_IPS_SET, addrType(options.ipFamily), { comment: 'IPs that accept NodePort traffic' });
+  if (options.nodePortIPs === null) {
+    tx.deleteContainer('set', NODEPORT_IPS_SET);
+  } else {
+    tx.flushContainer('set', NODEPORT_IPS_SET);
+    tx.addElements(NODEPORT_IPS_SET, options.nodePortIPs.map((ip) => [ip, { value: '' }] as const));
+  }
 }
