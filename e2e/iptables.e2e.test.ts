@@ -1,16 +1,17 @@
 // The iptables backend on a real kernel, inside a sandbox of network namespaces: a node running
 // the backend, pods answering with their own name, an in-cluster client and an external client.
 
-import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { V1Node } from '@kubernetes/client-node';
+import { nodeToNodeInfo, type IPFamily } from '@kube-proxy-ts/core';
 import { IptablesBackend } from '@kube-proxy-ts/backend-iptables';
 import {
   ClusterFeed,
   createSandbox,
   endpointSlice,
-  listSandboxNamespaces,
   node,
   proxyConfig,
+  removeLeftoverSandboxes,
   sandboxUnsupportedReason,
   service,
   testContext,
@@ -20,14 +21,53 @@ import {
 const TOOLS = ['iptables-nft', 'iptables-nft-restore', 'iptables-nft-save', 'conntrack', 'curl'];
 const unsupported = sandboxUnsupportedReason(TOOLS);
 if (unsupported) console.log(`iptables e2e skipped: ${unsupported}`);
+const unsupported6 = unsupported ?? sandboxUnsupportedReason(['ip6tables-nft', 'ip6tables-nft-restore', 'ip6tables-nft-save']);
+if (unsupported6 && !unsupported) console.log(`iptables IPv6 e2e skipped: ${unsupported6}`);
 
 const NODE = 'e2e-node';
-const TAG = 'ipte2e';
+const targetPort = 8080;
+
+type Instance = Awaited<ReturnType<typeof startInstance>>;
+
+/** The backend instance of one family in the node namespace, fed as the daemon feeds it. */
+async function startInstance(sb: Sandbox, ipFamily: IPFamily, nodeObject: V1Node, clusterCIDR: string) {
+  const backend = new IptablesBackend({ ipFamily, config: proxyConfig({ clusterCIDR }), commandTimeoutMs: 60_000 });
+  await backend.start(testContext({ runner: sb.runner('node') as never, node: nodeToNodeInfo(nodeObject, ipFamily) }));
+  const feed = new ClusterFeed({ ipFamily, node: nodeObject });
+  const sync = async () => {
+    const { state, changes } = feed.checkpoint();
+    const result = await backend.sync(state, changes);
+    expect(result.ok, result.error?.message).toBe(true);
+    return result;
+  };
+  return { backend, feed, sync };
+}
+
+/** The pods answering `times` requests (new connections each). */
+async function httpNames(sb: Sandbox, from: string, host: string, port: number, times: number): Promise<Set<string>> {
+  const names = new Set<string>();
+  for (let i = 0; i < times; i++) names.add(await sb.http(from, host, port, { timeoutMs: 3000 }));
+  return names;
+}
+
+/**
+ * Connecting is refused (a REJECT), well before curl's 3 s timeout. An ICMPv6 error that comes
+ * back over veth while connect() still holds the socket is only a soft error to Linux
+ * (TcpExtLockDroppedIcmps): over IPv6 the refusal comes with the SYN retransmitted after 1 s.
+ */
+async function expectRefusedAtOnce(sb: Sandbox, from: string, host: string, port: number): Promise<void> {
+  const started = Date.now();
+  const r = await sb.tryHttp(from, host, port, { timeoutMs: 3000 });
+  expect(r.ok).toBe(false);
+  expect(r.error ?? '').toMatch(/refused|Couldn't connect/i);
+  expect(Date.now() - started).toBeLessThan(host.includes(':') ? 2500 : 1500);
+}
+
 describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', () => {
+  const TAG = 'ipte2e';
   let sb: Sandbox;
-  let backend: IptablesBackend;
-  let feed: ClusterFeed;
-  let ctx: ReturnType<typeof testContext>;
+  let ipv4: Instance;
+  const sync = () => ipv4.sync();
 
   const VIP = '10.96.0.10';
   const NO_EP_VIP = '10.96.0.11';
@@ -35,43 +75,21 @@ describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', 
   const UDP_VIP = '10.96.0.13';
   const LB_IP = '192.168.60.10';
   const EXTERNAL_IP = '192.168.60.20';
-  const targetPort = 8080;
-
-  async function sync(): Promise<void> {
-    const { state, changes } = feed.checkpoint();
-    const result = await backend.sync(state, changes);
-    expect(result.ok, result.error?.message).toBe(true);
-  }
-
-  /** The pods answering `times` requests (new connections each). */
-  async function httpNames(from: string, host: string, port: number, times: number): Promise<Set<string>> {
-    const names = new Set<string>();
-    for (let i = 0; i < times; i++) names.add(await sb.http(from, host, port, { timeoutMs: 3000 }));
-    return names;
-  }
 
   const save = async () => sb.execOk('node', ['iptables-nft-save']);
 
   beforeAll(async () => {
-    // Leftovers of an interrupted run of this suite only.
-    for (const ns of await listSandboxNamespaces(`kpts-${TAG}-`)) {
-      execFileSync('ip', ['netns', 'del', ns], { timeout: 15_000, stdio: 'ignore' });
-    }
+    await removeLeftoverSandboxes(TAG);
     sb = await createSandbox({ tag: TAG, pods: 2, ports: [targetPort] });
     // Another program's rules, which neither sync nor cleanup may touch.
     await sb.execOk('node', ['iptables-nft', '-w', '-t', 'nat', '-A', 'PREROUTING', '-s', '198.51.100.0/24', '-m', 'comment', '--comment', 'foreign rule', '-j', 'RETURN']);
     await sb.execOk('node', ['iptables-nft', '-w', '-N', 'FOREIGN-CHAIN']);
     await sb.execOk('node', ['iptables-nft', '-w', '-A', 'FOREIGN-CHAIN', '-s', '198.51.100.1', '-j', 'DROP']);
-
-    ctx = testContext({ runner: sb.runner('node') as never, node: { name: NODE, addresses: [sb.plan.nodeIP], podCIDRs: [sb.plan.podCIDR] } });
-    const config = proxyConfig({ clusterCIDR: sb.plan.clusterCIDR });
-    backend = new IptablesBackend({ ipFamily: 'IPv4', config, commandTimeoutMs: 60_000 });
-    await backend.start(ctx);
-    feed = new ClusterFeed({ node: node(NODE, { addresses: [sb.plan.nodeIP], podCIDRs: [sb.plan.podCIDR] }) });
+    ipv4 = await startInstance(sb, 'IPv4', node(NODE, { addresses: [sb.plan.nodeIP], podCIDRs: [sb.plan.podCIDR] }), sb.plan.clusterCIDR);
   }, 120_000);
 
   afterAll(async () => {
-    await backend?.cleanup().catch(() => undefined);
+    await ipv4?.backend.cleanup().catch(() => undefined);
     await sb?.destroy();
   });
 
@@ -86,59 +104,53 @@ describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', 
   ];
 
   it('ClusterIP over TCP and UDP reaches every endpoint; NodePort from an external client', async () => {
-    feed.upsert(
+    ipv4.feed.upsert(
       service('default', 'web', { type: 'NodePort', clusterIP: VIP, ports }),
       endpointSlice('default', 'web', { name: 'web-a', endpoints: [{ ip: pod1.ip, nodeName: NODE }, { ip: pod2.ip, nodeName: NODE }], ports: slicePorts }),
     );
     await sync();
-    expect(await httpNames('client', VIP, 80, 16)).toEqual(new Set([pod1.name, pod2.name]));
+    expect(await httpNames(sb, 'client', VIP, 80, 16)).toEqual(new Set([pod1.name, pod2.name]));
     const udp = new Set<string>();
     for (let i = 0; i < 24 && udp.size < 2; i++) udp.add(await sb.udp('client', VIP, 53, { timeoutMs: 3000 }));
     expect(udp).toEqual(new Set([pod1.name, pod2.name]));
-    expect(await httpNames('external', sb.plan.nodeIP, 30080, 16)).toEqual(new Set([pod1.name, pod2.name]));
+    expect(await httpNames(sb, 'external', sb.plan.nodeIP, 30080, 16)).toEqual(new Set([pod1.name, pod2.name]));
   });
 
   it('refuses connections to a service without endpoints at once', async () => {
-    feed.upsert(service('default', 'empty', { clusterIP: NO_EP_VIP, ports: [{ name: 'http', port: 80, targetPort }] }));
+    ipv4.feed.upsert(service('default', 'empty', { clusterIP: NO_EP_VIP, ports: [{ name: 'http', port: 80, targetPort }] }));
     await sync();
-    const started = Date.now();
-    const r = await sb.tryHttp('client', NO_EP_VIP, 80, { timeoutMs: 3000 });
-    expect(r.ok).toBe(false);
-    expect(r.error ?? '').toMatch(/refused|Couldn't connect|Failed to connect/i);
-    expect(Date.now() - started).toBeLessThan(1500);
+    await expectRefusedAtOnce(sb, 'client', NO_EP_VIP, 80);
   });
 
   it('stops sending new connections to a removed endpoint after the next sync (partial sync)', async () => {
-    feed.upsert(endpointSlice('default', 'web', { name: 'web-a', endpoints: [{ ip: pod1.ip, nodeName: NODE }], ports: slicePorts }));
-    const { state, changes } = feed.checkpoint();
-    const result = await backend.sync(state, changes);
-    expect(result).toMatchObject({ ok: true, full: false });
-    expect(await httpNames('client', VIP, 80, 12)).toEqual(new Set([pod1.name]));
+    ipv4.feed.upsert(endpointSlice('default', 'web', { name: 'web-a', endpoints: [{ ip: pod1.ip, nodeName: NODE }], ports: slicePorts }));
+    expect(await sync()).toMatchObject({ full: false });
+    expect(await httpNames(sb, 'client', VIP, 80, 12)).toEqual(new Set([pod1.name]));
   });
 
   it('keeps a client on one endpoint with ClientIP affinity', async () => {
-    feed.upsert(
+    ipv4.feed.upsert(
       service('default', 'sticky', { clusterIP: AFFINITY_VIP, sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } }, ports: [{ name: 'http', port: 80, targetPort }] }),
       endpointSlice('default', 'sticky', { name: 'sticky-a', endpoints: [pod1.ip, pod2.ip], ports: [{ name: 'http', port: targetPort }] }),
     );
     await sync();
-    expect((await httpNames('client', AFFINITY_VIP, 80, 12)).size).toBe(1);
+    expect((await httpNames(sb, 'client', AFFINITY_VIP, 80, 12)).size).toBe(1);
   });
 
   it('externalTrafficPolicy Local: NodePort traffic goes only to local endpoints and keeps the client address', async () => {
-    feed.upsert(
+    ipv4.feed.upsert(
       service('default', 'local', { type: 'NodePort', clusterIP: '10.96.0.14', externalTrafficPolicy: 'Local', ports: [{ name: 'http', port: 80, targetPort, nodePort: 30081 }] }),
       endpointSlice('default', 'local', { name: 'local-a', endpoints: [{ ip: pod1.ip, nodeName: NODE }, { ip: pod2.ip, nodeName: 'other-node' }], ports: [{ name: 'http', port: targetPort }] }),
     );
     await sync();
-    expect(await httpNames('external', sb.plan.nodeIP, 30081, 12)).toEqual(new Set([pod1.name]));
+    expect(await httpNames(sb, 'external', sb.plan.nodeIP, 30081, 12)).toEqual(new Set([pod1.name]));
     expect(await sb.http('external', sb.plan.nodeIP, 30081, { path: '/clientip' })).toBe(sb.plan.externalIP);
     // In-cluster traffic to the ClusterIP still uses every endpoint.
-    expect(await httpNames('client', '10.96.0.14', 80, 24)).toEqual(new Set([pod1.name, pod2.name]));
+    expect(await httpNames(sb, 'client', '10.96.0.14', 80, 24)).toEqual(new Set([pod1.name, pod2.name]));
   });
 
   it('LB IP with a source range admits one client and refuses another; externalIP reaches the endpoints', async () => {
-    feed.upsert(
+    ipv4.feed.upsert(
       service('default', 'lb', {
         type: 'LoadBalancer',
         clusterIP: '10.96.0.15',
@@ -157,7 +169,7 @@ describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', 
   });
 
   it('deletes the UDP conntrack entry of a removed endpoint', async () => {
-    feed.upsert(
+    ipv4.feed.upsert(
       service('default', 'dns', { clusterIP: UDP_VIP, ports: [{ name: 'dns', port: 53, targetPort, protocol: 'UDP' }] }),
       endpointSlice('default', 'dns', { name: 'dns-a', endpoints: [pod1.ip, pod2.ip], ports: [{ name: 'dns', port: targetPort, protocol: 'UDP' }] }),
     );
@@ -167,7 +179,7 @@ describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', 
     expect(seen).toEqual(new Set([pod1.name, pod2.name]));
     const entries = async () => (await sb.exec('node', ['conntrack', '-L', '-p', 'udp', '--orig-dst', UDP_VIP, '--reply-src', pod2.ip])).stdout;
     expect(await entries()).toContain(pod2.ip);
-    feed.upsert(endpointSlice('default', 'dns', { name: 'dns-a', endpoints: [pod1.ip], ports: [{ name: 'dns', port: targetPort, protocol: 'UDP' }] }));
+    ipv4.feed.upsert(endpointSlice('default', 'dns', { name: 'dns-a', endpoints: [pod1.ip], ports: [{ name: 'dns', port: targetPort, protocol: 'UDP' }] }));
     await sync();
     expect(await entries()).not.toContain(pod2.ip);
   });
@@ -176,12 +188,85 @@ describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', 
     const before = await save();
     expect(before).toContain('foreign rule');
     expect(before).toMatch(/:KUBE-SERVICES/);
-    await backend.cleanup();
+    await ipv4.backend.cleanup();
     const after = await save();
     expect(after).not.toMatch(/KUBE-/);
     expect(after).toContain('-A PREROUTING -s 198.51.100.0/24 -m comment --comment "foreign rule" -j RETURN');
     expect(after).toContain('-A FOREIGN-CHAIN -s 198.51.100.1/32 -j DROP');
     // A second cleanup finds nothing and does not fail.
-    await backend.cleanup();
+    await ipv4.backend.cleanup();
+  });
+});
+
+/** An iptables-save dump without its timestamps and packet counters, to compare two of them. */
+const withoutCounters = (dump: string) =>
+  dump
+    .split('\n')
+    .filter((line) => !line.startsWith('#'))
+    .map((line) => line.replace(/ \[\d+:\d+\]$/, ''))
+    .join('\n');
+
+describe.skipIf(unsupported6 !== undefined)('iptables backend on a real kernel: IPv6 on a dual-stack node', () => {
+  const TAG = 'ipte2e6';
+  let sb: Sandbox;
+  let ipv4: Instance;
+  let ipv6: Instance;
+  /** The IPv4 instance's rules before the IPv6 instance started. */
+  let ipv4Rules: string;
+
+  const VIP4 = '10.96.0.10';
+  const VIP = 'fd00:10:96::10';
+  const NO_EP_VIP = 'fd00:10:96::11';
+  const podNames = new Set(['pod1', 'pod2']);
+
+  const save = (family: IPFamily) => sb.execOk('node', [family === 'IPv6' ? 'ip6tables-nft-save' : 'iptables-nft-save']);
+
+  beforeAll(async () => {
+    await removeLeftoverSandboxes(TAG);
+    sb = await createSandbox({ tag: TAG, pods: 2, ports: [targetPort], ipv6: true });
+    const { plan } = sb;
+    const nodeObject = node(NODE, { addresses: [plan.nodeIP, plan.ipv6.nodeIP], podCIDRs: [plan.podCIDR, plan.ipv6.podCIDR] });
+    const slice = (name: string, ips: string[]) =>
+      endpointSlice('default', 'web', { name, endpoints: ips.map((ip) => ({ ip, nodeName: NODE })), ports: [{ name: 'http', port: targetPort }] });
+    // A dual-stack Service: each family's instance takes its own ClusterIP and EndpointSlice.
+    const objects = [
+      service('default', 'web', { type: 'NodePort', clusterIPs: [VIP4, VIP], ports: [{ name: 'http', port: 80, targetPort, nodePort: 30080 }] }),
+      slice('web-v4', sb.pods.map((p) => p.ip)),
+      slice('web-v6', sb.pods.map((p) => p.ipv6!)),
+      service('default', 'empty', { clusterIP: NO_EP_VIP, ports: [{ name: 'http', port: 80, targetPort }] }),
+    ];
+    ipv4 = await startInstance(sb, 'IPv4', nodeObject, plan.clusterCIDR);
+    ipv4.feed.upsert(...objects);
+    await ipv4.sync();
+    ipv4Rules = withoutCounters(await save('IPv4'));
+    ipv6 = await startInstance(sb, 'IPv6', nodeObject, plan.ipv6.clusterCIDR);
+    ipv6.feed.upsert(...objects);
+    await ipv6.sync();
+  }, 120_000);
+
+  afterAll(async () => {
+    await ipv6?.backend.cleanup().catch(() => undefined);
+    await ipv4?.backend.cleanup().catch(() => undefined);
+    await sb?.destroy();
+  });
+
+  it('an IPv6 ClusterIP reaches every endpoint from an in-cluster client', async () => {
+    expect(await httpNames(sb, 'client', VIP, 80, 16)).toEqual(podNames);
+  });
+
+  it("a NodePort on the node's IPv6 address reaches the endpoints from an external client", async () => {
+    expect(await httpNames(sb, 'external', sb.node.ipv6!, 30080, 16)).toEqual(podNames);
+  });
+
+  it('refuses connections to an IPv6 service without endpoints at once', async () => {
+    await expectRefusedAtOnce(sb, 'client', NO_EP_VIP, 80);
+  });
+
+  it("cleanup leaves no KUBE-* chain in IPv6, and the IPv4 instance's rules are as it wrote them", async () => {
+    expect(await save('IPv6')).toMatch(/:KUBE-SERVICES/);
+    await ipv6.backend.cleanup();
+    expect(await save('IPv6')).not.toMatch(/KUBE-/);
+    expect(withoutCounters(await save('IPv4'))).toBe(ipv4Rules);
+    expect(podNames).toContain(await sb.http('client', VIP4, 80));
   });
 });

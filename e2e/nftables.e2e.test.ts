@@ -3,15 +3,16 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
-import { ProxyStateTracker, realClock, type Clock, type CommandRunner } from '@kube-proxy-ts/core';
+import type { V1Node } from '@kubernetes/client-node';
+import { nodeToNodeInfo, realClock, type IPFamily } from '@kube-proxy-ts/core';
 import { NftablesBackend } from '@kube-proxy-ts/backend-nftables';
 import {
+  ClusterFeed,
   createSandbox,
   endpointSlice,
   node,
-  nodeInfo,
   proxyConfig,
+  removeLeftoverSandboxes,
   sandboxUnsupportedReason,
   service,
   testContext,
@@ -34,66 +35,64 @@ if (unsupported) console.log(`nftables e2e skipped: ${unsupported}`);
 
 const NODE = 'node-a';
 
-describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', () => {
-  let sb: Sandbox;
-  let backend: NftablesBackend;
-  let tracker: ProxyStateTracker;
-  let ctx: ReturnType<typeof testContext<CommandRunner, Clock>>;
-  const current = new Map<string, V1Service | V1EndpointSlice>();
+type Instance = Awaited<ReturnType<typeof startInstance>>;
 
-  const upsert = (obj: V1Service | V1EndpointSlice) => {
-    const key = `${obj.kind}/${obj.metadata!.name}`;
-    const prev = current.get(key);
-    if (obj.kind === 'Service') {
-      if (prev) tracker.onServiceUpdate(prev as V1Service, obj as V1Service);
-      else tracker.onServiceAdd(obj as V1Service);
-    } else if (prev) tracker.onEndpointSliceUpdate(prev as V1EndpointSlice, obj as V1EndpointSlice);
-    else tracker.onEndpointSliceAdd(obj as V1EndpointSlice);
-    current.set(key, obj);
-  };
+/** The backend instance of one family in the node namespace, fed as the daemon feeds it. */
+async function startInstance(sb: Sandbox, ipFamily: IPFamily, nodeObject: V1Node, clusterCIDR: string) {
+  const backend = new NftablesBackend({ ipFamily, config: proxyConfig({ clusterCIDR }), nftTimeoutMs: 30_000 });
+  await backend.start(testContext({ runner: sb.runner('node'), clock: realClock, node: nodeToNodeInfo(nodeObject, ipFamily) }));
+  const feed = new ClusterFeed({ ipFamily, node: nodeObject });
+  feed.tracker.onServiceCIDRsChanged([sb.plan.serviceCIDR, sb.plan.ipv6.serviceCIDR]);
   const sync = async () => {
-    const { state, changes } = tracker.checkpoint();
+    const { state, changes } = feed.checkpoint();
     const r = await backend.sync(state, changes);
     if (!r.ok) throw r.error;
     return r;
   };
+  return { backend, feed, sync };
+}
+
+/** Distinct answers to `tries` HTTP requests. */
+async function answers(sb: Sandbox, from: string, host: string, port: number, tries: number): Promise<Set<string>> {
+  const seen = new Set<string>();
+  for (let i = 0; i < tries; i++) {
+    const r = await sb.tryHttp(from, host, port, { timeoutMs: 2000 });
+    seen.add(r.ok ? r.body : `error: ${r.error}`);
+  }
+  return seen;
+}
+
+/**
+ * Connecting is refused (ICMP port unreachable), well before curl's 3 s timeout. An ICMPv6 error
+ * that comes back over veth while connect() still holds the socket is only a soft error to Linux
+ * (TcpExtLockDroppedIcmps): over IPv6 the refusal comes with the SYN retransmitted after 1 s.
+ */
+async function expectRefusedAtOnce(sb: Sandbox, from: string, host: string, port: number): Promise<void> {
+  const started = Date.now();
+  const r = await sb.tryHttp(from, host, port, { timeoutMs: 3000 });
+  expect(r.ok).toBe(false);
+  expect(r.error).toMatch(/refused|Couldn't connect/i);
+  expect(Date.now() - started).toBeLessThan(2500);
+}
+
+describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', () => {
+  let sb: Sandbox;
+  let ipv4: Instance;
+  const upsert: ClusterFeed['upsert'] = (...objects) => ipv4.feed.upsert(...objects);
+  const sync = () => ipv4.sync();
   const eps = (pods: number[], extra: { ip: string; nodeName: string }[] = []) => [
     ...pods.map((i) => ({ ip: sb.pods[i - 1]!.ip, nodeName: NODE })),
     ...extra,
   ];
   const slice = (name: string, endpoints: ReturnType<typeof eps>, ports = [{ name: 'http', port: 8080 }]) =>
     endpointSlice('default', name, { name: `${name}-1`, endpoints, ports });
-  /** Distinct answers to `tries` HTTP requests. */
-  const answers = async (from: string, host: string, port: number, tries: number) => {
-    const seen = new Set<string>();
-    for (let i = 0; i < tries; i++) {
-      const r = await sb.tryHttp(from, host, port, { timeoutMs: 2000 });
-      seen.add(r.ok ? r.body : `error: ${r.error}`);
-    }
-    return seen;
-  };
 
   beforeAll(async () => {
+    await removeLeftoverSandboxes('nftx');
     sb = await createSandbox({ tag: 'nftx', pods: 3, ports: [8080] });
     // A table of someone else, which cleanup must leave alone.
     await sb.execOk('node', ['nft', 'add table inet bystander']);
-    backend = new NftablesBackend({
-      ipFamily: 'IPv4',
-      config: proxyConfig({ clusterCIDR: sb.plan.clusterCIDR }),
-      nftTimeoutMs: 30_000,
-    });
-    ctx = testContext({
-        runner: sb.runner('node'),
-        clock: realClock,
-        node: nodeInfo({ name: NODE, addresses: [sb.node.ip], podCIDRs: [sb.plan.podCIDR] }),
-    });
-    await backend.start(ctx);
-    tracker = new ProxyStateTracker({ ipFamily: 'IPv4', nodeName: NODE });
-    tracker.onNodeAdd(node(NODE, { addresses: [sb.node.ip], podCIDRs: [sb.plan.podCIDR] }));
-    tracker.onNodeSynced();
-    tracker.onServiceCIDRsChanged([sb.plan.serviceCIDR]);
-    tracker.onServicesSynced();
-    tracker.onEndpointSlicesSynced();
+    ipv4 = await startInstance(sb, 'IPv4', node(NODE, { addresses: [sb.node.ip], podCIDRs: [sb.plan.podCIDR] }), sb.plan.clusterCIDR);
 
     upsert(
       service('default', 'web', {
@@ -150,12 +149,12 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
   });
 
   afterAll(async () => {
-    await backend?.stop();
+    await ipv4?.backend.stop();
     await sb?.destroy();
   });
 
   it('reaches every endpoint of a ClusterIP over TCP and UDP', async () => {
-    expect(await answers('client', '10.96.0.10', 80, 30)).toEqual(new Set(['pod1', 'pod2', 'pod3']));
+    expect(await answers(sb, 'client', '10.96.0.10', 80, 30)).toEqual(new Set(['pod1', 'pod2', 'pod3']));
     const udp = new Set<string>();
     for (let i = 0; i < 30; i++) udp.add(await sb.udp('client', '10.96.0.10', 53));
     expect(udp).toEqual(new Set(['pod1', 'pod2', 'pod3']));
@@ -167,24 +166,16 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
   });
 
   it('refuses a service without endpoints and an undefined port of a ClusterIP at once', async () => {
-    for (const [ip, port] of [
-      ['10.96.0.11', 80],
-      ['10.96.0.10', 81],
-    ] as const) {
-      const started = Date.now();
-      const r = await sb.tryHttp('client', ip, port, { timeoutMs: 3000 });
-      expect(r.ok).toBe(false);
-      expect(r.error).toMatch(/refused|Couldn't connect/i); // ICMP port unreachable, not a timeout
-      expect(Date.now() - started).toBeLessThan(2500);
-    }
+    await expectRefusedAtOnce(sb, 'client', '10.96.0.11', 80);
+    await expectRefusedAtOnce(sb, 'client', '10.96.0.10', 81);
   });
 
   it('keeps a client on one endpoint with ClientIP affinity', async () => {
-    expect((await answers('client', '10.96.0.12', 80, 8)).size).toBe(1);
+    expect((await answers(sb, 'client', '10.96.0.12', 80, 8)).size).toBe(1);
   });
 
   it('sends external traffic of an ETP Local service to local endpoints only, keeping the client IP', async () => {
-    expect(await answers('external', sb.node.ip, 30081, 8)).toEqual(new Set(['pod1']));
+    expect(await answers(sb, 'external', sb.node.ip, 30081, 8)).toEqual(new Set(['pod1']));
     expect(await sb.http('external', sb.node.ip, 30081, { path: '/clientip' })).toBe(sb.external.ip);
   });
 
@@ -223,7 +214,7 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
     expect(r.full).toBe(false);
     const after = await sb.exec('node', ['conntrack', '-L', '-p', 'udp', '--reply-src', pod3]);
     expect(after.stdout).not.toContain(pod3);
-    expect(await answers('client', '10.96.0.10', 80, 20)).toEqual(new Set(['pod1', 'pod2']));
+    expect(await answers(sb, 'client', '10.96.0.10', 80, 20)).toEqual(new Set(['pod1', 'pod2']));
     // The stale endpoint chain is gone a moment later.
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const chains = await sb.execOk('node', ['nft', 'list', 'chains', 'ip']);
@@ -240,29 +231,94 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
     expect(await tracked()).toBe(false);
 
     // Without ServiceCIDRs a partial sync rewrites cluster-ips-check: the address is forwarded again.
-    tracker.onServiceCIDRsChanged([]);
+    ipv4.feed.tracker.onServiceCIDRsChanged([]);
     expect((await sync()).full).toBe(false);
     expect(await sb.execOk('node', ['nft', 'list', 'chain', 'ip', 'kube-proxy', 'cluster-ips-check'])).not.toContain('drop');
     await sb.tryHttp('client', unallocated, 80, { timeoutMs: 1000 });
     expect(await tracked()).toBe(true);
 
-    tracker.onServiceCIDRsChanged([sb.plan.serviceCIDR]);
+    ipv4.feed.tracker.onServiceCIDRsChanged([sb.plan.serviceCIDR]);
     expect((await sync()).full).toBe(false);
     expect(await sb.execOk('node', ['nft', 'list', 'chain', 'ip', 'kube-proxy', 'cluster-ips-check'])).toMatch(/ip daddr (\{ )?10\.96\.0\.0\/16( \})? drop comment "Drop traffic to unallocated ClusterIPs"/);
   });
 
   it('programs exactly what inspect() reports', async () => {
-    const picture = (await backend.inspect()) as { chains: Record<string, string[]> };
+    const picture = (await ipv4.backend.inspect()) as { chains: Record<string, string[]> };
     const listing = JSON.parse(await sb.execOk('node', ['nft', '-j', 'list', 'chains', 'ip'])) as { nftables: { chain?: { table: string; name: string } }[] };
     const kernelChains = listing.nftables.flatMap((o) => (o.chain?.table === 'kube-proxy' ? [o.chain.name] : [])).sort();
     expect(kernelChains).toEqual(Object.keys(picture.chains).sort());
   });
 
   it('cleanup removes our table and nothing else', async () => {
-    await backend.cleanup();
+    await ipv4.backend.cleanup();
     const tables = await sb.execOk('node', ['nft', 'list', 'tables']);
     expect(tables).not.toContain('kube-proxy');
     expect(tables).toContain('table inet bystander');
     expect((await sb.tryHttp('client', '10.96.0.10', 80, { timeoutMs: 1000 })).ok).toBe(false);
+  });
+});
+
+describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel: IPv6 on a dual-stack node', () => {
+  const TAG = 'nftx6';
+  let sb: Sandbox;
+  let ipv4: Instance;
+  let ipv6: Instance;
+  /** The IPv4 instance's table before the IPv6 instance started. */
+  let ipv4Table: string;
+
+  const VIP4 = '10.96.0.10';
+  const VIP = 'fd00:10:96::10';
+  const NO_EP_VIP = 'fd00:10:96::11';
+  const podNames = new Set(['pod1', 'pod2']);
+
+  const listTable = (family: 'ip' | 'ip6') => sb.execOk('node', ['nft', 'list', 'table', family, 'kube-proxy']);
+
+  beforeAll(async () => {
+    await removeLeftoverSandboxes(TAG);
+    sb = await createSandbox({ tag: TAG, pods: 2, ports: [8080], ipv6: true });
+    const { plan } = sb;
+    const nodeObject = node(NODE, { addresses: [plan.nodeIP, plan.ipv6.nodeIP], podCIDRs: [plan.podCIDR, plan.ipv6.podCIDR] });
+    const slice = (name: string, ips: string[]) =>
+      endpointSlice('default', 'web', { name, endpoints: ips.map((ip) => ({ ip, nodeName: NODE })), ports: [{ name: 'http', port: 8080 }] });
+    // A dual-stack Service: each family's instance takes its own ClusterIP and EndpointSlice.
+    const objects = [
+      service('default', 'web', { type: 'NodePort', clusterIPs: [VIP4, VIP], ports: [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30080 }] }),
+      slice('web-v4', sb.pods.map((p) => p.ip)),
+      slice('web-v6', sb.pods.map((p) => p.ipv6!)),
+      service('default', 'empty', { clusterIP: NO_EP_VIP, ports: [{ name: 'http', port: 80, targetPort: 8080 }] }),
+    ];
+    ipv4 = await startInstance(sb, 'IPv4', nodeObject, plan.clusterCIDR);
+    ipv4.feed.upsert(...objects);
+    await ipv4.sync();
+    ipv4Table = await listTable('ip');
+    ipv6 = await startInstance(sb, 'IPv6', nodeObject, plan.ipv6.clusterCIDR);
+    ipv6.feed.upsert(...objects);
+    await ipv6.sync();
+  });
+
+  afterAll(async () => {
+    await ipv6?.backend.stop();
+    await ipv4?.backend.stop();
+    await sb?.destroy();
+  });
+
+  it('an IPv6 ClusterIP reaches every endpoint from an in-cluster client', async () => {
+    expect(await answers(sb, 'client', VIP, 80, 16)).toEqual(podNames);
+  });
+
+  it("a NodePort on the node's IPv6 address reaches the endpoints from an external client", async () => {
+    expect(await answers(sb, 'external', sb.node.ipv6!, 30080, 16)).toEqual(podNames);
+  });
+
+  it('refuses connections to an IPv6 service without endpoints at once', async () => {
+    await expectRefusedAtOnce(sb, 'client', NO_EP_VIP, 80);
+  });
+
+  it("cleanup removes the ip6 table, and the IPv4 instance's table is as it wrote it", async () => {
+    expect(await listTable('ip6')).toContain(VIP);
+    await ipv6.backend.cleanup();
+    expect(await sb.execOk('node', ['nft', 'list', 'tables', 'ip6'])).not.toContain('kube-proxy');
+    expect(await listTable('ip')).toBe(ipv4Table);
+    expect(podNames).toContain(await sb.http('client', VIP4, 80));
   });
 });

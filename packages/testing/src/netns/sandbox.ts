@@ -404,3 +404,11 @@ export async function listSandboxNamespaces(prefix = SANDBOX_PREFIX): Promise<st
     .map((line) => line.split(' ')[0] ?? '')
     .filter((name) => name.startsWith(prefix));
 }
+
+/** Deletes the namespaces an interrupted run left of sandboxes tagged `tag`; call it before createSandbox. */
+export async function removeLeftoverSandboxes(tag: string): Promise<void> {
+  for (const ns of await listSandboxNamespaces(`${SANDBOX_PREFIX}${tag}-`)) {
+    assertNotHostNamespace(ns);
+    await runProcess('ip', ['netns', 'del', ns], { timeoutMs: 15_000 });
+  }
+}
