@@ -17,6 +17,7 @@ import {
   testContext,
   type Sandbox,
 } from '@kube-proxy-ts/testing';
+import { answers, expectOneAnswer, expectRefusedAtOnce } from './traffic.js';
 
 const TOOLS = ['iptables-nft', 'iptables-nft-restore', 'iptables-nft-save', 'conntrack', 'curl'];
 const unsupported = sandboxUnsupportedReason(TOOLS);
@@ -41,26 +42,6 @@ async function startInstance(sb: Sandbox, ipFamily: IPFamily, nodeObject: V1Node
     return result;
   };
   return { backend, feed, sync };
-}
-
-/** The pods answering `times` requests (new connections each). */
-async function httpNames(sb: Sandbox, from: string, host: string, port: number, times: number): Promise<Set<string>> {
-  const names = new Set<string>();
-  for (let i = 0; i < times; i++) names.add(await sb.http(from, host, port, { timeoutMs: 3000 }));
-  return names;
-}
-
-/**
- * Connecting is refused (a REJECT), well before curl's 3 s timeout. An ICMPv6 error that comes
- * back over veth while connect() still holds the socket is only a soft error to Linux
- * (TcpExtLockDroppedIcmps): over IPv6 the refusal comes with the SYN retransmitted after 1 s.
- */
-async function expectRefusedAtOnce(sb: Sandbox, from: string, host: string, port: number): Promise<void> {
-  const started = Date.now();
-  const r = await sb.tryHttp(from, host, port, { timeoutMs: 3000 });
-  expect(r.ok).toBe(false);
-  expect(r.error ?? '').toMatch(/refused|Couldn't connect/i);
-  expect(Date.now() - started).toBeLessThan(host.includes(':') ? 2500 : 1500);
 }
 
 describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', () => {
@@ -109,11 +90,11 @@ describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', 
       endpointSlice('default', 'web', { name: 'web-a', endpoints: [{ ip: pod1.ip, nodeName: NODE }, { ip: pod2.ip, nodeName: NODE }], ports: slicePorts }),
     );
     await sync();
-    expect(await httpNames(sb, 'client', VIP, 80, 16)).toEqual(new Set([pod1.name, pod2.name]));
+    expect(await answers(sb, 'client', VIP, 80, 16)).toEqual(new Set([pod1.name, pod2.name]));
     const udp = new Set<string>();
     for (let i = 0; i < 24 && udp.size < 2; i++) udp.add(await sb.udp('client', VIP, 53, { timeoutMs: 3000 }));
     expect(udp).toEqual(new Set([pod1.name, pod2.name]));
-    expect(await httpNames(sb, 'external', sb.plan.nodeIP, 30080, 16)).toEqual(new Set([pod1.name, pod2.name]));
+    expect(await answers(sb, 'external', sb.plan.nodeIP, 30080, 16)).toEqual(new Set([pod1.name, pod2.name]));
   });
 
   it('refuses connections to a service without endpoints at once', async () => {
@@ -125,7 +106,7 @@ describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', 
   it('stops sending new connections to a removed endpoint after the next sync (partial sync)', async () => {
     ipv4.feed.upsert(endpointSlice('default', 'web', { name: 'web-a', endpoints: [{ ip: pod1.ip, nodeName: NODE }], ports: slicePorts }));
     expect(await sync()).toMatchObject({ full: false });
-    expect(await httpNames(sb, 'client', VIP, 80, 12)).toEqual(new Set([pod1.name]));
+    expect(await answers(sb, 'client', VIP, 80, 12)).toEqual(new Set([pod1.name]));
   });
 
   it('keeps a client on one endpoint with ClientIP affinity', async () => {
@@ -134,7 +115,7 @@ describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', 
       endpointSlice('default', 'sticky', { name: 'sticky-a', endpoints: [pod1.ip, pod2.ip], ports: [{ name: 'http', port: targetPort }] }),
     );
     await sync();
-    expect((await httpNames(sb, 'client', AFFINITY_VIP, 80, 12)).size).toBe(1);
+    await expectOneAnswer(sb, 'client', AFFINITY_VIP, 80, 12);
   });
 
   it('externalTrafficPolicy Local: NodePort traffic goes only to local endpoints and keeps the client address', async () => {
@@ -143,10 +124,10 @@ describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', 
       endpointSlice('default', 'local', { name: 'local-a', endpoints: [{ ip: pod1.ip, nodeName: NODE }, { ip: pod2.ip, nodeName: 'other-node' }], ports: [{ name: 'http', port: targetPort }] }),
     );
     await sync();
-    expect(await httpNames(sb, 'external', sb.plan.nodeIP, 30081, 12)).toEqual(new Set([pod1.name]));
+    expect(await answers(sb, 'external', sb.plan.nodeIP, 30081, 12)).toEqual(new Set([pod1.name]));
     expect(await sb.http('external', sb.plan.nodeIP, 30081, { path: '/clientip' })).toBe(sb.plan.externalIP);
     // In-cluster traffic to the ClusterIP still uses every endpoint.
-    expect(await httpNames(sb, 'client', '10.96.0.14', 80, 24)).toEqual(new Set([pod1.name, pod2.name]));
+    expect(await answers(sb, 'client', '10.96.0.14', 80, 24)).toEqual(new Set([pod1.name, pod2.name]));
   });
 
   it('LB IP with a source range admits one client and refuses another; externalIP reaches the endpoints', async () => {
@@ -251,11 +232,11 @@ describe.skipIf(unsupported6 !== undefined)('iptables backend on a real kernel: 
   });
 
   it('an IPv6 ClusterIP reaches every endpoint from an in-cluster client', async () => {
-    expect(await httpNames(sb, 'client', VIP, 80, 16)).toEqual(podNames);
+    expect(await answers(sb, 'client', VIP, 80, 16)).toEqual(podNames);
   });
 
   it("a NodePort on the node's IPv6 address reaches the endpoints from an external client", async () => {
-    expect(await httpNames(sb, 'external', sb.node.ipv6!, 30080, 16)).toEqual(podNames);
+    expect(await answers(sb, 'external', sb.node.ipv6!, 30080, 16)).toEqual(podNames);
   });
 
   it('refuses connections to an IPv6 service without endpoints at once', async () => {

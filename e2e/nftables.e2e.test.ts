@@ -18,6 +18,7 @@ import {
   testContext,
   type Sandbox,
 } from '@kube-proxy-ts/testing';
+import { answers, expectOneAnswer, expectRefusedAtOnce } from './traffic.js';
 
 function missingTool(): string | undefined {
   for (const tool of ['nft', 'conntrack', 'curl']) {
@@ -50,29 +51,6 @@ async function startInstance(sb: Sandbox, ipFamily: IPFamily, nodeObject: V1Node
     return r;
   };
   return { backend, feed, sync };
-}
-
-/** Distinct answers to `tries` HTTP requests. */
-async function answers(sb: Sandbox, from: string, host: string, port: number, tries: number): Promise<Set<string>> {
-  const seen = new Set<string>();
-  for (let i = 0; i < tries; i++) {
-    const r = await sb.tryHttp(from, host, port, { timeoutMs: 2000 });
-    seen.add(r.ok ? r.body : `error: ${r.error}`);
-  }
-  return seen;
-}
-
-/**
- * Connecting is refused (ICMP port unreachable), well before curl's 3 s timeout. An ICMPv6 error
- * that comes back over veth while connect() still holds the socket is only a soft error to Linux
- * (TcpExtLockDroppedIcmps): over IPv6 the refusal comes with the SYN retransmitted after 1 s.
- */
-async function expectRefusedAtOnce(sb: Sandbox, from: string, host: string, port: number): Promise<void> {
-  const started = Date.now();
-  const r = await sb.tryHttp(from, host, port, { timeoutMs: 3000 });
-  expect(r.ok).toBe(false);
-  expect(r.error).toMatch(/refused|Couldn't connect/i);
-  expect(Date.now() - started).toBeLessThan(2500);
 }
 
 describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', () => {
@@ -171,7 +149,7 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
   });
 
   it('keeps a client on one endpoint with ClientIP affinity', async () => {
-    expect((await answers(sb, 'client', '10.96.0.12', 80, 8)).size).toBe(1);
+    await expectOneAnswer(sb, 'client', '10.96.0.12', 80, 8);
   });
 
   it('sends external traffic of an ETP Local service to local endpoints only, keeping the client IP', async () => {
