@@ -18,6 +18,7 @@ import {
   type Sandbox,
 } from '@kube-proxy-ts/testing';
 import { answers, expectOneAnswer, expectRefusedAtOnce } from './traffic.js';
+import { POD_NAMES, VIP4, ipv6TrafficTests, startDualStack, type DualStack } from './dual-stack.js';
 
 const TOOLS = ['iptables-nft', 'iptables-nft-restore', 'iptables-nft-save', 'conntrack', 'curl'];
 const unsupported = sandboxUnsupportedReason(TOOLS);
@@ -188,66 +189,26 @@ const withoutCounters = (dump: string) =>
     .join('\n');
 
 describe.skipIf(unsupported6 !== undefined)('iptables backend on a real kernel: IPv6 on a dual-stack node', () => {
-  const TAG = 'ipte2e6';
-  let sb: Sandbox;
-  let ipv4: Instance;
-  let ipv6: Instance;
-  /** The IPv4 instance's rules before the IPv6 instance started. */
-  let ipv4Rules: string;
-
-  const VIP4 = '10.96.0.10';
-  const VIP = 'fd00:10:96::10';
-  const NO_EP_VIP = 'fd00:10:96::11';
-  const podNames = new Set(['pod1', 'pod2']);
-
-  const save = (family: IPFamily) => sb.execOk('node', [family === 'IPv6' ? 'ip6tables-nft-save' : 'iptables-nft-save']);
+  let world: DualStack<IptablesBackend>;
+  const save = (family: IPFamily) => world.sb.execOk('node', [family === 'IPv6' ? 'ip6tables-nft-save' : 'iptables-nft-save']);
 
   beforeAll(async () => {
-    await removeLeftoverSandboxes(TAG);
-    sb = await createSandbox({ tag: TAG, pods: 2, ports: [targetPort], ipv6: true });
-    const { plan } = sb;
-    const nodeObject = node(NODE, { addresses: [plan.nodeIP, plan.ipv6.nodeIP], podCIDRs: [plan.podCIDR, plan.ipv6.podCIDR] });
-    const slice = (name: string, ips: string[]) =>
-      endpointSlice('default', 'web', { name, endpoints: ips.map((ip) => ({ ip, nodeName: NODE })), ports: [{ name: 'http', port: targetPort }] });
-    // A dual-stack Service: each family's instance takes its own ClusterIP and EndpointSlice.
-    const objects = [
-      service('default', 'web', { type: 'NodePort', clusterIPs: [VIP4, VIP], ports: [{ name: 'http', port: 80, targetPort, nodePort: 30080 }] }),
-      slice('web-v4', sb.pods.map((p) => p.ip)),
-      slice('web-v6', sb.pods.map((p) => p.ipv6!)),
-      service('default', 'empty', { clusterIP: NO_EP_VIP, ports: [{ name: 'http', port: 80, targetPort }] }),
-    ];
-    ipv4 = await startInstance(sb, 'IPv4', nodeObject, plan.clusterCIDR);
-    ipv4.feed.upsert(...objects);
-    await ipv4.sync();
-    ipv4Rules = withoutCounters(await save('IPv4'));
-    ipv6 = await startInstance(sb, 'IPv6', nodeObject, plan.ipv6.clusterCIDR);
-    ipv6.feed.upsert(...objects);
-    await ipv6.sync();
+    world = await startDualStack('ipte2e6', NODE, startInstance, async (sb) => withoutCounters(await sb.execOk('node', ['iptables-nft-save'])));
   }, 120_000);
 
   afterAll(async () => {
-    await ipv6?.backend.cleanup().catch(() => undefined);
-    await ipv4?.backend.cleanup().catch(() => undefined);
-    await sb?.destroy();
+    await world?.ipv6.backend.cleanup().catch(() => undefined);
+    await world?.ipv4.backend.cleanup().catch(() => undefined);
+    await world?.sb.destroy();
   });
 
-  it('an IPv6 ClusterIP reaches every endpoint from an in-cluster client', async () => {
-    expect(await answers(sb, 'client', VIP, 80, 16)).toEqual(podNames);
-  });
-
-  it("a NodePort on the node's IPv6 address reaches the endpoints from an external client", async () => {
-    expect(await answers(sb, 'external', sb.node.ipv6!, 30080, 16)).toEqual(podNames);
-  });
-
-  it('refuses connections to an IPv6 service without endpoints at once', async () => {
-    await expectRefusedAtOnce(sb, 'client', NO_EP_VIP, 80);
-  });
+  ipv6TrafficTests(() => world.sb);
 
   it("cleanup leaves no KUBE-* chain in IPv6, and the IPv4 instance's rules are as it wrote them", async () => {
     expect(await save('IPv6')).toMatch(/:KUBE-SERVICES/);
-    await ipv6.backend.cleanup();
+    await world.ipv6.backend.cleanup();
     expect(await save('IPv6')).not.toMatch(/KUBE-/);
-    expect(withoutCounters(await save('IPv4'))).toBe(ipv4Rules);
-    expect(podNames).toContain(await sb.http('client', VIP4, 80));
+    expect(withoutCounters(await save('IPv4'))).toBe(world.ipv4Before);
+    expect(POD_NAMES).toContain(await world.sb.http('client', VIP4, 80));
   });
 });

@@ -19,6 +19,7 @@ import {
   type Sandbox,
 } from '@kube-proxy-ts/testing';
 import { answers, expectOneAnswer, expectRefusedAtOnce } from './traffic.js';
+import { POD_NAMES, VIP4, VIP6, ipv6TrafficTests, startDualStack, type DualStack } from './dual-stack.js';
 
 function missingTool(): string | undefined {
   for (const tool of ['nft', 'conntrack', 'curl']) {
@@ -237,66 +238,27 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
 });
 
 describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel: IPv6 on a dual-stack node', () => {
-  const TAG = 'nftx6';
-  let sb: Sandbox;
-  let ipv4: Instance;
-  let ipv6: Instance;
-  /** The IPv4 instance's table before the IPv6 instance started. */
-  let ipv4Table: string;
-
-  const VIP4 = '10.96.0.10';
-  const VIP = 'fd00:10:96::10';
-  const NO_EP_VIP = 'fd00:10:96::11';
-  const podNames = new Set(['pod1', 'pod2']);
-
-  const listTable = (family: 'ip' | 'ip6') => sb.execOk('node', ['nft', 'list', 'table', family, 'kube-proxy']);
+  let world: DualStack<NftablesBackend>;
+  const listTable = (sb: Sandbox, family: 'ip' | 'ip6') => sb.execOk('node', ['nft', 'list', 'table', family, 'kube-proxy']);
 
   beforeAll(async () => {
-    await removeLeftoverSandboxes(TAG);
-    sb = await createSandbox({ tag: TAG, pods: 2, ports: [8080], ipv6: true });
-    const { plan } = sb;
-    const nodeObject = node(NODE, { addresses: [plan.nodeIP, plan.ipv6.nodeIP], podCIDRs: [plan.podCIDR, plan.ipv6.podCIDR] });
-    const slice = (name: string, ips: string[]) =>
-      endpointSlice('default', 'web', { name, endpoints: ips.map((ip) => ({ ip, nodeName: NODE })), ports: [{ name: 'http', port: 8080 }] });
-    // A dual-stack Service: each family's instance takes its own ClusterIP and EndpointSlice.
-    const objects = [
-      service('default', 'web', { type: 'NodePort', clusterIPs: [VIP4, VIP], ports: [{ name: 'http', port: 80, targetPort: 8080, nodePort: 30080 }] }),
-      slice('web-v4', sb.pods.map((p) => p.ip)),
-      slice('web-v6', sb.pods.map((p) => p.ipv6!)),
-      service('default', 'empty', { clusterIP: NO_EP_VIP, ports: [{ name: 'http', port: 80, targetPort: 8080 }] }),
-    ];
-    ipv4 = await startInstance(sb, 'IPv4', nodeObject, plan.clusterCIDR);
-    ipv4.feed.upsert(...objects);
-    await ipv4.sync();
-    ipv4Table = await listTable('ip');
-    ipv6 = await startInstance(sb, 'IPv6', nodeObject, plan.ipv6.clusterCIDR);
-    ipv6.feed.upsert(...objects);
-    await ipv6.sync();
+    world = await startDualStack('nftx6', NODE, startInstance, (sb) => listTable(sb, 'ip'));
   });
 
   afterAll(async () => {
-    await ipv6?.backend.stop();
-    await ipv4?.backend.stop();
-    await sb?.destroy();
+    await world?.ipv6.backend.stop();
+    await world?.ipv4.backend.stop();
+    await world?.sb.destroy();
   });
 
-  it('an IPv6 ClusterIP reaches every endpoint from an in-cluster client', async () => {
-    expect(await answers(sb, 'client', VIP, 80, 16)).toEqual(podNames);
-  });
-
-  it("a NodePort on the node's IPv6 address reaches the endpoints from an external client", async () => {
-    expect(await answers(sb, 'external', sb.node.ipv6!, 30080, 16)).toEqual(podNames);
-  });
-
-  it('refuses connections to an IPv6 service without endpoints at once', async () => {
-    await expectRefusedAtOnce(sb, 'client', NO_EP_VIP, 80);
-  });
+  ipv6TrafficTests(() => world.sb);
 
   it("cleanup removes the ip6 table, and the IPv4 instance's table is as it wrote it", async () => {
-    expect(await listTable('ip6')).toContain(VIP);
-    await ipv6.backend.cleanup();
+    const { sb } = world;
+    expect(await listTable(sb, 'ip6')).toContain(VIP6);
+    await world.ipv6.backend.cleanup();
     expect(await sb.execOk('node', ['nft', 'list', 'tables', 'ip6'])).not.toContain('kube-proxy');
-    expect(await listTable('ip')).toBe(ipv4Table);
-    expect(podNames).toContain(await sb.http('client', VIP4, 80));
+    expect(await listTable(sb, 'ip')).toBe(world.ipv4Before);
+    expect(POD_NAMES).toContain(await sb.http('client', VIP4, 80));
   });
 });
