@@ -35,6 +35,20 @@ describe('detectIptablesFlavour', () => {
     expect(await detectIptablesFlavour(runner)).toMatchObject({ flavour: 'legacy' });
   });
 
+  it("follows its own canary of an earlier run, after kubelet's hints, without dumping every table", async () => {
+    const own = fakeRunner({
+      'iptables-legacy-save -t mangle': '*mangle\n:KUBE-PROXY-CANARY - [0:0]\nCOMMIT\n',
+      'iptables-nft-save': '*filter\n-A INPUT -j A\n-A INPUT -j B\nCOMMIT\n',
+    });
+    expect(await detectIptablesFlavour(own)).toMatchObject({ flavour: 'legacy' });
+    expect(own.calls.every((c) => c.endsWith('-t mangle'))).toBe(true);
+    const kubelet = fakeRunner({
+      'iptables-legacy-save -t mangle': '*mangle\n:KUBE-PROXY-CANARY - [0:0]\nCOMMIT\n',
+      'ip6tables-nft-save -t mangle': '*mangle\n:KUBE-IPTABLES-HINT - [0:0]\nCOMMIT\n',
+    });
+    expect(await detectIptablesFlavour(kubelet)).toMatchObject({ flavour: 'nft' });
+  });
+
   it('honours an override without running anything', async () => {
     const runner = fakeRunner({});
     expect((await detectIptablesFlavour(runner, 'legacy')).flavour).toBe('legacy');

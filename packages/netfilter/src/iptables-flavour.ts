@@ -1,7 +1,8 @@
 // Which iptables the host uses. Both flavours can be installed; rules written with the wrong
 // one are invisible to the other and to the operator's tools. Like upstream's iptables-wrapper,
-// trust a kubelet/kube-proxy hint chain in the mangle table first, then pick the flavour whose
-// tables hold more rules (nft on a tie, as on a fresh host).
+// trust kubelet's hint chains in the mangle table first; then our own canary from an earlier
+// run (so a restart does not dump every table, seconds at 10k services); then pick the flavour
+// whose tables hold more rules (nft on a tie, as on a fresh host).
 
 import type { CommandRunner, IPFamily } from '@kube-proxy-ts/core';
 
@@ -29,6 +30,8 @@ export function iptablesCommands(flavour: IptablesFlavour, family: IPFamily): Ip
 
 /** Chains whose presence in mangle marks the flavour the node's agents already use. */
 const HINT_CHAINS = ['KUBE-IPTABLES-HINT', 'KUBE-KUBELET-CANARY'];
+/** The canary this proxy keeps in mangle: the flavour an earlier run chose. */
+const OWN_CANARY = 'KUBE-PROXY-CANARY';
 
 /** stdout of a successful run; empty when it failed or the binary is missing. */
 async function saveOutput(runner: CommandRunner, command: string, args: string[]): Promise<string> {
@@ -46,8 +49,8 @@ function countRules(dump: string): number {
   return n;
 }
 
-function hasHint(mangleDump: string): boolean {
-  return HINT_CHAINS.some((chain) => mangleDump.includes(`:${chain} `));
+function hasChain(mangleDump: string, chains: readonly string[]): boolean {
+  return chains.some((chain) => mangleDump.includes(`:${chain} `));
 }
 
 export interface FlavourDetection {
@@ -60,11 +63,17 @@ export interface FlavourDetection {
  */
 export async function detectIptablesFlavour(runner: CommandRunner, override?: IptablesFlavour | 'auto'): Promise<FlavourDetection> {
   if (override === 'nft' || override === 'legacy') return { flavour: override, reason: 'configured' };
+  const mangle = new Map<string, string>();
   for (const flavour of ['nft', 'legacy'] as const) {
     for (const family of ['IPv4', 'IPv6'] as const) {
       const dump = await saveOutput(runner, iptablesCommands(flavour, family).save, ['-t', 'mangle']);
-      if (hasHint(dump)) return { flavour, reason: `hint chain in ${family} mangle table` };
+      if (hasChain(dump, HINT_CHAINS)) return { flavour, reason: `hint chain in ${family} mangle table` };
+      mangle.set(`${flavour} ${family}`, dump);
     }
+  }
+  for (const [key, dump] of mangle) {
+    const [flavour, family] = key.split(' ') as [IptablesFlavour, IPFamily];
+    if (hasChain(dump, [OWN_CANARY])) return { flavour, reason: `${OWN_CANARY} of an earlier run in ${family} mangle table` };
   }
   const counts = { nft: 0, legacy: 0 };
   for (const flavour of ['nft', 'legacy'] as const) {
