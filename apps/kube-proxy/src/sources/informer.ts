@@ -6,7 +6,8 @@
 //  - ListWatch reports updates without the previous object and relists after 410 on its own: the
 //    list goes through this class, which diffs it against what the handler last saw, so a relist or
 //    a restart emits only real changes (including deletes of objects gone meanwhile).
-//  - An API the server may not have (404): said once, then looked for again now and then.
+//  - An optional API the server does not have (404) or does not let us list (403): said once, then
+//    looked for again now and then.
 // Every restart is logged and counted in kubeproxy_informer_restarts_total{resource}.
 
 import { type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
@@ -38,10 +39,11 @@ export interface InformerSpec<T extends KubernetesObject> {
   /** Objects per list page (default 500, as client-go's reflector). */
   pageSize?: number;
   /**
-   * The API may not be served (404, e.g. a resource newer than the cluster): then say so once and
-   * list again after this long, without counting a restart. Unset: a 404 is a failure like any other.
+   * The API may be unavailable: not served (404, a resource newer than the cluster) or not allowed
+   * (403, RBAC older than it). Then say so once and list again after this long, without counting a
+   * restart. Unset: a 404 or 403 is a failure like any other.
    */
-  notServedRetryMs?: number;
+  unavailableRetryMs?: number;
 }
 
 export interface InformerOptions {
@@ -74,8 +76,8 @@ export class ResilientInformer<T extends KubernetesObject> {
   private restartTimer: NodeJS.Timeout | undefined;
   /** When the current watch connected; a watch that lived long enough ends a failure streak. */
   private watchHealthySince = 0;
-  /** The server answered 404 for this resource, and it was logged. */
-  private notServed = false;
+  /** The server answered 404 or 403 for this resource, and it was logged. */
+  private unavailable = false;
 
   constructor(
     private readonly spec: InformerSpec<T>,
@@ -151,14 +153,17 @@ export class ResilientInformer<T extends KubernetesObject> {
   }
 
   private failed(what: string, err: unknown): void {
-    const retryMs = this.spec.notServedRetryMs;
-    if (retryMs === undefined || !isNotFound(err)) {
+    const retryMs = this.spec.unavailableRetryMs;
+    const notServed = isNotFound(err);
+    if (retryMs === undefined || !(notServed || isForbidden(err))) {
       this.restart(`${what}: ${describeError(err)}`);
       return;
     }
-    if (!this.notServed) {
-      this.notServed = true;
-      this.logger.info({ path: this.spec.path, retryInMs: retryMs }, 'the API server does not serve this resource; going on without it');
+    if (!this.unavailable) {
+      this.unavailable = true;
+      const fields = { path: this.spec.path, retryInMs: retryMs };
+      if (notServed) this.logger.info(fields, 'the API server does not serve this resource; going on without it');
+      else this.logger.warn(fields, 'not allowed to list this resource (RBAC); going on without it');
     }
     clearTimeout(this.idleTimer);
     clearTimeout(this.restartTimer);
@@ -214,8 +219,8 @@ export class ResilientInformer<T extends KubernetesObject> {
     } while (next);
     const changes = this.spec.diff.replaceAll(items);
     this.logger.debug({ ...changes, count: items.length, resourceVersion }, 'listed');
-    if (this.notServed) {
-      this.notServed = false;
+    if (this.unavailable) {
+      this.unavailable = false;
       this.logger.info({ path: this.spec.path }, 'the API server serves this resource now');
     }
     if (!this.synced) {
@@ -363,6 +368,10 @@ function isGone(err: unknown): boolean {
 
 function isNotFound(err: unknown): boolean {
   return hasStatus(err, 404);
+}
+
+function isForbidden(err: unknown): boolean {
+  return hasStatus(err, 403);
 }
 
 function hasStatus(err: unknown, code: number): boolean {

@@ -9,7 +9,7 @@ import { type ProxyEventHandler, ProxyStateTracker } from '@kube-proxy-ts/core';
 import { endpointSlice, node, service, createTestLogger, type TestLogger } from '@kube-proxy-ts/testing';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RecordingHandler, type RecordedKind, type ResourceName, type StoredObject, TestApiServer, serviceCIDR, writeKubeconfig } from '../testing-apiserver/index.js';
+import { RecordingHandler, type RecordedKind, type FailureRule, type ResourceName, type StoredObject, TestApiServer, serviceCIDR, writeKubeconfig } from '../testing-apiserver/index.js';
 import { LABEL_HEADLESS, LABEL_SERVICE_PROXY_NAME, PROXIED_OBJECTS_LABEL_SELECTOR } from './kinds.js';
 import { loadKubeConfig, startKubernetesSource } from './kubernetes.js';
 import { toTyped } from './typed.js';
@@ -340,9 +340,10 @@ describe('Kubernetes source: ServiceCIDRs', () => {
   let dir: string;
   let source: Source | undefined;
 
-  async function start(served?: ResourceName[]) {
+  async function start(served?: ResourceName[], failures: FailureRule[] = []) {
     server = await TestApiServer.start({ bookmarkIntervalMs: 100, ...(served ? { served } : {}) });
     server.apply('nodes', node(NODE));
+    for (const rule of failures) server.failRequests(rule);
     const handler = new RecordingHandler();
     const logger = createTestLogger();
     const registry = new Registry();
@@ -402,6 +403,19 @@ describe('Kubernetes source: ServiceCIDRs', () => {
     // The other informers work as usual.
     server.apply('services', service('ns1', 'web'));
     await waitFor('the Service', () => handler.objects.Service.has('ns1/web'));
+  });
+
+  it('starts when RBAC forbids listing ServiceCIDRs (403): ready, one warning, no restart', async () => {
+    const forbidden: FailureRule = { status: 403, verb: 'list', resource: 'servicecidrs', count: 1000 };
+    const { handler, logger, registry, source } = await start(['services', 'endpointslices', 'nodes', 'servicecidrs'], [forbidden]);
+    await source.ready;
+    expect(handler.synced).toEqual({ Service: 1, EndpointSlice: 1, Node: 1 });
+    await waitFor('the 403 to be noted', () => logger.at('warn').length > 0);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(logger.at('warn')).toMatchObject([{ msg: 'not allowed to list this resource (RBAC); going on without it', fields: { resource: 'servicecidrs' } }]);
+    expect(await restarts(registry)).toEqual({});
+    expect(server.requestsOf('list', 'servicecidrs')).toHaveLength(1);
+    expect(handler.serviceCIDRs).toEqual([]);
   });
 });
 

@@ -73,12 +73,12 @@ interface Resource<T extends KubernetesObject> {
   fieldSelector?: string;
   listPage(request: ListPageRequest): Promise<KubernetesListObject<T>>;
   handler: KindHandler<T>;
-  /** Not needed to start: `ready` does not wait for it, and a server without the API is tolerated. */
+  /** Not needed to start: `ready` does not wait for it, and a server without the API (or RBAC for it) is tolerated. */
   optional?: boolean;
 }
 
-/** How often a server that does not serve an optional API is asked again. */
-const NOT_SERVED_RETRY_MS = 10 * 60_000;
+/** How often an optional API that was not served or not allowed is asked for again. */
+const UNAVAILABLE_RETRY_MS = 10 * 60_000;
 
 /**
  * Starts the informers. `ready` resolves once Services, EndpointSlices and the Node have each
@@ -150,7 +150,7 @@ export function startKubernetesSource(options: KubernetesSourceOptions): Source 
           normalize: (raw) => toTyped(r.kind, raw),
           diff,
           ...(options.listPageSize ? { pageSize: options.listPageSize } : {}),
-          ...(r.optional ? { notServedRetryMs: NOT_SERVED_RETRY_MS } : {}),
+          ...(r.optional ? { unavailableRetryMs: UNAVAILABLE_RETRY_MS } : {}),
         },
         {
           kubeConfig,
