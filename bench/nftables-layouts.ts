@@ -5,8 +5,13 @@
 //   anonymous: upstream's `numgen random mod 10 vmap { 0 : goto endpoint-0, ... }`
 //   named-map: the same vmap as a named map per service (`vmap @<service>-endpoints`)
 //   cascade:   no map, iptables-style rules `numgen random mod (10-k) 0 goto endpoint-k`
-// Endpoint chains, masquerade jumps and the service-ips verdict map are the same in all three
-// (a reduced form of the backend's layout). Transactions hold 250 services' chains, as the
+//   endpoint-map: no endpoint chains; the service chain masquerades hairpin traffic with a set of
+//              its endpoints and does `dnat to numgen random mod 10 map { 0 : addr . port, ... }`
+//   cascade-dnat: no endpoint chains and no set: a masquerade rule per endpoint address, then
+//              `numgen random mod (10-k) 0 dnat to addr:port` rules
+// The masquerade jumps and the service-ips verdict map are the same in all five, and so are the
+// endpoint chains in the first three (a reduced form of the backend's layout). The last two
+// masquerade a client that is any endpoint of the service, not only the one it lands on. Transactions hold 250 services' chains, as the
 // backend's; the service-ips elements come last. Every nft call has a 60 s timeout, and sizes
 // grow step by step, stopping after a build slower than 60 s.
 //
@@ -17,8 +22,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 
-type Layout = 'anonymous' | 'named-map' | 'cascade';
-const LAYOUTS: readonly Layout[] = ['anonymous', 'named-map', 'cascade'];
+type Layout = 'anonymous' | 'named-map' | 'cascade' | 'endpoint-map' | 'cascade-dnat';
+const LAYOUTS: readonly Layout[] = ['anonymous', 'named-map', 'cascade', 'endpoint-map', 'cascade-dnat'];
 const ENDPOINTS = 10;
 const SERVICES_PER_TX = 250;
 const STEP_LIMIT_MS = 60_000;
@@ -42,11 +47,22 @@ function serviceScript(layout: Layout, i: number, generation = 0): string {
   const lines: string[] = [];
   const svc = `svc-${i}`;
   const ep = (j: number) => `${svc}-ep-${j}-g${j === 3 ? generation : 0}`;
-  for (let j = 0; j < ENDPOINTS; j++) {
-    const ip = j === 3 && generation > 0 ? endpointIP(1_000_000 + i) : endpointIP(i * ENDPOINTS + j + 1);
-    lines.push(`add chain ${T} ${ep(j)} {`, `\tip saddr ${ip} jump mark-for-masquerade`, `\tmeta l4proto tcp dnat to ${ip}:8080`, '}');
+  const ips = Array.from({ length: ENDPOINTS }, (_, j) => (j === 3 && generation > 0 ? endpointIP(1_000_000 + i) : endpointIP(i * ENDPOINTS + j + 1)));
+  const chainless = layout === 'endpoint-map' || layout === 'cascade-dnat';
+  if (!chainless) {
+    for (const [j, ip] of ips.entries()) {
+      lines.push(`add chain ${T} ${ep(j)} {`, `\tip saddr ${ip} jump mark-for-masquerade`, `\tmeta l4proto tcp dnat to ${ip}:8080`, '}');
+    }
   }
   const pick: string[] = [];
+  if (layout === 'endpoint-map') {
+    pick.push(`ip saddr { ${ips.join(', ')} } jump mark-for-masquerade`);
+    pick.push(`meta l4proto tcp dnat to numgen random mod ${ENDPOINTS} map { ${ips.map((ip, j) => `${j} : ${ip} . 8080`).join(', ')} }`);
+  }
+  if (layout === 'cascade-dnat') {
+    for (const ip of ips) pick.push(`ip saddr ${ip} jump mark-for-masquerade`);
+    for (const [j, ip] of ips.entries()) pick.push(`${j < ENDPOINTS - 1 ? `numgen random mod ${ENDPOINTS - j} 0 ` : ''}meta l4proto tcp dnat to ${ip}:8080`);
+  }
   const targets = Array.from({ length: ENDPOINTS }, (_, j) => `${j} : goto ${ep(j)}`).join(', ');
   if (layout === 'anonymous') pick.push(`numgen random mod ${ENDPOINTS} vmap { ${targets} }`);
   if (layout === 'named-map') {
@@ -95,7 +111,8 @@ function run(layout: Layout, n: number): { buildMs: number; changeMs: number } {
     for (let i = 0; i < n; i += 5000) nft(ns, `${elementsScript(i, Math.min(n, i + 5000))}\n`);
     const buildMs = performance.now() - t0;
     // One endpoint of the middle service replaced: its chain rewritten, the new endpoint chain
-    // added (the old one is left for a later deletion, as the backend does).
+    // added (the old one is left for a later deletion, as the backend does), or, with endpoint
+    // maps, the chain alone rewritten.
     const changeMs = nft(ns, `${serviceScript(layout, n >> 1, 1)}\n`);
     return { buildMs, changeMs };
   } finally {
