@@ -22,7 +22,7 @@ import {
   iptablesCommands,
   iptablesHasRandomFully,
   isServiceChainName,
-  listLocalAddresses,
+  currentNodePortIPs,
   parseIptablesSave,
   planStaleUDPFlows,
   resolveNodePortAddresses,
@@ -223,15 +223,9 @@ export class IptablesBackend implements Backend {
 
       // Restricted NodePorts follow the node's addresses at every sync, as upstream reads them:
       // a changed list rewrites the NodePort jumps at the end of KUBE-SERVICES.
-      if (!resolveNodePortAddresses(this.config.nodePortAddresses, this.family).matchAll) {
-        const addresses = resolveNodePortAddresses(this.config.nodePortAddresses, this.family, state.node.addresses[0]);
-        try {
-          this.nodePortIPs = addresses.select(await listLocalAddresses(ctx.runner, this.family)).sort();
-        } catch (err) {
-          // Keep what was written rather than close every NodePort; a first sync has nothing to keep.
-          if (!this.nodePortIPs) throw err;
-          logger.error({ err: String(err) }, 'listing local addresses failed: NodePort addresses not updated');
-        }
+      const nodePortAddresses = resolveNodePortAddresses(this.config.nodePortAddresses, this.family, state.node.addresses[0]);
+      if (!nodePortAddresses.matchAll) {
+        this.nodePortIPs = await currentNodePortIPs(ctx.runner, this.family, nodePortAddresses, this.nodePortIPs, logger);
       }
 
       const computeStart = ctx.clock.now();

@@ -24,7 +24,7 @@ import {
   createLocalTrafficDetector,
   deleteConntrackFlows,
   isNftServiceObjectName,
-  listLocalAddresses,
+  currentNodePortIPs,
   planStaleUDPFlows,
   resolveNodePortAddresses,
 } from '@kube-proxy-ts/netfilter';
@@ -213,6 +213,8 @@ export class NftablesBackend implements Backend {
     const transactions: NftTransaction[] = [];
     const newTx = () => new NftTransaction(this.family, TABLE);
     const serviceCIDRs = state.serviceCIDRs ?? [];
+    const cidrsMoved = this.setup !== undefined && !sameList(this.setup.serviceCIDRs, serviceCIDRs);
+    const nodePortIPsMoved = this.setup !== undefined && !sameList(this.setup.nodePortIPs, nodePortIPs);
     const setup: SetupOptions | undefined = recomputeAll
       ? {
           ipFamily: this.ipFamily,
@@ -221,7 +223,7 @@ export class NftablesBackend implements Backend {
           serviceCIDRs,
           recreateBaseChains: !this.baseChainsRecreated,
         }
-      : this.setup && (!sameRules(this.setup.serviceCIDRs, serviceCIDRs) || !sameList(this.setup.nodePortIPs, nodePortIPs))
+      : this.setup && (cidrsMoved || nodePortIPsMoved)
         ? { ...this.setup, serviceCIDRs, nodePortIPs }
         : undefined;
     let tx = newTx();
@@ -229,9 +231,9 @@ export class NftablesBackend implements Backend {
       writeSetup(tx, setup);
       transactions.push(tx);
       tx = newTx();
-    } else if (setup && this.setup) {
-      if (!sameRules(this.setup.serviceCIDRs, serviceCIDRs)) writeClusterIPsCheck(tx, setup);
-      if (!sameList(this.setup.nodePortIPs, nodePortIPs)) writeNodePortIPs(tx, setup);
+    } else if (setup) {
+      if (cidrsMoved) writeClusterIPsCheck(tx, setup);
+      if (nodePortIPsMoved) writeNodePortIPs(tx, setup);
     }
     let servicesInTx = 0;
     let chainsWritten = 0;
@@ -436,20 +438,9 @@ export class NftablesBackend implements Backend {
     const resolved = resolveNodePortAddresses(this.config.nodePortAddresses, this.ipFamily, state.node.addresses[0]);
     if (resolved.matchAll) return null;
     const ctx = this.requireCtx();
-    let local: string[];
-    try {
-      local = await listLocalAddresses(ctx.runner, this.ipFamily);
-    } catch (err) {
-      // Keep what was written rather than close every NodePort.
-      ctx.logger.error({ err: String(err) }, 'listing local addresses failed: NodePort addresses not updated');
-      if (this.setup?.nodePortIPs) return [...this.setup.nodePortIPs];
-      local = [];
-    }
+    const ips = await currentNodePortIPs(ctx.runner, this.ipFamily, resolved, this.setup?.nodePortIPs ?? undefined, ctx.logger);
     // Localhost NodePorts are not supported in nftables mode.
-    return resolved
-      .select(local)
-      .filter((ip) => !ip.startsWith('127.') && ip !== '::1')
-      .sort();
+    return ips.filter((ip) => !ip.startsWith('127.') && ip !== '::1');
   }
 
   private forget(): void {

@@ -63,18 +63,16 @@ export interface FlavourDetection {
  */
 export async function detectIptablesFlavour(runner: CommandRunner, override?: IptablesFlavour | 'auto'): Promise<FlavourDetection> {
   if (override === 'nft' || override === 'legacy') return { flavour: override, reason: 'configured' };
-  const mangle = new Map<string, string>();
+  const mangle: { flavour: IptablesFlavour; family: IPFamily; dump: string }[] = [];
   for (const flavour of ['nft', 'legacy'] as const) {
     for (const family of ['IPv4', 'IPv6'] as const) {
       const dump = await saveOutput(runner, iptablesCommands(flavour, family).save, ['-t', 'mangle']);
       if (hasChain(dump, HINT_CHAINS)) return { flavour, reason: `hint chain in ${family} mangle table` };
-      mangle.set(`${flavour} ${family}`, dump);
+      mangle.push({ flavour, family, dump });
     }
   }
-  for (const [key, dump] of mangle) {
-    const [flavour, family] = key.split(' ') as [IptablesFlavour, IPFamily];
-    if (hasChain(dump, [OWN_CANARY])) return { flavour, reason: `${OWN_CANARY} of an earlier run in ${family} mangle table` };
-  }
+  const own = mangle.find((m) => hasChain(m.dump, [OWN_CANARY]));
+  if (own) return { flavour: own.flavour, reason: `${OWN_CANARY} of an earlier run in ${own.family} mangle table` };
   const counts = { nft: 0, legacy: 0 };
   for (const flavour of ['nft', 'legacy'] as const) {
     for (const family of ['IPv4', 'IPv6'] as const) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { CommandRunner } from '@kube-proxy-ts/core';
-import { listLocalAddresses, resolveNodePortAddresses } from './node-port-addresses.js';
+import type { CommandRunner, Logger } from '@kube-proxy-ts/core';
+import { currentNodePortIPs, listLocalAddresses, resolveNodePortAddresses } from './node-port-addresses.js';
 
 describe('resolveNodePortAddresses', () => {
   it('empty means every local address, loopback included for IPv4', () => {
@@ -42,5 +42,26 @@ describe('listLocalAddresses', () => {
         }),
     };
     expect(await listLocalAddresses(runner, 'IPv4')).toEqual(['127.0.0.1', '10.0.0.2']);
+  });
+});
+
+describe('currentNodePortIPs', () => {
+  const selection = resolveNodePortAddresses(['192.168.0.0/16'], 'IPv4');
+  const answering = (result: { code: number; stdout?: string; stderr?: string }): CommandRunner => ({
+    run: () => Promise.resolve({ stdout: '', stderr: '', ...result }),
+  });
+  const errors: unknown[] = [];
+  const logger: Logger = { debug() {}, info() {}, warn() {}, error: (o) => void errors.push(o), child: () => logger };
+
+  it('selects and sorts the local addresses', async () => {
+    const stdout = JSON.stringify([{ addr_info: ['192.168.9.9', '10.0.0.1', '192.168.0.2'].map((local) => ({ local })) }]);
+    expect(await currentNodePortIPs(answering({ code: 0, stdout }), 'IPv4', selection, undefined, logger)).toEqual(['192.168.0.2', '192.168.9.9']);
+  });
+
+  it('keeps the previous list when listing fails, and fails without one', async () => {
+    const failing = answering({ code: 1, stderr: 'boom' });
+    expect(await currentNodePortIPs(failing, 'IPv4', selection, ['192.168.0.2'], logger)).toEqual(['192.168.0.2']);
+    expect(errors).toHaveLength(1);
+    await expect(currentNodePortIPs(failing, 'IPv4', selection, undefined, logger)).rejects.toThrow(/boom/);
   });
 });

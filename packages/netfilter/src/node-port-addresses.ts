@@ -2,7 +2,7 @@
 // address; otherwise CIDRs of this family, or "primary" for the node's primary IP.
 
 import { BlockList, isIPv4 } from 'node:net';
-import type { CommandRunner, IPFamily } from '@kube-proxy-ts/core';
+import type { CommandRunner, IPFamily, Logger } from '@kube-proxy-ts/core';
 import { cidrFamily } from './local-traffic.js';
 
 export interface NodePortAddresses {
@@ -63,4 +63,25 @@ export async function listLocalAddresses(runner: CommandRunner, family: IPFamily
     for (const info of link.addr_info ?? []) if (info.local) addresses.push(info.local);
   }
   return addresses;
+}
+
+/**
+ * The local addresses `selection` picks now, sorted (read at every sync, as upstream does). When
+ * listing fails, `previous` (what was last written) stays rather than closing every NodePort;
+ * without one the error is thrown, so the sync fails and is retried.
+ */
+export async function currentNodePortIPs(
+  runner: CommandRunner,
+  family: IPFamily,
+  selection: NodePortAddresses,
+  previous: readonly string[] | undefined,
+  logger: Logger,
+): Promise<string[]> {
+  try {
+    return selection.select(await listLocalAddresses(runner, family)).sort();
+  } catch (err) {
+    if (!previous) throw err;
+    logger.error({ err: String(err) }, 'listing local addresses failed: NodePort addresses not updated');
+    return [...previous];
+  }
 }
