@@ -1,6 +1,6 @@
 // Benchmark of the iptables backend on the real kernel, inside a network namespace it creates:
 // full sync of N services x 10 endpoints (compute and apply), then a partial sync after one
-// endpoint changed. Sizes grow step by step and stop when a step takes more than 60 s.
+// endpoint changed, a service added, and the full sync of a restarted daemon over the filled table. Sizes grow step by step and stop when a step takes more than 60 s.
 //
 //   node --conditions=@kube-proxy-ts/source --import tsx bench/iptables.ts [sizes=1000,5000,10000] [flavour=nft] [--keep]
 //
@@ -111,6 +111,14 @@ async function benchSize(n: number): Promise<number> {
     const addMs = performance.now() - t;
     if (!added.ok) throw new Error(`add sync failed: ${added.error?.message}`);
 
+    // A restarted daemon: a new backend finds the table full and rewrites everything once.
+    const restarted = new IptablesBackend({ ipFamily: 'IPv4', config, flavour, commandTimeoutMs: 90_000 });
+    await restarted.start({ ...testContext({ logger: silent, node, clock }), runner: createExecRunner({ netns }) });
+    t = performance.now();
+    const resync = await restarted.sync({ ...state, services, endpoints }, changeSet([...services.keys()]));
+    const resyncMs = performance.now() - t;
+    if (!resync.ok || !resync.full) throw new Error(`restart sync failed: ${resync.error?.message ?? 'was partial'}`);
+
     // The floor: the smallest transaction on a table this size (rewrite KUBE-MARK-MASQ as it is).
     t = performance.now();
     execFileSync('ip', ['netns', 'exec', netns, `iptables-${flavour}-restore`, '-w', '--noflush', '--counters'], { input: '*nat\n:KUBE-MARK-MASQ - [0:0]\n-A KUBE-MARK-MASQ -j MARK --or-mark 0x004000\nCOMMIT\n', timeout: 60_000 });
@@ -139,6 +147,9 @@ async function benchSize(n: number): Promise<number> {
         partialApplyMs: Math.round(partial.stats?.applyMs ?? 0),
         partialPayloadBytes: partial.stats?.payloadBytes,
         addServiceSyncMs: Math.round(addMs),
+        restartFullSyncMs: Math.round(resyncMs),
+        restartApplyMs: Math.round(resync.stats?.applyMs ?? 0),
+        restartTransactions: resync.stats?.transactions,
         floorTransactionMs: Math.round(floorMs),
         chainOnlyTransactionMs: Math.round(chainOnlyMs),
         kernelRules: rules,

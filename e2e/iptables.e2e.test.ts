@@ -104,6 +104,24 @@ describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', 
     await expectRefusedAtOnce(sb, 'client', NO_EP_VIP, 80);
   });
 
+  it('writes a sync split into many transactions into an empty table, and again as a restarted daemon over its rules', async () => {
+    await ipv4.backend.cleanup();
+    const nodeObject = node(NODE, { addresses: [sb.plan.nodeIP], podCIDRs: [sb.plan.podCIDR] });
+    for (const round of ['empty table', 'restart']) {
+      const backend = new IptablesBackend({ ipFamily: 'IPv4', config: proxyConfig({ clusterCIDR: sb.plan.clusterCIDR }), limits: { maxServicesPerTransaction: 1, maxLinesPerTransaction: 1000 }, commandTimeoutMs: 60_000 });
+      await backend.start(testContext({ runner: sb.runner('node') as never, node: nodeToNodeInfo(nodeObject, 'IPv4') }));
+      const { state, changes } = ipv4.feed.checkpoint();
+      const result = await backend.sync(state, changes);
+      expect(result.ok, `${round}: ${result.error?.message}`).toBe(true);
+      expect(result.stats?.transactions, round).toBe(3); // one per service port with endpoints, then the top level
+      expect(await answers(sb, 'client', VIP, 80, 16), round).toEqual(new Set([pod1.name, pod2.name]));
+      expect(await answers(sb, 'external', sb.plan.nodeIP, 30080, 16), round).toEqual(new Set([pod1.name, pod2.name]));
+      await expectRefusedAtOnce(sb, 'client', NO_EP_VIP, 80);
+    }
+    // The first instance learns the kernel again with a full sync.
+    expect(await sync()).toMatchObject({ full: true });
+  });
+
   it('stops sending new connections to a removed endpoint after the next sync (partial sync)', async () => {
     ipv4.feed.upsert(endpointSlice('default', 'web', { name: 'web-a', endpoints: [{ ip: pod1.ip, nodeName: NODE }], ports: slicePorts }));
     expect(await sync()).toMatchObject({ full: false });

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { endpointSlice, proxyConfig, service, testContext, type DeepPartial } from '@kube-proxy-ts/testing';
 import type { ProxyConfig } from '@kube-proxy-ts/core';
 import { IptablesBackend, type IptablesBackendOptions } from './backend.js';
+import { FULL_SYNC_PERIOD_MS } from './layout.js';
 import { tracePacket } from './packet-tracer.js';
 import { chainsOf, Cluster, TEST_HOSTNAME, TEST_NODE_IP } from './test-fixtures.js';
 
@@ -28,7 +29,10 @@ describe('IptablesBackend sync', () => {
     const { state, changes } = cluster.checkpoint();
     const result = await backend.sync(state, changes);
     expect(result).toMatchObject({ ok: true, full: true });
-    expect(runner.callsTo(SAVE).map((c) => c.args)).toEqual([['-t', 'nat'], ['-t', 'filter']]);
+    // nat is dumped for leftovers of ours; jumps are looked for in the built-in chains alone.
+    expect(runner.callsTo(SAVE).map((c) => c.args)).toEqual([['-t', 'nat']]);
+    const listed = runner.callsTo('iptables-nft').filter((c) => c.args.includes('-S')).map((c) => c.args.slice(1).join(' '));
+    expect(listed).toEqual(['-t filter -S INPUT', '-t filter -S FORWARD', '-t filter -S OUTPUT', '-t nat -S OUTPUT', '-t nat -S PREROUTING', '-t nat -S POSTROUTING']);
     const restores = runner.callsTo(RESTORE);
     expect(restores).toHaveLength(1);
     expect(restores[0]!.args).toEqual(['-w', '--noflush', '--counters']);
@@ -73,7 +77,8 @@ describe('IptablesBackend sync', () => {
 
   it('does not insert jumps the kernel already has', async () => {
     const { backend, runner } = await setUp();
-    runner.on(SAVE, { stdout: '*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\nCOMMIT\n' }, (a) => a[1] === 'nat');
+    const prerouting = '-P PREROUTING ACCEPT\n-A PREROUTING -j CALI-PREROUTING\n-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\n';
+    runner.on('iptables-nft', { stdout: prerouting }, (a) => a.join(' ') === '-w -t nat -S PREROUTING');
     const { state, changes } = new Cluster().checkpoint();
     await backend.sync(state, changes);
     const payload = runner.stdinsTo(RESTORE)[0]!;
@@ -81,16 +86,33 @@ describe('IptablesBackend sync', () => {
     expect(payload).toContain('-I OUTPUT 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES');
   });
 
-  it('checks jumps one by one with -C when iptables-save fails', async () => {
+  it('checks the jumps of a built-in chain it cannot list one by one with -C', async () => {
     const { backend, runner } = await setUp();
-    runner.on(SAVE, { code: 1, stderr: 'boom' });
+    runner.on('iptables-nft', { code: 1, stderr: 'boom' }, (args) => args.includes('-S') && args.includes('nat'));
     runner.on('iptables-nft', (args) => ({ code: args.includes('PREROUTING') ? 0 : 1 }), (args) => args.includes('-C'));
     const { state, changes } = new Cluster().checkpoint();
     expect((await backend.sync(state, changes)).ok).toBe(true);
-    expect(runner.callsTo('iptables-nft').filter((c) => c.args.includes('-C'))).toHaveLength(14);
+    expect(runner.callsTo('iptables-nft').filter((c) => c.args.includes('-C')).map((c) => c.args[4])).toEqual(['OUTPUT', 'PREROUTING', 'POSTROUTING']);
     const payload = runner.stdinsTo(RESTORE)[0]!;
     expect(payload).not.toContain('-I PREROUTING');
     expect(payload).toContain('-I POSTROUTING 1 -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING');
+    expect(payload).toContain('-I INPUT 1 -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES');
+  });
+
+  it('takes its chains from what it wrote on a later full sync: no dump of the table', async () => {
+    const { backend, runner, ctx } = await setUp();
+    const cluster = new Cluster().upsert(svc(1), slice(1, ['10.180.0.1']), svc(2), slice(2, ['10.180.1.1']));
+    let cp = cluster.checkpoint();
+    await backend.sync(cp.state, cp.changes);
+    runner.reset();
+    cluster.deleteService('ns1', 'svc2').deleteSlice('ns1', 'svc2-a');
+    cp = cluster.checkpoint();
+    ctx.clock.advance(FULL_SYNC_PERIOD_MS + 1);
+    const result = await backend.sync(cp.state, cp.changes);
+    expect(result).toMatchObject({ ok: true, full: true });
+    expect(runner.callsTo(SAVE)).toEqual([]);
+    // svc2's chains are known to be ours and stale.
+    expect(runner.stdinsTo(RESTORE)[0]!.match(/^-X KUBE-(SVC|SEP)-/gm)).toHaveLength(2);
   });
 
   it('writes only what changed on a partial sync, without reading the kernel', async () => {
@@ -152,14 +174,42 @@ describe('IptablesBackend sync', () => {
     const result = await backend.sync(state, changes);
     expect(result.ok).toBe(true);
     const payloads = runner.stdinsTo(RESTORE);
-    expect(payloads).toHaveLength(3);
-    for (const p of payloads.slice(0, 2)) {
-      expect(p.match(/^:KUBE-SVC-/gm)).toHaveLength(2);
+    expect(payloads).toHaveLength(4);
+    for (const [i, p] of payloads.slice(0, 3).entries()) {
+      expect(p.match(/^:KUBE-SVC-/gm)).toHaveLength(i < 2 ? 2 : 1);
       expect(p).not.toContain(':KUBE-SERVICES');
       expect(p).toContain(':KUBE-MARK-MASQ - [0:0]\n'); // service chains jump to it
     }
-    expect(payloads[2]).toContain(':KUBE-SERVICES - [0:0]');
-    expect(payloads[2]!.match(/^:KUBE-SVC-/gm)).toHaveLength(1);
+    // The top-level chains come alone: every service chain they jump to exists by then.
+    expect(payloads[3]).toContain(':KUBE-SERVICES - [0:0]');
+    expect(payloads[3]).not.toMatch(/^:KUBE-(SVC|SEP)-/m);
+  });
+
+  it('writes each chain whole, jump targets before the chains that jump to them, each kind by descending name', async () => {
+    const { backend, runner } = await setUp();
+    const cluster = new Cluster();
+    for (let i = 1; i <= 4; i++) cluster.upsert(svc(i, { type: 'NodePort', ports: [{ name: 'p80', port: 80, nodePort: 30000 + i }] }), slice(i, [`10.180.${i}.1`, `10.180.${i}.2`]));
+    const { state, changes } = cluster.checkpoint();
+    expect((await backend.sync(state, changes)).ok).toBe(true);
+    const nat = /\*nat\n([^]*?)COMMIT/.exec(runner.stdinsTo(RESTORE)[0]!)![1]!.split('\n');
+    const blocks = nat.filter((l) => /^:KUBE-(SEP|SVC|EXT)-/.test(l)).map((l) => l.slice(1, l.indexOf(' ')));
+    const kinds = blocks.map((c) => c.slice(5, 8));
+    expect(kinds).toEqual([...Array(8).fill('SEP'), ...Array(4).fill('SVC'), ...Array(4).fill('EXT')]);
+    for (const kind of ['SEP', 'SVC', 'EXT']) {
+      const names = blocks.filter((c) => c.slice(5, 8) === kind);
+      expect(names).toEqual([...names].sort().reverse());
+    }
+    // A chain's rules follow its declaration.
+    for (const chain of blocks) {
+      const at = nat.indexOf(`:${chain} - [0:0]`);
+      const rules = nat.flatMap((l, i) => (l.startsWith(`-A ${chain} `) ? [i] : []));
+      expect(rules.length).toBeGreaterThan(0);
+      expect(rules).toEqual(rules.map((_, k) => at + 1 + k));
+    }
+    // KUBE-SERVICES by descending target, the node-port rule last.
+    const services = nat.filter((l) => l.startsWith('-A KUBE-SERVICES ')).map((l) => l.slice(l.lastIndexOf('-j ') + 3));
+    expect(services.at(-1)).toBe('KUBE-NODEPORTS');
+    expect(services.slice(0, -1)).toEqual([...services.slice(0, -1)].sort().reverse());
   });
 
   it('batches by 100 services on iptables-nft and by 1000 on legacy (which copies the whole table per commit)', async () => {
@@ -168,10 +218,28 @@ describe('IptablesBackend sync', () => {
     const { state, changes } = cluster.checkpoint();
     const nft = await setUp();
     await nft.backend.sync(state, changes);
-    expect(nft.runner.callsTo(RESTORE)).toHaveLength(2);
+    expect(nft.runner.callsTo(RESTORE)).toHaveLength(3); // 100 and 50 services, then the top-level chains
     const legacy = await setUp({}, { flavour: 'legacy' });
     await legacy.backend.sync(state, changes);
     expect(legacy.runner.callsTo('iptables-legacy-restore')).toHaveLength(1);
+  });
+
+  it('writes larger transactions into a table already holding many chains of ours (each commit walks them all)', async () => {
+    const cluster = new Cluster();
+    for (let i = 1; i <= 600; i++) cluster.upsert(svc(i, { clusterIP: `172.30.${i >> 8}.${i & 255}` }), slice(i, [`10.180.${i >> 8}.${i & 255}`]));
+    const { state, changes } = cluster.checkpoint();
+    const serviceTransactions = (payloads: string[]) => payloads.filter((p) => /^:KUBE-SVC-/m.test(p)).map((p) => p.match(/^:KUBE-SVC-/gm)!.length);
+
+    const fresh = await setUp();
+    await fresh.backend.sync(state, changes);
+    expect(serviceTransactions(fresh.runner.stdinsTo(RESTORE))).toEqual([100, 100, 100, 100, 100, 100]);
+
+    // A restart: the kernel holds 20 000 service chains (leftovers here, deleted after the sync).
+    const restarted = await setUp();
+    const leftovers = Array.from({ length: 20_000 }, (_, i) => `:KUBE-SEP-${String(i).padStart(16, 'A')} - [0:0]`).join('\n');
+    restarted.runner.on(SAVE, { stdout: `*nat\n${leftovers}\nCOMMIT\n` }, (a) => a[1] === 'nat');
+    expect((await restarted.backend.sync(state, changes)).ok).toBe(true);
+    expect(serviceTransactions(restarted.runner.stdinsTo(RESTORE))).toEqual([500, 100]);
   });
 
   it('counts a failed restore, keeps going with a full sync that reads the kernel again', async () => {
@@ -195,7 +263,7 @@ describe('IptablesBackend sync', () => {
     runner.reset();
     const retry = await backend.sync(cp.state, { ...cp.changes, servicePorts: new Set() });
     expect(retry).toMatchObject({ ok: true, full: true });
-    expect(runner.callsTo(SAVE)).toHaveLength(2);
+    expect(runner.callsTo(SAVE).map((c) => c.args)).toEqual([['-t', 'nat']]);
     expect(runner.stdinsTo(RESTORE)[0]).toContain('10.180.0.2:80');
   });
 

@@ -31,9 +31,10 @@ import {
   type IptablesCommands,
   type IptablesFlavour,
   type RestoreResult,
+  type SavedChain,
   type SavedTable,
 } from '@kube-proxy-ts/netfilter';
-import { missingJumps } from './jumps.js';
+import { hasJump } from './jumps.js';
 import {
   FULL_SYNC_PERIOD_MS,
   JUMP_RULES,
@@ -51,7 +52,20 @@ import {
   type JumpRule,
 } from './layout.js';
 import { computeRules, type RuleOptions, type RuleSet } from './rules.js';
-import { chainRemovalTransactions, commitPlan, DEFAULT_LIMITS, LEGACY_LIMITS, ORDER_FREE_CHAINS, planSync, ruleCounts, type KernelModel, type PlanLimits, type SyncPlan } from './sync-plan.js';
+import {
+  chainRemovalTransactions,
+  commitPlan,
+  DEFAULT_LIMITS,
+  LEGACY_LIMITS,
+  ORDER_FREE_CHAINS,
+  planSync,
+  POPULATED_LIMITS,
+  POPULATED_TABLE_CHAINS,
+  ruleCounts,
+  type KernelModel,
+  type PlanLimits,
+  type SyncPlan,
+} from './sync-plan.js';
 
 export interface IptablesBackendOptions extends BackendOptions {
   /** Which iptables to drive; "auto" (default) detects the host's, as iptables-wrapper does. */
@@ -134,8 +148,11 @@ export class IptablesBackend implements Backend {
     return plan.transactions.map((t) => t.payload).join('');
   }
 
-  private limits(): PlanLimits {
-    return this.options.limits ?? (this.commands?.flavour === 'legacy' ? LEGACY_LIMITS : DEFAULT_LIMITS);
+  /** Transaction bounds for a sync into a table holding `kernelChains` of our service chains. */
+  private limits(kernelChains = 0): PlanLimits {
+    if (this.options.limits) return this.options.limits;
+    if (this.commands?.flavour === 'legacy') return LEGACY_LIMITS;
+    return kernelChains >= POPULATED_TABLE_CHAINS ? POPULATED_LIMITS : DEFAULT_LIMITS;
   }
 
   private wantedJumps(): JumpRule[] {
@@ -176,12 +193,23 @@ export class IptablesBackend implements Backend {
     return parseIptablesSave(r.stdout).get(table) ?? new Map();
   }
 
-  /** The jumps `iptables -C` does not find (when iptables-save failed). */
-  private async checkJumps(jumps: readonly JumpRule[]): Promise<JumpRule[]> {
+  /**
+   * Our jumps the built-in chains lack. Each built-in chain is listed alone (`-S CHAIN`), which
+   * costs milliseconds however many chains the table holds; a chain that cannot be listed has
+   * its jumps checked one by one (`-C`).
+   */
+  private async missingJumps(): Promise<JumpRule[]> {
     const missing: JumpRule[] = [];
-    for (const jump of jumps) {
-      const r = await this.run(this.commands!.iptables, ['-w', '-t', jump.table, '-C', jump.from, ...jump.args, '-j', jump.to]);
-      if (r.code !== 0) missing.push(jump);
+    const listed = new Map<string, SavedChain | undefined>();
+    for (const jump of this.wantedJumps()) {
+      const key = `${jump.table}/${jump.from}`;
+      if (!listed.has(key)) {
+        const r = await this.run(this.commands!.iptables, ['-w', '-t', jump.table, '-S', jump.from]);
+        listed.set(key, r.code === 0 ? (parseIptablesSave(`*${jump.table}\n${r.stdout}\nCOMMIT\n`).get(jump.table)?.get(jump.from) ?? { name: jump.from, policy: undefined, rules: [] }) : undefined);
+      }
+      const chain = listed.get(key);
+      const present = chain ? hasJump(chain.rules, jump) : (await this.run(this.commands!.iptables, ['-w', '-t', jump.table, '-C', jump.from, ...jump.args, '-j', jump.to])).code === 0;
+      if (!present) missing.push(jump);
     }
     return missing;
   }
@@ -239,15 +267,19 @@ export class IptablesBackend implements Backend {
       }
       for (const [key, reason] of rules.skipped) logger.warn({ servicePort: key, reason }, 'service port skipped: its rules cannot be written safely');
 
-      // On a full sync, read the kernel: leftovers of ours to delete and jumps to restore.
-      let kernelServiceChains: Set<string> | undefined;
+      // On a full sync, read the kernel: jumps to restore, and, when we do not know what we
+      // wrote (start, failure), leftovers of ours to delete. Dumping nat costs seconds at 10k
+      // services, so a periodic full sync takes our chains from what it wrote.
+      let kernelServiceChains: ReadonlySet<string> | undefined;
       let jumps: JumpRule[] = [];
       if (full) {
-        const nat = await this.save('nat');
-        const filter = await this.save('filter');
-        kernelServiceChains = new Set([...(nat?.keys() ?? [])].filter(isServiceChainName));
-        const tables = new Map<string, SavedTable>([['nat', nat ?? new Map()], ['filter', filter ?? new Map()]]);
-        jumps = nat && filter ? missingJumps(tables, this.wantedJumps()) : await this.checkJumps(this.wantedJumps());
+        jumps = await this.missingJumps();
+        if (this.model) {
+          kernelServiceChains = new Set(this.model.serviceChains.keys());
+        } else {
+          const nat = await this.save('nat');
+          kernelServiceChains = new Set([...(nat?.keys() ?? [])].filter(isServiceChainName));
+        }
       }
 
       const planStart = ctx.clock.now();
@@ -260,7 +292,7 @@ export class IptablesBackend implements Backend {
         ...(kernelServiceChains ? { kernelServiceChains } : {}),
         missingJumps: jumps,
         canary: full,
-        limits: this.limits(),
+        limits: this.limits(Math.max(kernelServiceChains?.size ?? 0, this.model?.serviceChains.size ?? 0)),
       });
 
       const planMs = ctx.clock.now() - planStart;

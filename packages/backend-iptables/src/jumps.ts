@@ -1,8 +1,8 @@
 // The jumps from the built-in chains into ours. They cannot go through a flushing restore (the
-// built-in chains hold other software's rules), so we look for them in an iptables-save dump and
-// insert the missing ones; cleanup deletes them one by one.
+// built-in chains hold other software's rules), so we look for them in a listing of the built-in
+// chain and insert the missing ones; cleanup deletes them one by one.
 
-import { splitRuleArgs, type SavedTable } from '@kube-proxy-ts/netfilter';
+import { splitRuleArgs } from '@kube-proxy-ts/netfilter';
 import type { JumpRule } from './layout.js';
 
 /** True when `chainRules` (rules as iptables-save prints them) hold `jump`. */
@@ -24,9 +24,4 @@ function commentOf(args: readonly string[]): string | undefined {
 
 function sameComment(a: readonly string[], b: readonly string[]): boolean {
   return commentOf(a) === commentOf(b);
-}
-
-/** The jumps of `wanted` that `tables` (parsed iptables-save output) lack. */
-export function missingJumps(tables: ReadonlyMap<string, SavedTable>, wanted: readonly JumpRule[]): JumpRule[] {
-  return wanted.filter((jump) => !hasJump(tables.get(jump.table)?.get(jump.from)?.rules ?? [], jump));
 }

@@ -16,6 +16,22 @@ describe('RestoreTableWriter', () => {
     expect([nat.chainCount, nat.ruleCount, nat.deletedChainCount]).toEqual([2, 1, 1]);
   });
 
+  it('writes whole chains (declaration, then its rules) between the declarations and the single rules', () => {
+    const nat = new RestoreTableWriter('nat');
+    nat.declareChain('KUBE-MARK-MASQ').appendRule('KUBE-MARK-MASQ', '-j MARK --or-mark 0x004000');
+    nat.writeChain('KUBE-SEP-B', ['-s 10.0.0.2 -j KUBE-MARK-MASQ', '-m tcp -p tcp -j DNAT --to-destination 10.0.0.2:80']);
+    nat.writeChain('KUBE-SVC-A', ['-j KUBE-SEP-B']);
+    expect(nat.toString()).toBe(
+      '*nat\n:KUBE-MARK-MASQ - [0:0]\n' +
+        ':KUBE-SEP-B - [0:0]\n-A KUBE-SEP-B -s 10.0.0.2 -j KUBE-MARK-MASQ\n-A KUBE-SEP-B -m tcp -p tcp -j DNAT --to-destination 10.0.0.2:80\n' +
+        ':KUBE-SVC-A - [0:0]\n-A KUBE-SVC-A -j KUBE-SEP-B\n' +
+        '-A KUBE-MARK-MASQ -j MARK --or-mark 0x004000\nCOMMIT\n',
+    );
+    expect([nat.chainCount, nat.ruleCount]).toEqual([3, 4]);
+    expect(nat.hasChain('KUBE-SVC-A')).toBe(true);
+    expect(() => nat.writeChain('KUBE-SVC-A', [])).toThrow(/already declared/);
+  });
+
   it('round-trips arguments through the restore tokenizer', () => {
     const args = ['-m', 'comment', '--comment', 'a "quoted" \\ thing', '-j', 'X', ''];
     expect(splitRuleArgs(formatRestoreLine(args))).toEqual(args);

@@ -19,9 +19,14 @@ export function formatRestoreLine(args: readonly string[]): string {
   return args.map(quoteRestoreArg).join(' ');
 }
 
-/** The statements of one table: chain declarations, then rules, then chain deletions. */
+/**
+ * The statements of one table: chain declarations, then whole chains (each declaration followed
+ * by its rules), then single rules, then chain deletions.
+ */
 export class RestoreTableWriter {
   private readonly chainLines: string[] = [];
+  private readonly blockLines: string[] = [];
+  private blockRules = 0;
   private readonly ruleLines: string[] = [];
   private readonly deleteLines: string[] = [];
   private readonly declared = new Set<string>();
@@ -34,6 +39,19 @@ export class RestoreTableWriter {
       this.declared.add(chain);
       this.chainLines.push(`:${chain} - [0:0]`);
     }
+    return this;
+  }
+
+  /**
+   * Declares (so flushes) a chain and writes its rules right after the declaration. Chains a
+   * rule jumps to must already exist or be written earlier.
+   */
+  writeChain(chain: string, rules: readonly string[]): this {
+    if (this.declared.has(chain)) throw new Error(`chain ${chain} is already declared in this ${this.name} payload`);
+    this.declared.add(chain);
+    this.blockLines.push(`:${chain} - [0:0]`);
+    for (const line of rules) this.blockLines.push(`-A ${chain} ${line}`);
+    this.blockRules += rules.length;
     return this;
   }
 
@@ -68,11 +86,11 @@ export class RestoreTableWriter {
   }
 
   get chainCount(): number {
-    return this.chainLines.length;
+    return this.declared.size;
   }
 
   get ruleCount(): number {
-    return this.ruleLines.length;
+    return this.ruleLines.length + this.blockRules;
   }
 
   get deletedChainCount(): number {
@@ -80,12 +98,12 @@ export class RestoreTableWriter {
   }
 
   isEmpty(): boolean {
-    return this.chainLines.length === 0 && this.ruleLines.length === 0 && this.deleteLines.length === 0;
+    return this.declared.size === 0 && this.ruleLines.length === 0 && this.deleteLines.length === 0;
   }
 
   /** The table's section of a payload, `*table` through `COMMIT`. */
   toString(): string {
-    const parts = [`*${this.name}`, ...this.chainLines, ...this.ruleLines, ...this.deleteLines, 'COMMIT'];
+    const parts = [`*${this.name}`, ...this.chainLines, ...this.blockLines, ...this.ruleLines, ...this.deleteLines, 'COMMIT'];
     return `${parts.join('\n')}\n`;
   }
 }
