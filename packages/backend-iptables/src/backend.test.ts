@@ -183,6 +183,38 @@ describe('IptablesBackend sync', () => {
     // The top-level chains come alone: every service chain they jump to exists by then.
     expect(payloads[3]).toContain(':KUBE-SERVICES - [0:0]');
     expect(payloads[3]).not.toMatch(/^:KUBE-(SVC|SEP)-/m);
+    // What it remembers equals one transaction's worth, and a partial sync builds on it.
+    const single = await setUp();
+    await single.backend.sync(state, changes);
+    expect(single.runner.callsTo(RESTORE)).toHaveLength(1);
+    expect(await backend.inspect()).toEqual(await single.backend.inspect());
+    expect(result.stats).toMatchObject({ transactions: 4, servicesWritten: 5 });
+  });
+
+  it('stops a large full sync at the first failed transaction, running one restore at a time', async () => {
+    const { backend, runner } = await setUp({}, { limits: { maxServicesPerTransaction: 2, maxLinesPerTransaction: 1000 } });
+    const cluster = new Cluster();
+    for (let i = 1; i <= 7; i++) cluster.upsert(svc(i), slice(i, [`10.180.${i}.1`]));
+    const { state, changes } = cluster.checkpoint();
+    let calls = 0;
+    let running = 0;
+    let overlapped = false;
+    runner.on(RESTORE, async () => {
+      calls++;
+      overlapped ||= ++running > 1;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      running--;
+      return calls === 2 ? { code: 1, stderr: 'iptables-nft-restore: line 7 failed' } : { code: 0 };
+    });
+    const result = await backend.sync(state, changes);
+    expect(result.ok).toBe(false);
+    expect(result.error?.message).toMatch(/transaction 2\b.*line 7/);
+    expect(calls).toBe(2);
+    expect(overlapped).toBe(false);
+    calls = 10;
+    const retry = await backend.sync(state, { ...changes, servicePorts: new Set() });
+    expect(retry).toMatchObject({ ok: true, full: true });
+    expect(runner.stdinsTo(RESTORE).at(-1)).toContain(':KUBE-SERVICES - [0:0]');
   });
 
   it('writes each chain whole, jump targets before the chains that jump to them, each kind by descending name', async () => {

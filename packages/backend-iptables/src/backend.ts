@@ -1,7 +1,9 @@
 // The iptables backend: upstream's layout, written with iptables-restore --noflush --counters.
 // What we wrote is remembered, so steady-state syncs neither read the kernel nor rewrite what did
-// not change; the kernel is read (iptables-save) on full syncs only, to find leftovers and jumps.
+// not change. Full syncs list the built-in chains for our jumps, and dump nat for leftovers of
+// ours only when what we wrote is unknown (start, failure).
 
+import { setImmediate as setImmediatePromise } from 'node:timers/promises';
 import {
   counter,
   gauge,
@@ -13,6 +15,7 @@ import {
   type IPFamily,
   type ProxyConfig,
   type ProxyState,
+  type ServicePortKey,
   type SyncResult,
 } from '@kube-proxy-ts/core';
 import {
@@ -51,7 +54,7 @@ import {
   KUBELET_FIREWALL_JUMPS,
   type JumpRule,
 } from './layout.js';
-import { computeRules, type RuleOptions, type RuleSet } from './rules.js';
+import { computeRules, markMasqRules, RuleSetBuilder, type RuleOptions, type RuleSet, type ServicePortRules } from './rules.js';
 import {
   chainRemovalTransactions,
   commitPlan,
@@ -62,6 +65,8 @@ import {
   POPULATED_LIMITS,
   POPULATED_TABLE_CHAINS,
   ruleCounts,
+  serviceChainsTransaction,
+  ServiceGrouper,
   type KernelModel,
   type PlanLimits,
   type SyncPlan,
@@ -77,6 +82,9 @@ export interface IptablesBackendOptions extends BackendOptions {
 }
 
 const NAME = 'iptables';
+
+/** Service ports computed between two turns of the event loop while a restore runs. */
+const COMPUTE_STEP = 25;
 
 interface SyncDecision {
   readonly full: boolean;
@@ -256,16 +264,14 @@ export class IptablesBackend implements Backend {
         this.nodePortIPs = await currentNodePortIPs(ctx.runner, this.family, nodePortAddresses, this.nodePortIPs, logger);
       }
 
-      const computeStart = ctx.clock.now();
-      const rules = computeRules(state, this.ruleOptions(state), full ? {} : { previous: this.previousRules, changed: changes.servicePorts });
-      const computeMs = ctx.clock.now() - computeStart;
-      if (!full && rules.fingerprint !== this.previousRules?.fingerprint) {
-        // Something every service's rules depend on moved (e.g. large-cluster mode): all were
+      const options = this.ruleOptions(state);
+      const builder = new RuleSetBuilder(state, options, full ? {} : { previous: this.previousRules, changed: changes.servicePorts });
+      if (!full && builder.fingerprint !== this.previousRules?.fingerprint) {
+        // Something every service's rules depend on moved (e.g. large-cluster mode): all are
         // recomputed, so write them all.
         full = true;
         decision = { full, reason: 'rule options changed' };
       }
-      for (const [key, reason] of rules.skipped) logger.warn({ servicePort: key, reason }, 'service port skipped: its rules cannot be written safely');
 
       // On a full sync, read the kernel: jumps to restore, and, when we do not know what we
       // wrote (start, failure), leftovers of ours to delete. Dumping nat costs seconds at 10k
@@ -281,29 +287,45 @@ export class IptablesBackend implements Backend {
           kernelServiceChains = new Set([...(nat?.keys() ?? [])].filter(isServiceChainName));
         }
       }
+      const limits = this.limits(Math.max(kernelServiceChains?.size ?? 0, this.model?.serviceChains.size ?? 0));
 
-      const planStart = ctx.clock.now();
+      this.payloads = [];
+      const timing = { computeMs: 0, applyStart: undefined as number | undefined };
+      const applied = new Set<ServicePortKey>();
+      if (full && builder.size > limits.maxServicesPerTransaction) {
+        timing.applyStart = ctx.clock.now();
+        const failure = await this.applyWhileComputing(builder, limits, options.masqueradeBit, applied, timing);
+        if (failure) return this.failed(decision, failure.result, failure.index);
+      }
+      let started = ctx.clock.now();
+      const rules = builder.finish();
+      timing.computeMs += ctx.clock.now() - started;
+      for (const [key, reason] of rules.skipped) logger.warn({ servicePort: key, reason }, 'service port skipped: its rules cannot be written safely');
+
+      started = ctx.clock.now();
       const plan: SyncPlan = planSync({
         rules,
         model: full ? undefined : this.model,
         full,
         changed: changes.servicePorts,
+        applied,
         previous: this.previousRules,
         ...(kernelServiceChains ? { kernelServiceChains } : {}),
         missingJumps: jumps,
         canary: full,
-        limits: this.limits(Math.max(kernelServiceChains?.size ?? 0, this.model?.serviceChains.size ?? 0)),
+        limits,
       });
+      const planMs = ctx.clock.now() - started;
 
-      const planMs = ctx.clock.now() - planStart;
-      this.payloads = [];
-      const applyStart = ctx.clock.now();
+      timing.applyStart ??= ctx.clock.now();
+      const first = this.payloads.length;
       for (const [i, tx] of plan.transactions.entries()) {
         this.payloads.push(tx.payload);
         const result = await runIptablesRestore(ctx.runner, this.commands.restore, tx.payload, { timeoutMs: this.timeoutMs });
-        if (!result.ok) return this.failed(decision, result, i, plan.transactions.length);
+        if (!result.ok) return this.failed(decision, result, first + i, first + plan.transactions.length);
       }
-      const applyMs = ctx.clock.now() - applyStart;
+      const applyMs = ctx.clock.now() - timing.applyStart - planMs;
+      const computeMs = timing.computeMs;
 
       this.model = commitPlan(this.model, plan);
       const counts = ruleCounts(this.model);
@@ -319,8 +341,8 @@ export class IptablesBackend implements Backend {
       rulesTotal.set({ table: 'filter', ...labels }, counts.filter);
       const rulesLast = gauge(ctx.metrics, { name: 'sync_proxy_rules_iptables_last', help: 'Number of iptables rules written by kube-proxy in last sync', labelNames: ['table', 'ip_family'] as const });
       const written = { nat: 0, filter: 0 };
-      for (const tx of plan.transactions) {
-        const n = countRuleLines(tx.payload);
+      for (const payload of this.payloads) {
+        const n = countRuleLines(payload);
         written.nat += n.nat;
         written.filter += n.filter;
       }
@@ -332,7 +354,7 @@ export class IptablesBackend implements Backend {
         services: rules.services.size,
         endpoints: rules.totalEndpoints,
         largeClusterMode: rules.largeClusterMode ? 1 : 0,
-        transactions: plan.transactions.length,
+        transactions: this.payloads.length,
         payloadBytes: this.payloads.reduce((n, p) => n + p.length, 0),
         servicesWritten: plan.stats.servicesWritten,
         chainsDeleted: plan.stats.chainsDeleted,
@@ -358,7 +380,67 @@ export class IptablesBackend implements Backend {
     }
   }
 
-  private failed(decision: SyncDecision, result: RestoreResult, index: number, count: number): SyncResult {
+  /**
+   * Writes the per-service chains of a large full sync while computing them: each group's
+   * restore runs while the next group is computed, so the kernel's work and ours overlap (at
+   * 10k services, seconds of computing). Adds the written service ports to `applied`; returns
+   * the failed restore, if one failed (nothing references these chains before the top-level
+   * transaction, or they are rewritten in place).
+   */
+  private async applyWhileComputing(
+    builder: RuleSetBuilder,
+    limits: PlanLimits,
+    masqueradeBit: number,
+    applied: Set<ServicePortKey>,
+    timing: { computeMs: number },
+  ): Promise<{ result: RestoreResult; index: number } | undefined> {
+    const ctx = this.ctx!;
+    const markMasq = markMasqRules(masqueradeBit);
+    const grouper = new ServiceGrouper(limits);
+    let running: { promise: Promise<RestoreResult>; keys: ServicePortKey[]; index: number } | undefined;
+    const settle = async () => {
+      if (!running) return undefined;
+      const { promise, keys, index } = running;
+      running = undefined;
+      const result = await promise;
+      if (!result.ok) return { result, index };
+      for (const key of keys) applied.add(key);
+      return undefined;
+    };
+    const launch = async (group: Array<[ServicePortKey, ServicePortRules]>) => {
+      const started = ctx.clock.now();
+      const tx = serviceChainsTransaction(markMasq, group.map(([, rules]) => rules));
+      timing.computeMs += ctx.clock.now() - started;
+      const failure = await settle();
+      if (failure) return failure;
+      this.payloads.push(tx.payload);
+      const promise = runIptablesRestore(ctx.runner, this.commands!.restore, tx.payload, { timeoutMs: this.timeoutMs });
+      running = { promise, keys: group.map(([key]) => key), index: this.payloads.length - 1 };
+      return undefined;
+    };
+    while (!builder.done) {
+      const started = ctx.clock.now();
+      const batch = builder.advance(COMPUTE_STEP);
+      timing.computeMs += ctx.clock.now() - started;
+      for (const [key, rules] of batch) {
+        if (rules.chains.size === 0) continue;
+        const closed = grouper.add(key, rules);
+        const failure = closed ? await launch(closed) : undefined;
+        if (failure) {
+          await settle();
+          return failure;
+        }
+      }
+      // Let the event loop feed the running restore its payload (a pipe holds 64 KiB).
+      await setImmediatePromise();
+    }
+    const last = grouper.take();
+    const failure = last.length > 0 ? await launch(last) : undefined;
+    if (failure) return failure;
+    return settle();
+  }
+
+  private failed(decision: SyncDecision, result: RestoreResult, index: number, count?: number): SyncResult {
     const ctx = this.ctx!;
     const labels = { ip_family: this.family };
     counter(ctx.metrics, { name: 'sync_proxy_rules_iptables_restore_failures_total', help: 'Cumulative proxy iptables restore failures', labelNames: ['ip_family'] as const }).inc(labels);
@@ -369,7 +451,7 @@ export class IptablesBackend implements Backend {
     this.needFullSync = true;
     this.model = undefined;
     const where = result.failedLine !== undefined ? ` at line ${result.failedLine}: ${result.failedLineText ?? ''}` : '';
-    const error = new Error(`${this.commands!.restore} failed (transaction ${index + 1} of ${count})${where}: ${result.stderr.trim()}`);
+    const error = new Error(`${this.commands!.restore} failed (transaction ${index + 1}${count ? ` of ${count}` : ''})${where}: ${result.stderr.trim()}`);
     ctx.logger.error({ err: error.message, line: result.failedLine, text: result.failedLineText, full: decision.full }, 'failed to execute iptables-restore');
     return { ok: false, full: decision.full, error };
   }

@@ -158,35 +158,97 @@ function sortedKeys(state: ProxyState, previous: RuleSet | undefined): ServicePo
   return [...state.services.keys()].sort();
 }
 
-/** Computes every rule this node needs for `state`. */
-export function computeRules(state: ProxyState, options: RuleOptions, compute: ComputeOptions = {}): RuleSet {
-  const family = state.ipFamily;
-  const mark = masqueradeMark(options.masqueradeBit);
-  let totalEndpoints = 0;
-  for (const key of state.services.keys()) totalEndpoints += state.endpoints.get(key)?.length ?? 0;
-  const largeClusterMode = totalEndpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
-  const fingerprint = fingerprintOf(options, largeClusterMode, state);
-  const reuse = compute.previous && compute.changed && compute.previous.fingerprint === fingerprint ? compute.previous : undefined;
+/**
+ * Computes a node's rules service port by service port, so a large sync can apply the first
+ * service ports' chains while it computes the next ones.
+ */
+export class RuleSetBuilder {
+  readonly largeClusterMode: boolean;
+  readonly fingerprint: string;
+  readonly totalEndpoints: number;
+  private readonly reuse: RuleSet | undefined;
+  private readonly keys: ServicePortKey[];
+  private readonly services = new Map<ServicePortKey, ServicePortRules>();
+  private readonly skipped = new Map<ServicePortKey, string>();
+  private next = 0;
 
-  const services = new Map<ServicePortKey, ServicePortRules>();
-  const skipped = new Map<ServicePortKey, string>();
-  const keys = sortedKeys(state, reuse);
-  for (const key of keys) {
-    const svc = state.services.get(key)!;
-    const previous = reuse && !compute.changed!.has(key) ? reuse.services.get(key) : undefined;
-    if (previous) {
-      services.set(key, previous);
-      continue;
-    }
-    const endpoints = state.endpoints.get(key) ?? [];
-    const reason = invalidReason(svc, endpoints, family);
-    if (reason) {
-      skipped.set(key, reason);
-      continue;
-    }
-    services.set(key, serviceRules(svc, endpoints, state, options, largeClusterMode));
+  constructor(
+    private readonly state: ProxyState,
+    private readonly options: RuleOptions,
+    private readonly compute: ComputeOptions = {},
+  ) {
+    let totalEndpoints = 0;
+    for (const key of state.services.keys()) totalEndpoints += state.endpoints.get(key)?.length ?? 0;
+    this.totalEndpoints = totalEndpoints;
+    this.largeClusterMode = totalEndpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
+    this.fingerprint = fingerprintOf(options, this.largeClusterMode, state);
+    this.reuse = compute.previous && compute.changed && compute.previous.fingerprint === this.fingerprint ? compute.previous : undefined;
+    this.keys = sortedKeys(state, this.reuse);
   }
 
+  /** Service ports in the state. */
+  get size(): number {
+    return this.keys.length;
+  }
+
+  get done(): boolean {
+    return this.next >= this.keys.length;
+  }
+
+  /** The rules of the next (up to) `count` service ports, in key order; invalid ones are skipped. */
+  advance(count: number): Array<[ServicePortKey, ServicePortRules]> {
+    const out: Array<[ServicePortKey, ServicePortRules]> = [];
+    const end = Math.min(this.keys.length, this.next + count);
+    for (; this.next < end; this.next++) {
+      const key = this.keys[this.next]!;
+      const rules = this.rulesOf(key);
+      if (rules) out.push([key, rules]);
+    }
+    return out;
+  }
+
+  private rulesOf(key: ServicePortKey): ServicePortRules | undefined {
+    const svc = this.state.services.get(key)!;
+    let rules = this.reuse && !this.compute.changed!.has(key) ? this.reuse.services.get(key) : undefined;
+    if (!rules) {
+      const endpoints = this.state.endpoints.get(key) ?? [];
+      const reason = invalidReason(svc, endpoints, this.state.ipFamily);
+      if (reason) {
+        this.skipped.set(key, reason);
+        return undefined;
+      }
+      rules = serviceRules(svc, endpoints, this.state, this.options, this.largeClusterMode);
+    }
+    this.services.set(key, rules);
+    return rules;
+  }
+
+  /** Computes what is left and the top-level chains. */
+  finish(): RuleSet {
+    this.advance(this.keys.length);
+    return topLevelRules(this.state, this.options, this.services, this.skipped, this);
+  }
+}
+
+/** KUBE-MARK-MASQ's rule. */
+export function markMasqRules(masqueradeBit: number): string[] {
+  return [fmt(['-j', 'MARK', '--or-mark', masqueradeMark(masqueradeBit)])];
+}
+
+/** Computes every rule this node needs for `state`. */
+export function computeRules(state: ProxyState, options: RuleOptions, compute: ComputeOptions = {}): RuleSet {
+  return new RuleSetBuilder(state, options, compute).finish();
+}
+
+function topLevelRules(
+  state: ProxyState,
+  options: RuleOptions,
+  services: ReadonlyMap<ServicePortKey, ServicePortRules>,
+  skipped: ReadonlyMap<ServicePortKey, string>,
+  { largeClusterMode, totalEndpoints, fingerprint }: Pick<RuleSetBuilder, 'largeClusterMode' | 'totalEndpoints' | 'fingerprint'>,
+): RuleSet {
+  const family = state.ipFamily;
+  const mark = masqueradeMark(options.masqueradeBit);
   // Top-level chains: each service's share in key order, then the fixed tails.
   const natServices: string[] = [];
   const natNodePorts: string[] = [];
@@ -228,7 +290,7 @@ export function computeRules(state: ProxyState, options: RuleOptions, compute: C
     [KUBE_SERVICES, natServices],
     [KUBE_NODEPORTS, natNodePorts],
     [KUBE_POSTROUTING, postrouting],
-    [KUBE_MARK_MASQ, [fmt(['-j', 'MARK', '--or-mark', mark])]],
+    [KUBE_MARK_MASQ, markMasqRules(options.masqueradeBit)],
   ]);
 
   const forward: string[] = [];

@@ -21,7 +21,7 @@ import {
   SERVICE_EXTERNAL_CHAIN_PREFIX,
   SERVICE_FIREWALL_CHAIN_PREFIX,
 } from '@kube-proxy-ts/netfilter';
-import { KUBE_NODEPORTS, KUBE_PROXY_CANARY, KUBE_SERVICES, type JumpRule } from './layout.js';
+import { KUBE_MARK_MASQ, KUBE_NODEPORTS, KUBE_PROXY_CANARY, KUBE_SERVICES, type JumpRule } from './layout.js';
 import type { RuleSet, ServicePortRules } from './rules.js';
 
 /** What we wrote and the kernel accepted: our chains and their rules, in kernel order. */
@@ -76,6 +76,11 @@ export interface PlanInput {
   readonly full: boolean;
   /** Service ports whose chains must be rewritten on a partial sync. */
   readonly changed: ReadonlySet<ServicePortKey>;
+  /**
+   * Service ports whose chains this sync has already written (a large full sync writes them
+   * while it computes the next ones): not written again, and no longer atomic with the rest.
+   */
+  readonly applied?: ReadonlySet<ServicePortKey>;
   /** The previous rule set, to know which chains a changed service owned before. */
   readonly previous: RuleSet | undefined;
   /** Chains of ours found in the kernel (a save at start or after a failure), to delete when stale. */
@@ -148,6 +153,42 @@ function serviceLines(rules: ServicePortRules): number {
   let n = 0;
   for (const lines of rules.chains.values()) n += lines.length + 1;
   return n;
+}
+
+/** Cuts a stream of service ports into transactions within `limits`. */
+export class ServiceGrouper {
+  private group: Array<[ServicePortKey, ServicePortRules]> = [];
+  private lines = 0;
+
+  constructor(private readonly limits: PlanLimits) {}
+
+  /** Adds a service port; returns the group it closed when it did not fit in it. */
+  add(key: ServicePortKey, rules: ServicePortRules): Array<[ServicePortKey, ServicePortRules]> | undefined {
+    const lines = serviceLines(rules);
+    const full = this.group.length >= this.limits.maxServicesPerTransaction || this.lines + lines > this.limits.maxLinesPerTransaction;
+    const closed = this.group.length > 0 && full ? this.take() : undefined;
+    this.group.push([key, rules]);
+    this.lines += lines;
+    return closed;
+  }
+
+  /** The open group, which is then emptied. */
+  take(): Array<[ServicePortKey, ServicePortRules]> {
+    const group = this.group;
+    this.group = [];
+    this.lines = 0;
+    return group;
+  }
+}
+
+/** A transaction of per-service chains only (nothing references them yet, or they are rewritten in place). */
+export function serviceChainsTransaction(markMasq: readonly string[], group: readonly ServicePortRules[]): Transaction {
+  const nat = new RestoreTableWriter('nat');
+  // Service chains jump to KUBE-MARK-MASQ, which may not exist yet on a first sync.
+  nat.declareChain(KUBE_MARK_MASQ);
+  for (const line of markMasq) nat.appendRule(KUBE_MARK_MASQ, line);
+  writeServiceChains(nat, group);
+  return { payload: nat.toString(), services: group.length, lines: nat.chainCount + nat.ruleCount };
 }
 
 /** Jump targets come first: endpoints, then the policy chains, then external, then firewall. */
@@ -274,11 +315,14 @@ export function planSync(input: PlanInput): SyncPlan {
   const everything = input.full || !model;
 
   // Which service ports to write.
-  const toWrite: ServicePortRules[] = [];
+  const toWrite: Array<[ServicePortKey, ServicePortRules]> = [];
+  const serviceChainsWritten = new Map<string, readonly string[]>();
+  let servicesWritten = 0;
   for (const [key, svc] of rules.services) {
-    if (everything || input.changed.has(key) || !previous?.services.has(key)) {
-      if (svc.chains.size > 0) toWrite.push(svc);
-    }
+    if (svc.chains.size === 0 || !(everything || input.changed.has(key) || !previous?.services.has(key))) continue;
+    servicesWritten++;
+    for (const [chain, lines] of svc.chains) serviceChainsWritten.set(chain, lines);
+    if (!input.applied?.has(key)) toWrite.push([key, svc]);
   }
 
   // Chains now stale. A partial sync looks only at the services that changed (chain names
@@ -297,36 +341,21 @@ export function planSync(input: PlanInput): SyncPlan {
       for (const chain of before?.keys() ?? []) if (!now?.has(chain) && model.serviceChains.has(chain)) stale.add(chain);
     }
   }
-  const serviceChainsWritten = new Map<string, readonly string[]>();
-  for (const svc of toWrite) for (const [chain, lines] of svc.chains) serviceChainsWritten.set(chain, lines);
-
   // Split the service chains into bounded transactions. A single group joins the top-level
   // transaction (one commit, so one validation of the table by the kernel); with several, the
   // top-level one holds no service chain, whose names would make its statements dearer.
-  const groups: ServicePortRules[][] = [[]];
-  let groupLines = 0;
-  for (const svc of toWrite) {
-    const lines = serviceLines(svc);
-    const group = groups[groups.length - 1]!;
-    if (group.length > 0 && (group.length >= limits.maxServicesPerTransaction || groupLines + lines > limits.maxLinesPerTransaction)) {
-      groups.push([svc]);
-      groupLines = lines;
-    } else {
-      group.push(svc);
-      groupLines += lines;
-    }
+  const grouper = new ServiceGrouper(limits);
+  const groups: ServicePortRules[][] = [];
+  for (const [key, svc] of toWrite) {
+    const closed = grouper.add(key, svc);
+    if (closed) groups.push(closed.map(([, r]) => r));
   }
-
-  const transactions: Transaction[] = [];
-  const finalGroup = groups.length === 1 ? groups.pop()! : [];
-  for (const group of groups) {
-    const nat = new RestoreTableWriter('nat');
-    // Service chains jump to KUBE-MARK-MASQ, which may not exist yet on a first sync.
-    nat.declareChain('KUBE-MARK-MASQ');
-    for (const line of rules.nat.get('KUBE-MARK-MASQ') ?? []) nat.appendRule('KUBE-MARK-MASQ', line);
-    writeServiceChains(nat, group);
-    transactions.push({ payload: nat.toString(), services: group.length, lines: nat.chainCount + nat.ruleCount });
-  }
+  const last = grouper.take().map(([, r]) => r);
+  const alone = groups.length === 0 && (input.applied?.size ?? 0) === 0;
+  if (!alone && last.length > 0) groups.push(last);
+  const finalGroup = alone ? last : [];
+  const markMasq = rules.nat.get(KUBE_MARK_MASQ) ?? [];
+  const transactions: Transaction[] = groups.map((group) => serviceChainsTransaction(markMasq, group));
 
   const filter = new RestoreTableWriter('filter');
   const nat = new RestoreTableWriter('nat');
@@ -386,6 +415,6 @@ export function planSync(input: PlanInput): SyncPlan {
     serviceChainsWritten,
     serviceChainsDeleted: staleChains,
     replaceServiceChains: everything,
-    stats: { servicesWritten: toWrite.length, chainsDeleted: stale.size, topLevelRewritten, topLevelPatched },
+    stats: { servicesWritten, chainsDeleted: stale.size, topLevelRewritten, topLevelPatched },
   };
 }
