@@ -85,12 +85,13 @@ async function connectLatency(sb: Sandbox, host: string): Promise<Latency> {
   return JSON.parse(stdout) as Latency;
 }
 
-async function startBackend(sb: Sandbox, make: () => Backend): Promise<Backend> {
+/** A started backend; `fresh` also removes what an earlier one left. */
+async function startBackend(sb: Sandbox, make: () => Backend, fresh = true): Promise<Backend> {
   const backend = make();
   await backend.start(
     testContext({ runner: sb.runner('node'), clock: realClock, node: nodeInfo({ name: NODE, addresses: [sb.node.ip], podCIDRs: [sb.plan.podCIDR] }) }),
   );
-  await backend.cleanup();
+  if (fresh) await backend.cleanup();
   return backend;
 }
 
@@ -124,8 +125,8 @@ async function main() {
     log(`the sizes grow step by step, stopping after a step slower than ${STEP_LIMIT_MS / 1000} s.\n`);
 
     log('## Control plane (nftables, 10 endpoints per service)\n');
-    log('| services | full sync | transactions | lines | one-endpoint change (median of 5) | min / max | no-op transaction | no-op that lists all chains |');
-    log('|---:|---:|---:|---:|---:|---:|---:|---:|');
+    log('| services | full sync | transactions | lines | one-endpoint change (median of 5) | min / max | no-op transaction | no-op that lists all chains | restarted daemon\'s full sync |');
+    log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const n of sizes) {
       const w = world(sb, n, 10);
       const backend = await startBackend(sb, makeNft);
@@ -160,12 +161,16 @@ async function main() {
       };
       const floor = await noop(`add set ip kube-proxy cluster-ips { type ipv4_addr ; comment "Active ClusterIPs" ; elements = { ${clusterIP(0)} } ; }\n`);
       const listing = await noop(`add element ip kube-proxy cluster-ips { ${clusterIP(0)} }\n`);
+      // A restarted daemon: a second instance finds the table full and rewrites it.
+      await backend.stop?.();
+      const restarted = await startBackend(sb, makeNft, false);
+      const restart = await sync(restarted, w.tracker.checkpoint().state, changes);
       const stats = full.result.stats ?? {};
       log(
-        `| ${n} | ${fmt(full.ms)} | ${stats.transactions} | ${stats.lines} | ${fmt(median(partial))} | ${fmt(Math.min(...partial))} / ${fmt(Math.max(...partial))} | ${fmt(floor)} | ${fmt(listing)} |`,
+        `| ${n} | ${fmt(full.ms)} | ${stats.transactions} | ${stats.lines} | ${fmt(median(partial))} | ${fmt(Math.min(...partial))} / ${fmt(Math.max(...partial))} | ${fmt(floor)} | ${fmt(listing)} | ${fmt(restart.ms)} |`,
       );
-      await backend.cleanup();
-      await backend.stop?.();
+      await restarted.cleanup();
+      await restarted.stop?.();
       if (full.ms > STEP_LIMIT_MS) {
         log(`\nStopped: the ${n}-service step took longer than ${STEP_LIMIT_MS / 1000} s.`);
         break;

@@ -10,8 +10,8 @@
 //    every statement, so a statement costs the number of smaller names seen before it. Chains
 //    are written target first (KUBE-SEP before the KUBE-SVC/SVL that jump to them, then
 //    KUBE-EXT, then KUBE-FW), each kind by descending name, and the order-free top-level rules
-//    by descending jump target. Written in service order, a 10k-service full sync spent 4 s
-//    (a third of its time) scanning that list.
+//    by descending jump target. Written in service order, a 10k-service full sync spent about
+//    3.5 s more in the tool (bench/README.md).
 
 import type { ServicePortKey } from '@kube-proxy-ts/core';
 import {
