@@ -217,6 +217,19 @@ describe('IptablesBackend sync', () => {
     expect(runner.stdinsTo(RESTORE).at(-1)).toContain(':KUBE-SERVICES - [0:0]');
   });
 
+  it('reports a restore that cannot even start during a large full sync as a failed sync', async () => {
+    const { backend, runner } = await setUp({}, { limits: { maxServicesPerTransaction: 1, maxLinesPerTransaction: 1000 } });
+    const cluster = new Cluster();
+    for (let i = 1; i <= 3; i++) cluster.upsert(svc(i), slice(i, [`10.180.${i}.1`]));
+    const { state, changes } = cluster.checkpoint();
+    runner.on(RESTORE, () => {
+      throw new Error('spawn iptables-nft-restore ENOENT');
+    });
+    const result = await backend.sync(state, changes);
+    expect(result.ok).toBe(false);
+    expect(result.error?.message).toMatch(/transaction 1\b.*ENOENT/);
+  });
+
   it('writes each chain whole, jump targets before the chains that jump to them, each kind by descending name', async () => {
     const { backend, runner } = await setUp();
     const cluster = new Cluster();

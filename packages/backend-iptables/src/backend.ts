@@ -414,7 +414,10 @@ export class IptablesBackend implements Backend {
       const failure = await settle();
       if (failure) return failure;
       this.payloads.push(tx.payload);
-      const promise = runIptablesRestore(ctx.runner, this.commands!.restore, tx.payload, { timeoutMs: this.timeoutMs });
+      // Awaited only after the next group is computed: a rejection must not go unhandled meanwhile.
+      const promise = runIptablesRestore(ctx.runner, this.commands!.restore, tx.payload, { timeoutMs: this.timeoutMs }).catch(
+        (err: unknown): RestoreResult => ({ ok: false, code: 127, stderr: err instanceof Error ? err.message : String(err) }),
+      );
       running = { promise, keys: group.map(([key]) => key), index: this.payloads.length - 1 };
       return undefined;
     };
