@@ -2,7 +2,7 @@
 // full sync of N services x 10 endpoints (compute and apply), then a partial sync after one
 // endpoint changed, a service added, and the full sync of a restarted daemon over the filled table. Sizes grow step by step and stop when a step takes more than 60 s.
 //
-//   node --conditions=@kube-proxy-ts/source --import tsx bench/iptables.ts [sizes=1000,5000,10000] [flavour=nft] [--keep]
+//   node --conditions=@kube-proxy-ts/source --import tsx bench/iptables.ts [sizes=1000,5000,10000] [flavour=nft] [--keep] [--restart-per-tx N]
 //
 // --keep leaves the last size's namespace and rules in place (its name is printed) for strace or
 // perf on single transactions; delete it with `ip netns del NAME`.
@@ -25,7 +25,11 @@ import { changeSetRecord, endpointRecord, nodeInfo, servicePortRecord, testConte
 const ENDPOINTS_PER_SERVICE = 10;
 const STEP_LIMIT_MS = 60_000;
 const keep = process.argv.includes('--keep');
-const positional = process.argv.slice(2).filter((a) => a !== '--keep');
+// --restart-per-tx N: the restarted daemon writes N services per transaction instead of the
+// backend's own choice (how POPULATED_LIMITS was sized).
+const perTxAt = process.argv.indexOf('--restart-per-tx');
+const restartPerTx = perTxAt > 0 ? Number(process.argv[perTxAt + 1]) : undefined;
+const positional = process.argv.slice(2).filter((a, i, all) => a !== '--keep' && a !== '--restart-per-tx' && all[i - 1] !== '--restart-per-tx');
 const sizes = (positional[0] ?? '1000,5000,10000').split(',').map(Number);
 const flavour = (positional[1] ?? 'nft') as 'nft' | 'legacy';
 
@@ -113,7 +117,8 @@ async function benchSize(n: number): Promise<number> {
     if (!added.ok) throw new Error(`add sync failed: ${added.error?.message}`);
 
     // A restarted daemon: a new backend finds the table full and rewrites everything once.
-    const restarted = new IptablesBackend({ ipFamily: 'IPv4', config, flavour, commandTimeoutMs: 90_000 });
+    const restartLimits = restartPerTx ? { limits: { maxServicesPerTransaction: restartPerTx, maxLinesPerTransaction: restartPerTx * 50 } } : {};
+    const restarted = new IptablesBackend({ ipFamily: 'IPv4', config, flavour, commandTimeoutMs: 90_000, ...restartLimits });
     await restarted.start({ ...testContext({ logger: silent, node, clock }), runner: createExecRunner({ netns }) });
     t = performance.now();
     const resync = await restarted.sync({ ...state, services, endpoints }, changeSet([...services.keys()]));
