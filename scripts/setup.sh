@@ -1,14 +1,31 @@
 #!/usr/bin/env bash
-# Prepares a fresh Debian 12 machine (Node.js and npm present) for the demo and the tests:
-# the kernel tools the backends drive, the VM pieces for the IPVS suite, the pinned pnpm and
-# the workspace's dependencies.
+# Prepares a fresh Debian 12 machine (Node.js and npm present) for the demo (`--demo`) or for the
+# tests: the kernel tools the backends drive, the VM pieces for the IPVS suite, the pinned pnpm
+# and the workspace's dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1
 
-debs=(iptables nftables ipset conntrack iproute2 ipvsadm kmod procps curl socat haproxy cpio
-      qemu-system-x86 linux-image-amd64 busybox-static)
+# package.json's engines.node, checked before anything is installed.
+need=$(node -p "require('./package.json').engines.node.replace(/^>=/, '')" 2>/dev/null) || {
+  echo "setup: Node.js is required (https://nodejs.org), with npm" >&2; exit 1; }
+have=$(node -p 'process.versions.node')
+if ! node -e '
+  const [a, b] = process.argv.slice(1).map((v) => v.split(".").map(Number));
+  for (let i = 0; i < 3; i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) process.exit((a[i] ?? 0) > (b[i] ?? 0) ? 0 : 1);
+' "$have" "$need"; then
+  echo "setup: Node.js $have is too old; this project needs Node.js >= $need (package.json engines)" >&2
+  exit 1
+fi
+
+# `--demo`: only what `pnpm demo` drives; without it, also the test-only pieces (the IPVS VM,
+# the e2e suites' tools, the real Kubernetes programs).
+demo_only=false
+[ "${1:-}" = --demo ] && demo_only=true
+
+debs=(iptables nftables ipset conntrack iproute2 ipvsadm kmod procps curl)
+$demo_only || debs+=(socat haproxy cpio qemu-system-x86 linux-image-amd64 busybox-static)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

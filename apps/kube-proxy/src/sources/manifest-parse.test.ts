@@ -76,6 +76,8 @@ describe('parseManifest', () => {
       [9, undefined],
     ]);
     expect(m.problems[0]?.message).toMatch(/^invalid YAML/);
+    // Only the document that is not YAML reads as a file caught mid-edit; the others are bad objects.
+    expect(m.problems.filter((p) => p.invalidYaml).map((p) => p.document)).toEqual([2]);
     expect(m.problems[1]?.message).toBe('Service without metadata.name');
     expect(m.problems[2]?.message).toContain('apiVersion "v1beta1" is not supported');
     expect(m.problems[3]?.message).toBe('EndpointSlice s2: missing addressType');

@@ -19,6 +19,8 @@ export interface ManifestProblem {
   document: number;
   item?: number;
   message: string;
+  /** The document is not YAML at all (as a file caught mid-edit is), rather than a bad object. */
+  invalidYaml?: true;
 }
 
 export interface ParsedManifest extends ManifestObjects {
@@ -46,14 +48,14 @@ export function parseManifest(text: string): ParsedManifest {
   docs.forEach((doc, i) => {
     const document = i + 1;
     if (doc.errors.length > 0) {
-      out.problems.push({ document, message: `invalid YAML: ${doc.errors[0]?.message ?? 'parse error'}` });
+      out.problems.push({ document, message: `invalid YAML: ${doc.errors[0]?.message ?? 'parse error'}`, invalidYaml: true });
       return;
     }
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: 100 });
     } catch (err) {
-      out.problems.push({ document, message: `invalid YAML: ${(err as Error).message}` });
+      out.problems.push({ document, message: `invalid YAML: ${(err as Error).message}`, invalidYaml: true });
       return;
     }
     if (value === null || value === undefined) return; // an empty document ("---" at the end)

@@ -1,4 +1,4 @@
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestLogger, type TestLogger } from '@kube-proxy-ts/testing';
@@ -42,7 +42,7 @@ describe('manifest source', () => {
   let source: Source | undefined;
 
   function start(path: string, options: Partial<ManifestSourceOptions> = {}): Source {
-    source = startManifestSource({ path, handler, logger, debounceMs: 20, rescanIntervalMs: 0, ...options });
+    source = startManifestSource({ path, handler, logger, debounceMs: 20, rescanIntervalMs: 0, settleMs: 30, ...options });
     return source;
   }
 
@@ -164,7 +164,7 @@ describe('manifest source', () => {
     await start(file).ready;
     const mark = handler.calls.length;
     await writeFile(file, 'apiVersion: v1\nkind: Service\nmetadata: { name: [we');
-    await waitFor('a warning', () => logger.at('warn').some((e) => e.msg === 'no valid document in manifest file; keeping the objects last read from it'));
+    await waitFor('a warning', () => logger.at('warn').some((e) => e.msg === 'manifest file unusable; keeping the objects last read from it'));
     expect(handler.calls.length).toBe(mark);
     // An empty file is a valid "no objects".
     await writeFile(file, '');
@@ -187,6 +187,8 @@ describe('manifest source', () => {
     await start(file, { rescanIntervalMs: 50 }).ready;
     await rm(file);
     await waitFor('a warning', () => logger.at('warn').some((e) => e.msg === 'manifest path unreadable; keeping the objects last read'));
+    await new Promise((r) => setTimeout(r, 120)); // a few rescans: still the one warning
+    expect(logger.at('warn').filter((e) => e.msg === 'manifest path unreadable; keeping the objects last read')).toHaveLength(1);
     expect(keys('Service')).toEqual(['demo/web']);
 
     // Coming back with a change is picked up.
@@ -206,6 +208,152 @@ describe('manifest source', () => {
     await writeFile(file, `${svc('web', '10.96.0.10')}---\n${svc('db', '10.96.0.20')}`);
     await waitFor('the rescan', () => handler.objects.Service.has('demo/db'));
     expect(handler.violations).toEqual([]);
+  });
+
+  describe('files caught while being written', () => {
+    // Long enough that each step below happens well within it, even on a busy machine.
+    const SETTLE_MS = 300;
+    const KEEPING = 'manifest file unusable; keeping the objects last read from it';
+    const ops = (from: number) => handler.callsSince(from).map((c) => `${c.op} ${c.kind} ${c.key}`);
+    const clusterIP = (key: string) => (handler.objects.Service.get(key) as { spec?: { clusterIP?: string } } | undefined)?.spec?.clusterIP;
+
+    /**
+     * Waits until the source has read `file` in its current state (the state is then either held
+     * back until it settles, or, without settling, already applied), so that the next write is
+     * known to follow a read of this intermediate state.
+     */
+    function readBySource(file: string, state: { size: number } | 'absent', since: number): Promise<void> {
+      const seen = () =>
+        logger.at('debug').some((e) => e.msg === 'manifest file changed; waiting for it to settle' && e.fields.file === file && (state === 'absent' ? e.fields.absent === true : String(e.fields.version).startsWith(`${state.size}:`)));
+      return waitFor(`the source to read ${file}`, () => seen() || handler.calls.length > since);
+    }
+
+    it('keeps the Services of a file truncated to 0 bytes, then applies its rewrite once settled', async () => {
+      const file = join(dir, 'demo.yaml');
+      await writeFile(file, `${svc('web', '10.96.0.10')}---\n${svc('db', '10.96.0.20')}---\n${slice('web-1', 'web', ['10.244.1.5'])}`);
+      await start(file, { settleMs: SETTLE_MS }).ready;
+      const mark = handler.calls.length;
+
+      await truncate(file, 0); // what `>` does before writing
+      await readBySource(file, { size: 0 }, mark);
+      await writeFile(file, `${svc('web', '10.96.0.11')}---\n${svc('db', '10.96.0.20')}---\n${slice('web-1', 'web', ['10.244.1.5'])}`);
+      await waitFor('the rewrite', () => clusterIP('demo/web') === '10.96.0.11');
+
+      expect(ops(mark)).toEqual(['update Service demo/web']);
+      expect(handler.violations).toEqual([]);
+    });
+
+    it('applies a partly written file only once it is complete, even when the part is valid YAML', async () => {
+      const file = join(dir, 'demo.yaml');
+      await writeFile(file, svc('web', '10.96.0.10'));
+      await start(file, { settleMs: SETTLE_MS }).ready;
+      const mark = handler.calls.length;
+
+      const full = `${svc('web', '10.96.0.10')}---\n${svc('db', '10.96.0.20')}`;
+      // Cut inside db's clusterIP: "clusterIP: 10.96.0" and no ports, still a valid Service.
+      const cut = full.indexOf('10.96.0.20') + '10.96.0'.length;
+      const fh = await open(file, 'w');
+      try {
+        await fh.write(full.slice(0, cut));
+        await readBySource(file, { size: cut }, mark);
+        await fh.write(full.slice(cut));
+      } finally {
+        await fh.close();
+      }
+      await waitFor('db', () => handler.objects.Service.has('demo/db'));
+      await new Promise((r) => setTimeout(r, 50)); // nothing follows once it has settled
+
+      expect(ops(mark)).toEqual(['add Service demo/db']);
+      expect(clusterIP('demo/db')).toBe('10.96.0.20');
+      expect(handler.violations).toEqual([]);
+    });
+
+    it('waits at start-up for a file that is still being written', async () => {
+      const file = join(dir, 'demo.yaml');
+      const full = `${svc('web', '10.96.0.10')}---\n${svc('db', '10.96.0.20')}`;
+      const half = full.slice(0, full.indexOf('---'));
+      await writeFile(file, half);
+      const s = start(file, { settleMs: SETTLE_MS });
+      await readBySource(file, { size: half.length }, 0);
+      await writeFile(file, full);
+      await s.ready;
+      expect(ops(0)).toEqual(['add Service demo/web', 'add Service demo/db']);
+      expect(logger.at('info').some((e) => e.msg === 'manifest files still changing; waiting for them to settle before the first sync')).toBe(true);
+    });
+
+    it('keeps the objects of a file renamed away and replaced by rename, as editors save', async () => {
+      const file = join(dir, 'demo.yaml');
+      await writeFile(file, `${svc('web', '10.96.0.10')}---\n${slice('web-1', 'web', ['10.244.1.5'])}`);
+      await start(dir, { settleMs: SETTLE_MS }).ready;
+      const mark = handler.calls.length;
+
+      // A backup by rename leaves the path missing until the new version is renamed into place.
+      await rename(file, `${file}~`);
+      await readBySource(file, 'absent', mark);
+      const temp = join(dir, '.demo.yaml.swp');
+      await writeFile(temp, `${svc('web', '10.96.0.10')}---\n${slice('web-1', 'web', ['10.244.1.5', '10.244.1.6'])}`);
+      await rename(temp, file);
+      await waitFor('the new endpoints', () => (handler.objects.EndpointSlice.get('demo/web-1') as { endpoints: unknown[] }).endpoints.length === 2);
+
+      expect(ops(mark)).toEqual(['update EndpointSlice demo/web-1']);
+      expect(handler.violations).toEqual([]);
+    });
+
+    it('removes the objects of a file deleted from the directory once it stays deleted', async () => {
+      await writeFile(join(dir, 'web.yaml'), svc('web', '10.96.0.10'));
+      await writeFile(join(dir, 'db.yaml'), svc('db', '10.96.0.20'));
+      await start(dir, { settleMs: SETTLE_MS }).ready;
+      const mark = handler.calls.length;
+      const deleted = Date.now();
+      await rm(join(dir, 'db.yaml'));
+      await waitFor('db to go', () => !handler.objects.Service.has('demo/db'));
+      expect(Date.now() - deleted).toBeGreaterThanOrEqual(SETTLE_MS);
+      expect(ops(mark)).toEqual(['delete Service demo/db']);
+      expect(logger.at('info').some((e) => e.msg === 'manifest file removed' && e.fields.file === join(dir, 'db.yaml'))).toBe(true);
+    });
+
+    it('keeps the last good objects of a file that settles as invalid YAML, with one warning, until it is fixed', async () => {
+      const file = join(dir, 'demo.yaml');
+      await writeFile(file, `${svc('web', '10.96.0.10')}---\n${svc('db', '10.96.0.20')}`);
+      await start(file, { rescanIntervalMs: 20 }).ready;
+      const mark = handler.calls.length;
+
+      await writeFile(file, `${svc('web', '10.96.0.11')}---\napiVersion: v1\nkind: Service\nmetadata: { name: [db\n`);
+      await waitFor('the warning', () => logger.at('warn').some((e) => e.msg === KEEPING));
+      await new Promise((r) => setTimeout(r, 150)); // several rescans of the same broken version
+      const warnings = logger.at('warn');
+      expect(warnings.map((w) => w.msg)).toEqual([KEEPING]);
+      expect(warnings[0]?.fields).toMatchObject({ file, reason: expect.stringMatching(/^document 2: invalid YAML/) });
+      expect(handler.calls.length).toBe(mark);
+
+      await writeFile(file, `${svc('web', '10.96.0.11')}---\n${svc('db', '10.96.0.20')}`);
+      await waitFor('the fix', () => clusterIP('demo/web') === '10.96.0.11');
+      expect(ops(mark)).toEqual(['update Service demo/web']);
+    });
+
+    it('refuses a file over the size limit with a clear error and keeps its last good objects', async () => {
+      const file = join(dir, 'demo.yaml');
+      const many = (n: number) => Array.from({ length: n }, (_, i) => svc(`s${i}`, `10.96.1.${i}`)).join('---\n');
+      await writeFile(file, many(2));
+      await start(file, { maxFileBytes: 1000, rescanIntervalMs: 20 }).ready;
+      const mark = handler.calls.length;
+
+      const big = many(20);
+      await writeFile(file, big);
+      await waitFor('the warning', () => logger.at('warn').some((e) => e.msg === KEEPING));
+      await new Promise((r) => setTimeout(r, 100));
+      expect(logger.at('warn').map((w) => [w.msg, w.fields.reason])).toEqual([[KEEPING, `${Buffer.byteLength(big)} bytes, over the limit of 1000`]]);
+      expect(handler.calls.length).toBe(mark);
+
+      await writeFile(file, many(3));
+      await waitFor('the third Service', () => handler.objects.Service.has('demo/s2'));
+      expect(ops(mark)).toEqual(['add Service demo/s2']);
+
+      await source?.stop();
+      const oversized = startManifestSource({ path: file, handler: new RecordingHandler(), logger, settleMs: 0, maxFileBytes: 100 });
+      await expect(oversized.ready).rejects.toThrow(`cannot read manifest ${file}: ${Buffer.byteLength(many(3))} bytes, over the limit of 100`);
+      await oversized.stop();
+    });
   });
 
   it('delivers nothing after stop', async () => {

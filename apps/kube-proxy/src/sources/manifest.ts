@@ -2,10 +2,17 @@
 // running without a cluster. Files are re-read on file-system events (debounced) and on a
 // periodic rescan, since events can be missed (editors renaming files, ConfigMap symlink swaps,
 // inotify limits). Each reload is diffed against the previous one by kind/namespace/name.
+//
+// A file is written in steps (`>` truncates first, editors write in chunks or rename the old file
+// away), and a step can be valid YAML that lacks the objects not yet written. So a changed file is
+// used only once it has stayed the same (size, mtime and content) for the settle time; until then,
+// and while a settled version is unusable, the file's last good objects stay in place.
 
+import { createHash } from 'node:crypto';
 import { type FSWatcher, watch as fsWatch } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { type FileHandle, open, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import type { KubernetesObject, V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
 import { endpointSliceHandler, isProxiedByUs, nodeHandler, objectKey, serviceCIDRHandler, serviceHandler } from './kinds.js';
@@ -14,18 +21,73 @@ import { ObjectDiff } from './object-diff.js';
 import type { ManifestSourceOptions, Source } from './types.js';
 
 const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
+const DEFAULT_SETTLE_MS = 500;
+const DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024;
+
+/** One read of a file. `version` changes with its size, mtime or content. */
+type FileRead =
+  | { readonly state: 'absent' }
+  | { readonly state: 'too-large'; readonly version: string; readonly size: number }
+  | { readonly state: 'read'; readonly version: string; readonly hash: string; readonly text: string };
+
+/** What the source knows of one file. */
+interface FileState {
+  /** The objects in use: from the last version that settled and could be used. */
+  good?: { readonly hash: string; readonly objects: ManifestObjects };
+  /** A version other than the good one, first read at `since`; used once it is unchanged for the settle time. */
+  pending?: { readonly version: string; readonly since: number };
+  /** A settled version that could not be used, already warned about. */
+  refused?: string;
+  /** The read error already warned about. */
+  unreadable?: string;
+}
+
+/** Reads at most `limit` bytes, so that a file growing while it is read cannot exhaust memory. */
+async function readAtMost(fh: FileHandle, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  while (total < limit) {
+    const chunk = Buffer.allocUnsafe(Math.min(1 << 20, limit - total));
+    const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
+    if (bytesRead === 0) break;
+    chunks.push(chunk.subarray(0, bytesRead));
+    total += bytesRead;
+  }
+  return Buffer.concat(chunks, total);
+}
+
+async function readManifestFile(file: string, maxBytes: number): Promise<FileRead> {
+  const fh = await open(file, 'r');
+  try {
+    const st = await fh.stat();
+    const stamp = `${st.size}:${st.mtimeMs}`;
+    if (st.size > maxBytes) return { state: 'too-large', version: `${stamp}:`, size: st.size };
+    const content = await readAtMost(fh, maxBytes + 1);
+    if (content.length > maxBytes) return { state: 'too-large', version: `${stamp}:`, size: content.length };
+    const hash = createHash('sha256').update(content).digest('hex');
+    return { state: 'read', version: `${stamp}:${hash}`, hash, text: content.toString('utf8') };
+  } finally {
+    await fh.close();
+  }
+}
 
 /**
- * Starts reading `path`. `ready` rejects when the first read fails (missing path, unreadable
- * file): starting with an empty view would wipe the data plane. Later failures (unreadable file,
- * a file with no valid document left, a single-file path gone) keep the last good objects of the
- * affected file; a bad document among good ones is skipped; a file removed from a directory
- * removes its objects.
+ * Starts reading `path`. `ready` rejects when the first read fails (missing path, unreadable or
+ * oversized file): starting with an empty view would wipe the data plane; it resolves once every
+ * file has settled. Later, a changed file applies once it has settled; until then, and when it
+ * settles unusable (invalid YAML, no valid document, over maxFileBytes, unreadable), its last good
+ * objects stay, with one warning per version. A bad object among good ones is skipped; an empty
+ * file is "no objects"; a file removed from a directory removes its objects, and a single-file
+ * path that is gone keeps them.
  */
 export function startManifestSource(options: ManifestSourceOptions): Source {
   const { path, handler } = options;
   const debounceMs = options.debounceMs ?? 100;
   const rescanIntervalMs = options.rescanIntervalMs ?? 5000;
+  const settleMs = options.settleMs ?? DEFAULT_SETTLE_MS;
+  const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  if (!(settleMs >= 0)) throw new RangeError(`manifest settleMs must be 0 or more, got ${settleMs}`);
+  if (!(maxFileBytes > 0)) throw new RangeError(`manifest maxFileBytes must be more than 0, got ${maxFileBytes}`);
   const logger = options.logger.child({ component: 'manifest-source', path });
 
   const services = new ObjectDiff<V1Service>('Service', serviceHandler(handler), isDeepStrictEqual, logger);
@@ -33,11 +95,12 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
   const nodes = new ObjectDiff<V1Node>('Node', nodeHandler(handler), isDeepStrictEqual, logger);
   const serviceCIDRs = new ObjectDiff<V1ServiceCIDR>('ServiceCIDR', serviceCIDRHandler(handler), isDeepStrictEqual, logger);
 
-  /** Last successfully read content per file, kept when a later read fails. */
-  const files = new Map<string, { text: string; objects: ManifestObjects }>();
+  const files = new Map<string, FileState>();
+  let pathUnreadable = false;
   let stopped = false;
   let watcher: FSWatcher | undefined;
   let debounceTimer: NodeJS.Timeout | undefined;
+  let settleTimer: NodeJS.Timeout | undefined;
   let rescanTimer: NodeJS.Timeout | undefined;
   let loading: Promise<void> | undefined;
   let reloadAgain = false;
@@ -56,61 +119,120 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
     return { files: found, isDirectory: true };
   }
 
-  async function readFiles(first: boolean): Promise<void> {
+  /** Reads every file; returns how long until the next changed file may have settled, if any. */
+  async function readFiles(first: boolean): Promise<number | undefined> {
     let listing: Awaited<ReturnType<typeof listFiles>>;
     try {
       listing = await listFiles();
     } catch (err) {
       if (first) throw new Error(`cannot read manifests at ${path}: ${(err as Error).message}`, { cause: err });
-      logger.warn({ err: (err as Error).message }, 'manifest path unreadable; keeping the objects last read');
+      if (!pathUnreadable) logger.warn({ err: (err as Error).message }, 'manifest path unreadable; keeping the objects last read');
+      pathUnreadable = true;
+      return undefined;
+    }
+    pathUnreadable = false;
+    const listed = new Set(listing.files);
+    let wait: number | undefined;
+    // Files known from earlier reads and now missing from the directory are read as absent.
+    for (const file of [...new Set([...listing.files, ...files.keys()])]) {
+      let read: FileRead = { state: 'absent' };
+      if (listed.has(file)) {
+        try {
+          read = await readManifestFile(file, maxFileBytes);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          // Removed between the listing and the read: absent, unless it is the one file we were given.
+          if (!(code === 'ENOENT' && listing.isDirectory)) {
+            if (first) throw new Error(`cannot read manifest ${file}: ${(err as Error).message}`, { cause: err });
+            warnUnreadable(file, (err as Error).message);
+            continue;
+          }
+        }
+      }
+      const left = observe(file, read, Date.now(), first);
+      if (left !== undefined) wait = Math.min(wait ?? left, left);
+    }
+    return wait;
+  }
+
+  function warnUnreadable(file: string, message: string): void {
+    const st = files.get(file) ?? {};
+    files.set(file, st);
+    if (st.unreadable === message) return;
+    st.unreadable = message;
+    logger.warn({ file, err: message }, 'manifest file unreadable; keeping the objects last read from it');
+  }
+
+  /** Takes one read of a file into account; returns the time left before its new version may be used. */
+  function observe(file: string, read: FileRead, now: number, first: boolean): number | undefined {
+    const st = files.get(file) ?? {};
+    files.set(file, st);
+    st.unreadable = undefined;
+    if (read.state === 'read' && read.hash === st.good?.hash) {
+      // Back to (or still at) what is in use: nothing to apply, and nothing to warn about again.
+      st.pending = undefined;
+      st.refused = undefined;
+      return undefined;
+    }
+    const version = read.state === 'absent' ? 'absent' : read.version;
+    if (version === st.refused) return undefined;
+    if (st.pending?.version !== version) {
+      st.pending = { version, since: now };
+      if (settleMs > 0) {
+        logger.debug({ file, ...(read.state === 'absent' ? { absent: true } : { version }) }, 'manifest file changed; waiting for it to settle');
+        return settleMs;
+      }
+    } else {
+      const left = st.pending.since + settleMs - now;
+      if (left > 0) return left;
+    }
+    st.pending = undefined;
+    use(file, st, read, first);
+    return undefined;
+  }
+
+  /** A version that stayed unchanged for the settle time: its objects replace the file's. */
+  function use(file: string, st: FileState, read: FileRead, first: boolean): void {
+    if (read.state === 'absent') {
+      files.delete(file);
+      if (st.good) logger.info({ file }, 'manifest file removed');
       return;
     }
-    const present = new Set(listing.files);
-    for (const known of [...files.keys()]) {
-      if (!present.has(known)) {
-        files.delete(known);
-        logger.info({ file: known }, 'manifest file removed');
-      }
+    if (read.state === 'too-large') {
+      const reason = `${read.size} bytes, over the limit of ${maxFileBytes}`;
+      if (first) throw new Error(`cannot read manifest ${file}: ${reason}`);
+      refuse(file, st, read.version, reason);
+      return;
     }
-    for (const file of listing.files) {
-      let text: string;
-      try {
-        text = await readFile(file, 'utf8');
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT' && listing.isDirectory) {
-          files.delete(file); // removed between the listing and the read
-          continue;
-        }
-        if (first) throw new Error(`cannot read manifest ${file}: ${(err as Error).message}`, { cause: err });
-        logger.warn({ file, err: (err as Error).message }, 'manifest file unreadable; keeping the objects last read from it');
-        continue;
-      }
-      // Unchanged since the last read (the periodic rescan): its problems were logged already.
-      if (files.get(file)?.text === text) continue;
-      const parsed = parseManifest(text);
-      for (const p of parsed.problems) {
-        logger.warn({ file, document: p.document, ...(p.item !== undefined ? { item: p.item } : {}) }, `skipping manifest document: ${p.message}`);
-      }
-      if (Object.keys(parsed.ignored).length > 0) logger.debug({ file, kinds: parsed.ignored }, 'ignoring kinds a proxy does not use');
-      const previous = files.get(file);
-      const usable = parsed.services.length + parsed.endpointSlices.length + parsed.nodes.length + parsed.serviceCIDRs.length + Object.keys(parsed.ignored).length;
-      if (previous && usable === 0 && parsed.problems.length > 0) {
-        // Nothing in the file is valid any more: most likely caught mid-write. Dropping all its
-        // objects would cut traffic to every Service in it; keep them until a usable version.
-        logger.warn({ file }, 'no valid document in manifest file; keeping the objects last read from it');
-        files.set(file, { text, objects: previous.objects });
-        continue;
-      }
-      files.set(file, { text, objects: parsed });
+    const parsed = parseManifest(read.text);
+    const usable = parsed.services.length + parsed.endpointSlices.length + parsed.nodes.length + parsed.serviceCIDRs.length + Object.keys(parsed.ignored).length;
+    // Invalid YAML, or nothing valid at all, reads as a broken edit rather than an intent to drop the
+    // file's Services. With no good version yet (start-up, a new file) the valid documents apply.
+    const broken = parsed.problems.find((p) => p.invalidYaml) ?? (usable === 0 ? parsed.problems[0] : undefined);
+    if (st.good && broken) {
+      refuse(file, st, read.version, `document ${broken.document}: ${broken.message}`);
+      return;
     }
+    for (const p of parsed.problems) {
+      logger.warn({ file, document: p.document, ...(p.item !== undefined ? { item: p.item } : {}) }, `skipping manifest document: ${p.message}`);
+    }
+    if (Object.keys(parsed.ignored).length > 0) logger.debug({ file, kinds: parsed.ignored }, 'ignoring kinds a proxy does not use');
+    st.good = { hash: read.hash, objects: parsed };
+    st.refused = undefined;
+  }
+
+  function refuse(file: string, st: FileState, version: string, reason: string): void {
+    st.refused = version;
+    logger.warn({ file, reason }, st.good ? 'manifest file unusable; keeping the objects last read from it' : 'manifest file unusable; ignoring it');
   }
 
   /** All files merged into one view per kind; a later file (in name order) wins a duplicate. */
   function merged(): { services: V1Service[]; slices: V1EndpointSlice[]; nodes: V1Node[]; serviceCIDRs: V1ServiceCIDR[] } {
     const pick = <T extends KubernetesObject>(kind: string, select: (m: ManifestObjects) => T[], keep: (o: T) => boolean): T[] => {
       const byKey = new Map<string, T>();
-      for (const [file, { objects }] of files) {
+      for (const file of [...files.keys()].sort()) {
+        const objects = files.get(file)?.good?.objects;
+        if (objects === undefined) continue;
         for (const obj of select(objects)) {
           if (!keep(obj)) continue;
           const key = objectKey(obj);
@@ -139,8 +261,23 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
   }
 
   async function reload(first: boolean): Promise<void> {
-    await readFiles(first);
-    if (stopped) return;
+    for (let round = 1; ; round++) {
+      const wait = await readFiles(first);
+      if (stopped) return;
+      if (wait === undefined) break;
+      if (!first) {
+        // Apply what has settled now; read again when the rest may have.
+        if (settleTimer) clearTimeout(settleTimer);
+        settleTimer = setTimeout(() => {
+          settleTimer = undefined;
+          requestReload();
+        }, wait);
+        break;
+      }
+      // Start-up hands over nothing before every file has settled.
+      if (round === 2) logger.info({ settleMs }, 'manifest files still changing; waiting for them to settle before the first sync');
+      await delay(wait);
+    }
     const view = merged();
     const s = services.replaceAll(view.services);
     const e = slices.replaceAll(view.slices);
@@ -225,6 +362,7 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
     async stop() {
       stopped = true;
       if (debounceTimer) clearTimeout(debounceTimer);
+      if (settleTimer) clearTimeout(settleTimer);
       if (rescanTimer) clearInterval(rescanTimer);
       watcher?.close();
       watcher = undefined;

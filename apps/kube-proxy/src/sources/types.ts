@@ -26,6 +26,10 @@ export interface ManifestSourceOptions {
   readonly debounceMs?: number;
   /** A periodic re-read in case file-system events are missed (default 5 s; 0 disables). */
   readonly rescanIntervalMs?: number;
+  /** A changed file is used once it has stayed the same this long, so that a file caught half-written is not applied (default 500 ms). */
+  readonly settleMs?: number;
+  /** A larger file is refused and its last good objects kept (default 64 MiB). */
+  readonly maxFileBytes?: number;
 }
 
 /** Timings of the informer watchdog and restart backoff. */
