@@ -4,7 +4,10 @@
 export interface CommandOptions {
   /** Written to the process's standard input, then closed. */
   readonly stdin?: string | Uint8Array;
-  /** Kill the process after this long. */
+  /**
+   * Kill the process, and every process it started, after this long. Unset means the runner's
+   * default: no command runs without a deadline.
+   */
   readonly timeoutMs?: number;
 }
 

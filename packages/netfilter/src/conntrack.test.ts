@@ -1,7 +1,11 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { CommandRunner, ProxyState } from '@kube-proxy-ts/core';
 import { changeSetRecord, endpointRecord, servicePortRecord } from '@kube-proxy-ts/core/fixtures';
 import { conntrackDeleteArgs, deleteConntrackFlows, planStaleUDPFlows } from './conntrack.js';
+import { createExecRunner } from './exec-runner.js';
 
 const udpService = servicePortRecord({
   name: { namespace: 'ns', name: 'dns', port: 'dns', protocol: 'UDP' },
@@ -59,5 +63,24 @@ describe('deleteConntrackFlows', () => {
     const runner: CommandRunner = { run: () => Promise.reject(new Error('ENOENT')) };
     expect(await deleteConntrackFlows(runner, 'IPv4', [{ protocol: 'udp' }])).toEqual({ deleted: 0, failures: 1 });
     expect(conntrackDeleteArgs('IPv4', { protocol: 'udp', origDstPort: 53, replySrcPort: 5353 })).toEqual(['-D', '-f', 'ipv4', '-p', 'udp', '--orig-port-dst', '53', '--reply-port-src', '5353']);
+  });
+
+  it('kills a conntrack -D that hangs and counts it as a failure instead of holding the sync', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'kpts-conntrack-'));
+    try {
+      const hangingConntrack = join(dir, 'conntrack');
+      await writeFile(hangingConntrack, '#!/bin/sh\nexec sleep 30\n', { mode: 0o755 });
+      const exec = createExecRunner();
+      const runner: CommandRunner = { run: (_cmd, args, options) => exec.run(hangingConntrack, args, options) };
+      const warnings: unknown[] = [];
+      const logger = { warn: (obj: unknown) => warnings.push(obj), debug: () => undefined };
+      const start = performance.now();
+      const result = await deleteConntrackFlows(runner, 'IPv4', [{ protocol: 'udp', origDst: '10.96.0.10' }], logger, 200);
+      expect(performance.now() - start).toBeLessThan(1_500);
+      expect(result).toEqual({ deleted: 0, failures: 1 });
+      expect(JSON.stringify(warnings)).toContain('timed out after 200 ms');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

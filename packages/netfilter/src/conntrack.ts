@@ -69,19 +69,26 @@ export interface ConntrackCleanupResult {
 
 const DELETED_COUNT = /(\d+) flow entries have been deleted/;
 
-/** Runs `conntrack -D` once per filter. Never throws: a missing tool is logged and counted. */
+/**
+ * Each `conntrack -D` walks the whole conntrack table and runs inside a sync: past this it is
+ * killed and counted as a failure, so a stuck one cannot hold the sync loop.
+ */
+export const CONNTRACK_DELETE_TIMEOUT_MS = 30_000;
+
+/** Runs `conntrack -D` once per filter. Never throws: a missing tool or a timeout is logged and counted. */
 export async function deleteConntrackFlows(
   runner: CommandRunner,
   family: IPFamily,
   filters: readonly ConntrackFlowFilter[],
   logger?: Pick<Logger, 'warn' | 'debug'>,
+  timeoutMs = CONNTRACK_DELETE_TIMEOUT_MS,
 ): Promise<ConntrackCleanupResult> {
   let deleted = 0;
   let failures = 0;
   for (const filter of filters) {
     const args = conntrackDeleteArgs(family, filter);
     try {
-      const result = await runner.run('conntrack', args);
+      const result = await runner.run('conntrack', args, { timeoutMs });
       const count = DELETED_COUNT.exec(result.stderr + result.stdout);
       if (count) {
         deleted += Number(count[1]);

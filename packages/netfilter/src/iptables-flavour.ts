@@ -36,7 +36,7 @@ const OWN_CANARY = 'KUBE-PROXY-CANARY';
 /** stdout of a successful run; empty when it failed or the binary is missing. */
 async function saveOutput(runner: CommandRunner, command: string, args: string[]): Promise<string> {
   try {
-    const result = await runner.run(command, args);
+    const result = await runner.run(command, args, { timeoutMs: 60_000 }); // a full dump takes seconds at 10k services
     return result.code === 0 ? result.stdout : '';
   } catch {
     return ''; // not installed
