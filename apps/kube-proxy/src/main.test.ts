@@ -1,11 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeKubeProxyConfiguration } from './config/v1alpha1.js';
 import { watchConfigFile } from './config/watch.js';
-import { createLogger, levelForVerbosity } from './log/logger.js';
 import { main } from './main.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kpts-main-'));
@@ -43,26 +41,6 @@ describe('main', () => {
     const { config, warnings } = decodeKubeProxyConfiguration(readFileSync(target, 'utf8'));
     expect(warnings).toEqual([]);
     expect(config).toMatchObject({ mode: 'nftables', clusterCIDR: '10.244.0.0/16', syncPeriod: 30_000, minSyncPeriod: 1_000 });
-  });
-});
-
-describe('logging', () => {
-  it('maps klog verbosity to pino levels', () => {
-    expect([0, 1, 2, 4, 5, 9].map(levelForVerbosity)).toEqual(['info', 'info', 'debug', 'debug', 'trace', 'trace']);
-  });
-
-  it('writes JSON lines, or text with --log-format text, with child bindings', () => {
-    const lines: string[] = [];
-    const sink = new Writable({ write: (chunk, _e, cb) => (lines.push(String(chunk)), cb()) });
-    const json = createLogger({ format: 'json', level: 'debug', destination: sink });
-    json.child({ component: 'proxier', ipFamily: 'IPv4' }).debug({ durationMs: 3 }, 'SyncProxyRules complete');
-    json.trace('hidden');
-    expect(lines).toHaveLength(1);
-    expect(JSON.parse(lines[0] as string)).toMatchObject({ level: 20, name: 'kube-proxy', component: 'proxier', ipFamily: 'IPv4', durationMs: 3, msg: 'SyncProxyRules complete' });
-    const text: string[] = [];
-    const tsink = new Writable({ write: (chunk, _e, cb) => (text.push(String(chunk)), cb()) });
-    createLogger({ format: 'text', level: 'info', destination: tsink }).info({ mode: 'iptables' }, 'Starting');
-    expect(text.join('')).toMatch(/INFO.*Starting[\s\S]*mode: "iptables"/);
   });
 });
 

@@ -3,10 +3,10 @@
 // flags marked `withConfig` (logging, --hostname-override, --master, ...) still apply.
 
 import { readFileSync } from 'node:fs';
-import { defaultProxyConfig, type ProxyConfig } from '@kube-proxy-ts/core';
+import type { ProxyConfig } from '@kube-proxy-ts/core';
 import { ConfigError, invalid } from '../config/field-error.js';
 import { appendPortIfNeeded, splitHostPort } from '../config/net.js';
-import { applyModeSyncPeriods, decodeKubeProxyConfiguration, modeSection } from '../config/v1alpha1.js';
+import { applyModeSyncPeriods, contentTypeWarning, decodeKubeProxyConfiguration, defaultKubeProxyConfig, modeSection } from '../config/v1alpha1.js';
 import { validateProxyConfig } from '../config/validate.js';
 import { FLAGS, FlagError, parseFlags, type FlagValue } from './flags.js';
 
@@ -52,7 +52,7 @@ export function resolveOptions(argv: readonly string[], deps: ResolveDeps = {}):
     manifests: get<string>('manifests') || undefined,
   };
   if (base.help || base.version !== undefined) {
-    return { ...base, config: defaultProxyConfig(), logLevel: undefined, warnings };
+    return { ...base, config: defaultKubeProxyConfig(), logLevel: undefined, warnings };
   }
 
   let config: ProxyConfig;
@@ -72,10 +72,13 @@ export function resolveOptions(argv: readonly string[], deps: ResolveDeps = {}):
       else if (!spec.deprecated) warnings.push(`flag --${spec.name} is ignored because a config file is specified by --config`);
     }
   } else {
-    config = defaultProxyConfig();
+    config = defaultKubeProxyConfig();
     for (const spec of FLAGS) {
       if (values.has(spec.name)) spec.apply?.(config, values.get(spec.name) as never);
     }
+    const contentType = get<string>('kube-api-content-type');
+    const ctWarning = contentType === undefined ? undefined : contentTypeWarning(contentType);
+    if (ctWarning) warnings.push(ctWarning);
     applySyncPeriodFlags(config, values);
     const healthzPort = get<number>('healthz-port');
     const metricsPort = get<number>('metrics-port');

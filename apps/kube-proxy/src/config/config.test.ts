@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultProxyConfig } from '@kube-proxy-ts/core';
 import { formatDuration, parseDuration } from './duration.js';
 import { ConfigError } from './field-error.js';
-import { decodeKubeProxyConfiguration, encodeKubeProxyConfiguration } from './v1alpha1.js';
+import { decodeKubeProxyConfiguration, defaultKubeProxyConfig, encodeKubeProxyConfiguration } from './v1alpha1.js';
 import { validateProxyConfig } from './validate.js';
 import { formatFieldError } from './field-error.js';
 
@@ -74,7 +74,8 @@ iptables:
 
   it('an empty document gives the defaults', () => {
     const { config } = decodeKubeProxyConfiguration(HEAD);
-    expect(config).toEqual(defaultProxyConfig());
+    expect(config).toEqual(defaultKubeProxyConfig());
+    expect(config).toMatchObject({ logging: { format: 'text' }, clientConnection: { contentType: 'application/json' } });
   });
 
   it('defaults follow upstream v1alpha1 defaults.go', () => {

@@ -108,6 +108,10 @@ export function decodeKubeProxyConfiguration(text: string, source = 'config file
   if (unknown.length > 0) {
     warnings.push(`strict decoding failed, using lenient decoding: ${unknown.map((f) => `unknown field "${f}"`).join(', ')}`);
   }
+  // Only a content type the file asks for is worth a warning, not the protobuf default.
+  const contentType = section(d, 'clientConnection').contentType;
+  const ctWarning = typeof contentType === 'string' ? contentTypeWarning(contentType) : undefined;
+  if (ctWarning) warnings.push(ctWarning);
   return { config: toProxyConfig(d), warnings };
 }
 
@@ -184,9 +188,32 @@ const num = (d: Doc, k: string): number | undefined => (typeof d[k] === 'number'
 const dur = (d: Doc, k: string): number | undefined => (typeof d[k] === 'string' ? parseDuration(d[k] as string) : undefined);
 const list = (d: Doc, k: string): string[] => (Array.isArray(d[k]) ? [...(d[k] as string[])] : []);
 
+/**
+ * The defaults of this proxy: upstream's, except where it differs on purpose. Logs are klog's text
+ * format (component-base's default), and the content type is the JSON this client sends, so that
+ * a written configuration tells the truth and reads back without a warning.
+ */
+export function defaultKubeProxyConfig(): ProxyConfig {
+  const c = defaultProxyConfig();
+  c.logging.format = 'text';
+  c.clientConnection.contentType = 'application/json';
+  return c;
+}
+
+const JSON_CONTENT_TYPES = new Set(['', 'application/json']);
+
+/**
+ * The warning for a clientConnection.contentType other than JSON: upstream defaults to protobuf,
+ * which this proxy accepts in a configuration but does not speak (the client sends JSON).
+ */
+export function contentTypeWarning(contentType: string): string | undefined {
+  if (JSON_CONTENT_TYPES.has(contentType.trim().toLowerCase())) return undefined;
+  return `clientConnection.contentType ${JSON.stringify(contentType)} is accepted, but requests to the API server use application/json`;
+}
+
 /** Upstream's SetDefaults_KubeProxyConfiguration plus the v1alpha1 -> internal conversion. */
 function toProxyConfig(d: Doc): ProxyConfig {
-  const c = defaultProxyConfig();
+  const c = defaultKubeProxyConfig();
   c.bindAddress = str(d, 'bindAddress') || '0.0.0.0';
   const v4 = ipFamilyOfAddress(c.bindAddress) !== 'IPv6';
   const healthz = str(d, 'healthzBindAddress');
@@ -204,7 +231,7 @@ function toProxyConfig(d: Doc): ProxyConfig {
   c.clientConnection = {
     kubeconfig: str(cc, 'kubeconfig'),
     acceptContentTypes: str(cc, 'acceptContentTypes'),
-    contentType: str(cc, 'contentType') || 'application/vnd.kubernetes.protobuf',
+    contentType: str(cc, 'contentType') || c.clientConnection.contentType,
     qps: num(cc, 'qps') || 5,
     burst: num(cc, 'burst') || 10,
   };
@@ -218,8 +245,7 @@ function toProxyConfig(d: Doc): ProxyConfig {
   c.udpIdleTimeout = dur(d, 'udpIdleTimeout') || 250;
 
   const lg = section(d, 'logging');
-  const format = str(lg, 'format');
-  c.logging = { format: (format || c.logging.format) as 'json' | 'text', verbosity: num(lg, 'verbosity') ?? 0 };
+  c.logging = { format: (str(lg, 'format') || c.logging.format) as 'json' | 'text', verbosity: num(lg, 'verbosity') ?? 0 };
 
   const ipt = section(d, 'iptables');
   c.iptables = {
@@ -277,15 +303,25 @@ export function modeSection(mode: string): 'iptables' | 'ipvs' | 'nftables' {
   return mode === 'ipvs' ? 'ipvs' : mode === 'nftables' ? 'nftables' : 'iptables';
 }
 
-/** The v1alpha1 document of a ProxyConfig, all fields present (what --write-config-to writes). */
+/**
+ * The v1alpha1 document of a ProxyConfig with every field upstream v1.34 has (what --write-config-to
+ * writes and /configz serves), so upstream's strict decoder accepts it. Fields upstream dropped are
+ * left out; udpIdleTimeout is written only for the userspace mode, which needs it.
+ */
 export function toV1Alpha1(c: ProxyConfig): Doc {
   const d = formatDuration;
-  return {
+  const doc: Doc = {
     apiVersion: API_VERSION,
     kind: KIND,
     bindAddress: c.bindAddress,
     bindAddressHardFail: c.bindAddressHardFail,
-    clientConnection: { ...c.clientConnection },
+    clientConnection: {
+      acceptContentTypes: c.clientConnection.acceptContentTypes,
+      burst: c.clientConnection.burst,
+      contentType: c.clientConnection.contentType,
+      kubeconfig: c.clientConnection.kubeconfig,
+      qps: c.clientConnection.qps,
+    },
     clusterCIDR: c.clusterCIDR,
     configSyncPeriod: d(c.configSyncPeriod),
     conntrack: {
@@ -297,7 +333,7 @@ export function toV1Alpha1(c: ProxyConfig): Doc {
       udpStreamTimeout: d(c.conntrack.udpStreamTimeout),
       udpTimeout: d(c.conntrack.udpTimeout),
     },
-    detectLocal: { ...c.detectLocal },
+    detectLocal: { bridgeInterface: c.detectLocal.bridgeInterface, interfaceNamePrefix: c.detectLocal.interfaceNamePrefix },
     detectLocalMode: c.detectLocalMode,
     enableProfiling: c.enableProfiling,
     featureGates: { ...c.featureGates },
@@ -320,7 +356,13 @@ export function toV1Alpha1(c: ProxyConfig): Doc {
       tcpTimeout: d(c.ipvs.tcpTimeout),
       udpTimeout: d(c.ipvs.udpTimeout),
     },
-    logging: { format: c.logging.format, verbosity: c.logging.verbosity },
+    // component-base's LoggingConfiguration as upstream writes its defaults (logs are not buffered here).
+    logging: {
+      flushFrequency: '5s',
+      format: c.logging.format,
+      options: { json: { infoBufferSize: '0' }, text: { infoBufferSize: '0' } },
+      verbosity: c.logging.verbosity,
+    },
     metricsBindAddress: c.metricsBindAddress,
     mode: c.mode,
     nftables: {
@@ -332,8 +374,11 @@ export function toV1Alpha1(c: ProxyConfig): Doc {
     nodePortAddresses: c.nodePortAddresses.length ? [...c.nodePortAddresses] : null,
     oomScoreAdj: c.oomScoreAdj,
     portRange: c.portRange,
-    udpIdleTimeout: d(c.udpIdleTimeout),
+    showHiddenMetricsForVersion: '',
+    winkernel: { enableDSR: false, forwardHealthCheckVip: false, networkName: '', rootHnsEndpointName: '', sourceVip: '' },
   };
+  if (c.mode === 'userspace') doc.udpIdleTimeout = d(c.udpIdleTimeout);
+  return doc;
 }
 
 export function encodeKubeProxyConfiguration(c: ProxyConfig): string {

@@ -58,26 +58,28 @@ async function raiseConntrackMax(max: number, env: ConntrackEnvironment): Promis
   await setSysctl('net.netfilter.nf_conntrack_max', max, env);
 }
 
-async function setSysctl(name: string, value: number, env: ConntrackEnvironment): Promise<void> {
+/** Writes a sysctl unless it already has the value (upstream's EnsureSysctl); false when the kernel refused. */
+export async function setSysctl(name: string, value: number, env: Pick<ConntrackEnvironment, 'runner' | 'logger'>): Promise<boolean> {
   const current = await readNumber('sysctl', ['-n', name], env);
-  if (current === value) return;
+  if (current === value) return true;
   const r = await run(env, 'sysctl', ['-w', `${name}=${value}`]);
-  if (r?.code === 0) env.logger.info({ sysctl: name, value, previous: current }, 'Set conntrack sysctl');
-  else env.logger.warn({ sysctl: name, value, stderr: r?.stderr.trim() }, 'Failed to set conntrack sysctl');
+  if (r?.code === 0) env.logger.info({ sysctl: name, value, previous: current }, 'Set sysctl');
+  else env.logger.warn({ sysctl: name, value, stderr: r?.stderr.trim() }, 'Failed to set sysctl');
+  return r?.code === 0;
 }
 
-async function readNumber(command: string, args: string[], env: ConntrackEnvironment): Promise<number | undefined> {
+async function readNumber(command: string, args: string[], env: Pick<ConntrackEnvironment, 'runner' | 'logger'>): Promise<number | undefined> {
   const r = await run(env, command, args);
   if (!r || r.code !== 0) return undefined;
   const n = Number.parseInt(r.stdout.trim(), 10);
   return Number.isFinite(n) ? n : undefined;
 }
 
-async function run(env: ConntrackEnvironment, command: string, args: string[]) {
+async function run(env: Pick<ConntrackEnvironment, 'runner' | 'logger'>, command: string, args: string[]) {
   try {
     return await env.runner.run(command, args, { timeoutMs: 5_000 });
   } catch (err) {
-    env.logger.warn({ command, err: (err as Error).message }, 'Cannot run command for conntrack settings');
+    env.logger.warn({ command, err: (err as Error).message }, 'Cannot run command for sysctl settings');
     return undefined;
   }
 }
