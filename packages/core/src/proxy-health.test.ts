@@ -20,6 +20,23 @@ describe('ProxyHealth', () => {
     expect(health.healthz()).toEqual({ healthy: true, lastUpdated: undefined, currentTime: clock.now(), nodeEligible: true });
   });
 
+  it('counts the first sync as queued from the start of the loop: never succeeding turns it unhealthy', async () => {
+    const { clock, health } = setup();
+    health.queued('IPv4'); // while the informers list
+    await clock.advance(3 * SYNC_PERIOD);
+    health.started('IPv4');
+    const startedAt = clock.now();
+    // Listing took longer than the timeout, but only the wait since the start counts.
+    expect(health.isHealthy()).toBe(true);
+    await clock.advance(2 * SYNC_PERIOD - 1);
+    expect(health.healthz()).toMatchObject({ healthy: true, lastUpdated: startedAt });
+    await clock.advance(1);
+    expect(health.healthz()).toEqual({ healthy: false, lastUpdated: startedAt, currentTime: clock.now(), nodeEligible: true });
+    expect(health.livez().healthy).toBe(false);
+    health.updated('IPv4');
+    expect(health.healthz()).toMatchObject({ healthy: true, lastUpdated: clock.now() });
+  });
+
   it('turns unhealthy when a queued update waits the whole timeout, healthy again after a sync', async () => {
     const { clock, health } = setup();
     health.updated('IPv4');

@@ -1,9 +1,10 @@
 // The bookkeeping behind /healthz and /livez, as upstream's ProxyHealthServer: a proxy is
 // unhealthy when an update has been queued for longer than the health timeout without a
 // successful sync since. /healthz also fails when the node is going away; /livez does not.
-// As upstream, a family is only judged once it has called updated() (a control loop calls it
-// when it starts, so that a loop whose syncs never succeed turns unhealthy): while informers
-// are still listing, queued updates do not count.
+// As upstream, a family is only judged once its control loop has started: while informers are
+// still listing, queued updates do not count. Unlike upstream, whose loop only marks itself
+// updated at start, the first sync counts as a queued update (started()), so that a proxy whose
+// syncs never succeed turns unhealthy instead of staying healthy until some later change.
 
 import type { V1Node } from '@kubernetes/client-node';
 import type { Clock } from './contract.js';
@@ -46,6 +47,16 @@ export class ProxyHealth {
   /** An update arrived that a sync has yet to apply (keeps the oldest pending time). */
   queued(family: IPFamily = DEFAULT_FAMILY): void {
     if (!this.oldestPendingQueued.has(family)) this.oldestPendingQueued.set(family, this.clock.now());
+  }
+
+  /**
+   * The control loop of `family` starts: it is judged from now on, and its first sync is an
+   * update queued now. Updates queued while the informers were listing are superseded by it.
+   */
+  started(family: IPFamily = DEFAULT_FAMILY): void {
+    const now = this.clock.now();
+    this.lastUpdated.set(family, now);
+    this.oldestPendingQueued.set(family, now);
   }
 
   /** A sync of `family` succeeded: nothing is pending any more. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SyncRunner } from './sync-runner.js';
+import { SyncDeadlineError, SyncRunner } from './sync-runner.js';
 import { testClock } from './test-fixtures.js';
 
 function setup(opts: { minInterval?: number; maxInterval?: number; retryInterval?: number; results?: (boolean | 'throw')[]; runMs?: number } = {}) {
@@ -127,5 +127,99 @@ describe('SyncRunner', () => {
     expect(() => new SyncRunner({ minInterval: 5, maxInterval: 1, run, clock })).toThrow(RangeError);
     expect(() => new SyncRunner({ minInterval: -1, maxInterval: 1, run, clock })).toThrow(RangeError);
     expect(() => new SyncRunner({ minInterval: 0, maxInterval: 0, run, clock })).toThrow(RangeError);
+    expect(() => new SyncRunner({ minInterval: 0, maxInterval: 1, deadline: 0, run, clock })).toThrow(RangeError);
+  });
+});
+
+/** A runner whose runs each wait for the test to settle them by hand. */
+function manualRuns(opts: { deadline?: number; maxInterval?: number; retryInterval?: number } = {}) {
+  const clock = testClock(0);
+  const runs: { at: number; signal: AbortSignal; settle: (ok: boolean) => void }[] = [];
+  const runner = new SyncRunner({
+    minInterval: 0,
+    maxInterval: opts.maxInterval ?? 30_000,
+    retryInterval: opts.retryInterval ?? 1000,
+    deadline: opts.deadline,
+    clock,
+    run: (signal) => new Promise<boolean>((settle) => runs.push({ at: clock.now(), signal, settle })),
+  });
+  return { clock, runs, runner };
+}
+
+describe('SyncRunner deadline', () => {
+  it('counts a run that never finishes as failed at its deadline, and retries only once it has settled', async () => {
+    const { clock, runs, runner } = manualRuns({ deadline: 10_000, retryInterval: 1000 });
+    runner.start();
+    runner.request();
+    await clock.advance(9_999);
+    expect(runs[0]?.signal.aborted).toBe(false);
+    await clock.advance(1);
+    expect(runs[0]?.signal.aborted).toBe(true);
+    expect(runs[0]?.signal.reason).toBeInstanceOf(SyncDeadlineError);
+
+    // The retry was due at 11 s, and requests keep coming, but the abandoned run may still be
+    // writing: nothing runs alongside it.
+    runner.request();
+    await clock.advance(9_000);
+    expect(runs.map((r) => r.at)).toEqual([0]);
+    expect(runner.running).toBe(true);
+
+    // A late success does not count: the retry runs as soon as the abandoned run settles.
+    runs[0]?.settle(true);
+    await clock.advance(0);
+    expect(runs.map((r) => r.at)).toEqual([0, 19_000]);
+    // ... and the backoff kept counting: the retry failing waits 2 s, not 1 s.
+    runs[1]?.settle(false);
+    await clock.advance(1_999);
+    expect(runs).toHaveLength(2);
+    await clock.advance(1);
+    expect(runs.map((r) => r.at)).toEqual([0, 19_000, 21_000]);
+    runs[2]?.settle(true);
+    await runner.stop();
+  });
+
+  it('leaves a run alone while it is within the deadline, and clears the deadline timer when it ends', async () => {
+    const { clock, runs, runner } = manualRuns({ deadline: 10_000, maxInterval: 60_000 });
+    runner.start();
+    runner.request();
+    await clock.advance(9_000);
+    runs[0]?.settle(true);
+    await clock.advance(0);
+    expect(runs[0]?.signal.aborted).toBe(false);
+    // Only the periodic run is armed.
+    expect(clock.pending()).toBe(1);
+    expect(runner.nextRunAt()).toBe(60_000);
+    await runner.stop();
+  });
+
+  it('defaults to 5 minutes, or maxInterval when that is longer', async () => {
+    for (const [maxInterval, expected] of [
+      [30_000, 300_000],
+      [600_000, 600_000],
+    ] as const) {
+      const { clock, runs, runner } = manualRuns({ maxInterval });
+      runner.start();
+      runner.request();
+      await clock.advance(expected - 1);
+      expect(runs[0]?.signal.aborted).toBe(false);
+      await clock.advance(1);
+      expect(runs[0]?.signal.aborted).toBe(true);
+      await runner.stop();
+    }
+  });
+
+  it('stop() does not wait past the deadline for a run that never settles', async () => {
+    const { clock, runs, runner } = manualRuns({ deadline: 5_000 });
+    runner.start();
+    runner.request();
+    await clock.advance(100);
+    let stopped = false;
+    void runner.stop().then(() => (stopped = true));
+    await clock.advance(4_000);
+    expect(stopped).toBe(false);
+    await clock.advance(900);
+    expect(stopped).toBe(true);
+    expect(runs).toHaveLength(1);
+    expect(clock.pending()).toBe(0);
   });
 });

@@ -1,8 +1,33 @@
 // Bounded-frequency runner, as upstream's: requests are coalesced, runs start at least
 // minInterval apart, at least one run happens per maxInterval, a failed run is retried with
 // backoff, and only one run is in flight at a time.
+//
+// A run that outlives its deadline counts as failed at the deadline: its signal is aborted and
+// the retry is scheduled with the usual backoff. The runner cannot cancel the work itself (a
+// backend may be half-way through writing rules), so the next run waits until the abandoned one
+// has settled; whatever that one returns afterwards is ignored. Waiting, rather than running the
+// retry alongside, keeps two writers off the data plane, and the abandoned run's changes stay with
+// the caller (see FamilyProxier), so the retry covers them whatever the late outcome was.
 
 import type { Clock, Logger } from './contract.js';
+
+/**
+ * Default deadline of one run: 5 minutes, or maxInterval when that is longer. Longer than any
+ * legitimate sync we have measured (a restarted daemon's full nftables sync of 10k services took
+ * 130 s on a loaded 2-core machine) and than one kernel tool's own timeout (60-120 s), so only a
+ * stuck sync reaches it; and never shorter than a sync period, the pace the runner keeps anyway.
+ */
+export function defaultSyncDeadline(maxInterval: number): number {
+  return Math.max(maxInterval, 5 * 60_000);
+}
+
+/** The reason a run's signal is aborted with when the run passes its deadline. */
+export class SyncDeadlineError extends Error {
+  constructor(readonly deadlineMs: number) {
+    super(`sync did not finish within its deadline of ${deadlineMs} ms`);
+    this.name = 'SyncDeadlineError';
+  }
+}
 
 export interface SyncRunnerOptions {
   /** Least time between the starts of two runs (ms); upstream's minSyncPeriod. */
@@ -11,8 +36,13 @@ export interface SyncRunnerOptions {
   readonly maxInterval: number;
   /** First retry delay after a failed run (ms); doubled per consecutive failure, capped at maxInterval. Default: max(minInterval, 1000). */
   readonly retryInterval?: number;
-  /** The work. Resolves true on success; false or a rejection counts as a failure. */
-  readonly run: () => Promise<boolean>;
+  /** Most time one run may take (ms) before it counts as failed. Default: defaultSyncDeadline(maxInterval). */
+  readonly deadline?: number;
+  /**
+   * The work. Resolves true on success; false or a rejection counts as a failure. `signal` is
+   * aborted (with a SyncDeadlineError) when the run passes its deadline.
+   */
+  readonly run: (signal: AbortSignal) => Promise<boolean>;
   readonly clock: Clock;
   readonly logger?: Logger;
 }
@@ -21,7 +51,8 @@ export class SyncRunner {
   private readonly minInterval: number;
   private readonly maxInterval: number;
   private readonly retryInterval: number;
-  private readonly runFn: () => Promise<boolean>;
+  private readonly deadline: number;
+  private readonly runFn: (signal: AbortSignal) => Promise<boolean>;
   private readonly clock: Clock;
   private readonly logger: Logger | undefined;
 
@@ -29,6 +60,8 @@ export class SyncRunner {
   private stopped = false;
   private requested = false;
   private inFlight: Promise<void> | undefined;
+  /** Settles when the run in flight has an outcome: it finished, or its deadline passed. */
+  private decided: Promise<void> | undefined;
   /** Start of the last run; undefined before the first. */
   private lastRunAt: number | undefined;
   private startedAt = 0;
@@ -45,6 +78,8 @@ export class SyncRunner {
     this.maxInterval = opts.maxInterval;
     this.retryInterval = Math.min(opts.retryInterval ?? Math.max(opts.minInterval, 1000), opts.maxInterval);
     if (!(this.retryInterval > 0)) throw new RangeError(`retryInterval must be > 0, got ${opts.retryInterval}`);
+    this.deadline = opts.deadline ?? defaultSyncDeadline(opts.maxInterval);
+    if (!(this.deadline > 0)) throw new RangeError(`deadline must be > 0, got ${opts.deadline}`);
     this.runFn = opts.run;
     this.clock = opts.clock;
     this.logger = opts.logger;
@@ -65,16 +100,19 @@ export class SyncRunner {
     this.schedule();
   }
 
-  /** Whether a run is executing now. */
+  /** Whether a run is executing now (one abandoned at its deadline included, until it settles). */
   get running(): boolean {
     return this.inFlight !== undefined;
   }
 
-  /** Stop scheduling; resolves once a run in flight has finished. No timer stays armed. */
+  /**
+   * Stop scheduling; resolves once a run in flight has finished or passed its deadline (a stuck
+   * run must not hold up shutdown). No timer stays armed.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     this.disarm();
-    await this.inFlight;
+    await this.decided;
   }
 
   /** When the next run is due (clock ms), or undefined if none is scheduled. */
@@ -112,20 +150,40 @@ export class SyncRunner {
     this.requested = false;
     this.retryAt = undefined;
     this.lastRunAt = this.clock.now();
-    this.inFlight = this.execute().finally(() => {
-      this.inFlight = undefined;
-      this.schedule();
-    });
+    const controller = new AbortController();
+    let settle!: () => void;
+    this.decided = new Promise<void>((resolve) => (settle = resolve));
+    let outcomeKnown = false;
+    const decide = (ok: boolean, deadlinePassed = false) => {
+      if (outcomeKnown) return;
+      outcomeKnown = true;
+      this.clock.clearTimeout(deadlineTimer);
+      this.recordOutcome(ok, deadlinePassed);
+      settle();
+    };
+    // decide() runs only from this timer or once the run settles, both after this line.
+    const deadlineTimer = this.clock.setTimeout(() => {
+      controller.abort(new SyncDeadlineError(this.deadline));
+      decide(false, true);
+    }, this.deadline);
+    this.inFlight = this.execute(controller.signal)
+      .then((ok) => decide(ok))
+      .finally(() => {
+        this.inFlight = undefined;
+        this.schedule();
+      });
   }
 
-  private async execute(): Promise<void> {
-    let ok: boolean;
+  private async execute(signal: AbortSignal): Promise<boolean> {
     try {
-      ok = (await this.runFn()) === true;
+      return (await this.runFn(signal)) === true;
     } catch (err) {
       this.logger?.error({ err }, 'sync run threw');
-      ok = false;
+      return false;
     }
+  }
+
+  private recordOutcome(ok: boolean, deadlinePassed: boolean): void {
     if (ok) {
       this.failures = 0;
       return;
@@ -133,6 +191,7 @@ export class SyncRunner {
     const delay = Math.min(this.retryInterval * 2 ** this.failures, this.maxInterval);
     this.failures++;
     this.retryAt = this.clock.now() + delay;
-    this.logger?.warn({ retryInMs: delay, failures: this.failures }, 'sync failed; retrying');
+    if (deadlinePassed) this.logger?.warn({ retryInMs: delay, failures: this.failures, deadlineMs: this.deadline }, 'sync passed its deadline: counted as failed; the retry waits for it to return');
+    else this.logger?.warn({ retryInMs: delay, failures: this.failures }, 'sync failed; retrying');
   }
 }

@@ -33,7 +33,7 @@ afterEach(async () => {
   await Promise.all(daemons.splice(0).map((d) => d.stop()));
 });
 
-function setup(over: Partial<ProxyConfig> = {}, extra: { requirements?: string[] } = {}) {
+function setup(over: Partial<ProxyConfig> = {}, extra: { requirements?: string[]; failingBackends?: boolean } = {}) {
   const config: ProxyConfig = { ...defaultProxyConfig(), healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', minSyncPeriod: 0, syncPeriod: 200, ...over };
   const { factory, backends } = recordingBackends();
   const src = fakeSource();
@@ -46,7 +46,14 @@ function setup(over: Partial<ProxyConfig> = {}, extra: { requirements?: string[]
     registry,
     runner: { run: async () => ({ code: 0, stdout: '', stderr: '' }) },
     clock: realClock,
-    loadFactory: async () => factory,
+    loadFactory: async () =>
+      extra.failingBackends
+        ? (o) => {
+            const b = factory(o) as RecordingBackend;
+            b.fail = true;
+            return b;
+          }
+        : factory,
     createTracker: (ipFamily, nodeName) => new ProxyStateTracker({ ipFamily, nodeName }),
     startSource: src.start,
     checkRequirements: async () => extra.requirements ?? [],
@@ -146,6 +153,51 @@ describe('daemon assembly', () => {
     b.fail = false;
     await until(() => b.oks > oks, 5000);
     expect((await healthz(daemon)).status).toBe(200);
+  });
+
+  it('answers 503 on /healthz and /livez once the first sync has failed for 2 x syncPeriod', async () => {
+    const { daemon, backends, src, registry } = setup({ syncPeriod: 300 }, { failingBackends: true });
+    const { started, h } = await startDaemon(daemon, src);
+    markSynced(h);
+    await started;
+    const startedAt = Date.now();
+    const b = backends[0] as RecordingBackend;
+    await until(() => b.syncs.length >= 1);
+    expect((await healthz(daemon)).status).toBe(200);
+    let status = 200;
+    while (status !== 503 && Date.now() - startedAt < 3000) {
+      await new Promise((r) => setTimeout(r, 25));
+      status = (await healthz(daemon)).status;
+    }
+    expect(status).toBe(503);
+    // Not before the health timeout (2 x 300 ms) has passed since the start.
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(600);
+    const livez = await healthz(daemon, '/livez');
+    expect(livez.status).toBe(503);
+    expect(await livez.json()).toEqual({ lastUpdated: expect.stringMatching(/ \+0000 UTC$/), currentTime: expect.stringMatching(/ \+0000 UTC$/) });
+    expect(b.oks).toBe(0);
+    expect(await registry.metrics()).toMatch(/kubeproxy_proxy_healthz_total\{code="503"\} [1-9]/);
+  });
+
+  it('health-check node ports answer 503 once syncs keep failing, even with no change pending', async () => {
+    const { daemon, backends, src } = setup({ syncPeriod: 200 });
+    const { started, h } = await startDaemon(daemon, src);
+    const hcPort = 20000 + Math.floor(Math.random() * 20000);
+    h.onServiceAdd(service('ns1', 'lb', { type: 'LoadBalancer', clusterIP: '10.96.0.20', externalTrafficPolicy: 'Local', healthCheckNodePort: hcPort }));
+    h.onEndpointSliceAdd(endpointSlice('ns1', 'lb', { endpoints: [{ ip: '10.244.1.11', nodeName: 'node1' }] }));
+    markSynced(h, node('node1', { addresses: ['127.0.0.1'] }));
+    await started;
+    await until(() => daemon.serviceHealthPorts().get('ns1/lb') === hcPort);
+    const probe = () => fetch(`http://127.0.0.1:${hcPort}/`);
+    expect((await probe()).status).toBe(200);
+
+    (backends[0] as RecordingBackend).fail = true;
+    // The periodic sync (every 200 ms) fails; 2 x 200 ms later the proxy is unhealthy.
+    let r = await probe();
+    for (const end = Date.now() + 3000; r.status === 200 && Date.now() < end; r = await probe()) await new Promise((res) => setTimeout(res, 25));
+    expect(r.status).toBe(503);
+    expect(JSON.parse(await r.text())).toEqual({ service: { namespace: 'ns1', name: 'lb' }, localEndpoints: 1, serviceProxyHealthy: false });
+    expect((await healthz(daemon)).status).toBe(503);
   });
 
   it('runs one backend per IP family of a dual-stack node', async () => {

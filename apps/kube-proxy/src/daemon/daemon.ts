@@ -39,6 +39,8 @@ export interface DaemonOptions {
   readonly checkRequirements?: (mode: string, family: IPFamily) => Promise<string[]>;
   /** Forces the families instead of deriving them from the node and the configuration. */
   readonly families?: readonly IPFamily[];
+  /** ms one sync may take before it counts as failed; default: SyncRunner's defaultSyncDeadline. */
+  readonly syncDeadline?: number;
 }
 
 export class StartupError extends Error {
@@ -122,6 +124,7 @@ export class Daemon {
         backend,
         minSyncPeriod: config.minSyncPeriod,
         syncPeriod: config.syncPeriod,
+        ...(this.opts.syncDeadline !== undefined ? { syncDeadline: this.opts.syncDeadline } : {}),
         clock: this.clock,
         logger: logger.child({ component: 'proxier', ipFamily: family }),
         metrics,

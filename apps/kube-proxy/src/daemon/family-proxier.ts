@@ -1,6 +1,12 @@
 // One IP family's control loop: its change tracker, its backend and its SyncRunner. Events mark
 // the family as having a queued update; each run takes a checkpoint, hands it to the backend and
 // records the outcome in metrics, health and one debug log line.
+//
+// Health: from start() on, the first sync is a queued update, and a failed sync leaves its work
+// queued, so a proxy that cannot program its rules turns unhealthy after the health timeout.
+// A sync that outlives the runner's deadline counts as failed at the deadline; its changes are
+// kept for the retry, which the runner starts only once the backend has returned, and whatever
+// the backend returns that late is only logged.
 
 import {
   categorizeEndpoints,
@@ -35,6 +41,8 @@ export interface FamilyProxierOptions {
   readonly minSyncPeriod: number;
   /** ms */
   readonly syncPeriod: number;
+  /** ms a sync may take before it counts as failed; default: the SyncRunner's. */
+  readonly syncDeadline?: number;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly metrics: DaemonMetrics;
@@ -52,13 +60,15 @@ export class FamilyProxier {
   private started = false;
   private lastResult: SyncResult | undefined;
   private syncs = 0;
+  private firstSyncDone = false;
 
   constructor(private readonly opts: FamilyProxierOptions) {
     this.family = opts.family;
     this.runner = new SyncRunner({
       minInterval: opts.minSyncPeriod,
       maxInterval: opts.syncPeriod,
-      run: () => this.syncOnce(),
+      ...(opts.syncDeadline !== undefined ? { deadline: opts.syncDeadline } : {}),
+      run: (signal) => this.syncOnce(signal),
       clock: opts.clock,
       logger: opts.logger,
     });
@@ -81,6 +91,7 @@ export class FamilyProxier {
   start(): void {
     if (this.started) return;
     this.started = true;
+    this.opts.health.started(this.opts.family);
     this.runner.start();
     this.runner.request();
   }
@@ -98,8 +109,11 @@ export class FamilyProxier {
     return this.syncs;
   }
 
-  /** One run: checkpoint, backend.sync, bookkeeping. Resolves false when the backend failed. */
-  async syncOnce(): Promise<boolean> {
+  /**
+   * One run: checkpoint, backend.sync, bookkeeping. Resolves false when the backend failed, or
+   * when `signal` was aborted (the deadline passed) before the backend returned.
+   */
+  async syncOnce(signal?: AbortSignal): Promise<boolean> {
     const { backend, clock, metrics, family, logger, health } = this.opts;
     const labels = { ip_family: family };
     const started = clock.now();
@@ -108,25 +122,31 @@ export class FamilyProxier {
     metrics.serviceChangesPending.set(labels, 0);
     metrics.endpointChangesPending.set(labels, 0);
 
+    const onDeadline = () => {
+      metrics.syncDeadlineExceeded.inc(labels);
+      const reason: unknown = signal?.reason;
+      this.failed({ ok: false, full: false, error: reason instanceof Error ? reason : new Error(String(reason)) }, started, changes);
+    };
+    signal?.addEventListener('abort', onDeadline, { once: true });
     let result: SyncResult;
     try {
       result = await backend.sync(state, changes);
     } catch (err) {
       result = { ok: false, full: false, error: err instanceof Error ? err : new Error(String(err)) };
+    } finally {
+      signal?.removeEventListener('abort', onDeadline);
     }
     const finished = clock.now();
-    const seconds = (finished - started) / 1000;
-    this.lastResult = result;
-    this.syncs++;
-    metrics.syncDuration.observe(labels, seconds);
-    (result.full ? metrics.syncFullDuration : metrics.syncPartialDuration).observe(labels, seconds);
-
-    if (!result.ok) {
-      // Keep what moved so the retry still covers it.
-      this.carried = changes;
-      logger.error({ err: result.error, ipFamily: family, durationMs: finished - started, full: result.full }, 'Failed to sync proxy rules; will retry');
+    if (signal?.aborted) {
+      // Already counted as failed; its changes are carried whatever it did, so the retry covers them.
+      logger.warn({ ipFamily: family, ok: result.ok, err: result.error, durationMs: finished - started }, 'A sync abandoned at its deadline returned; the retry applies its changes again');
       return false;
     }
+    if (!result.ok) {
+      this.failed(result, started, changes);
+      return false;
+    }
+    this.observe(result, started, finished);
     this.carried = undefined;
     health.updated(family);
     metrics.lastTimestamp.set(labels, finished / 1000);
@@ -138,6 +158,12 @@ export class FamilyProxier {
     metrics.noLocalEndpoints.set({ traffic_policy: 'external', ip_family: family }, noLocal.external);
     let endpoints = 0;
     for (const eps of state.endpoints.values()) endpoints += eps.length;
+    if (!this.firstSyncDone) {
+      // The one line an operator looks for at start-up (per-sync lines need -v=2).
+      this.firstSyncDone = true;
+      const services = new Set([...state.services.values()].map((sp) => `${sp.name.namespace}/${sp.name.name}`)).size;
+      logger.info({ ipFamily: family, services, servicePorts: state.services.size, endpoints, durationMs: finished - started }, 'First sync done');
+    }
     logger.debug(
       {
         ipFamily: family,
@@ -154,6 +180,27 @@ export class FamilyProxier {
     );
     this.opts.onSynced?.(state);
     return true;
+  }
+
+  private observe(result: SyncResult, started: number, finished: number): void {
+    const { metrics, family } = this.opts;
+    const labels = { ip_family: family };
+    const seconds = (finished - started) / 1000;
+    this.lastResult = result;
+    this.syncs++;
+    metrics.syncDuration.observe(labels, seconds);
+    (result.full ? metrics.syncFullDuration : metrics.syncPartialDuration).observe(labels, seconds);
+  }
+
+  /** A failed sync: its changes wait for the retry, and its work stays queued for health. */
+  private failed(result: SyncResult, started: number, changes: ChangeSet): void {
+    const { clock, family, logger, health } = this.opts;
+    const finished = clock.now();
+    this.observe(result, started, finished);
+    this.carried = changes;
+    // Even a periodic sync with no change pending: rules that cannot be written are not known to hold.
+    health.queued(family);
+    logger.error({ err: result.error, ipFamily: family, durationMs: finished - started, full: result.full }, 'Failed to sync proxy rules; will retry');
   }
 }
 

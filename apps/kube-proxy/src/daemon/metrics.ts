@@ -1,6 +1,7 @@
 // The metrics the daemon itself records (the backends record their own: iptables restore
 // failures, rule counts, ...). Names, types and buckets are upstream's; series recorded per IP
-// family carry an `ip_family` label, as recent upstream releases do.
+// family carry an `ip_family` label, as recent upstream releases do. Upstream has no sync
+// deadline, so sync_proxy_rules_deadline_exceeded_total is this proxy's own.
 
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { counter, exponentialBuckets, gauge, histogram } from '@kube-proxy-ts/core';
@@ -29,6 +30,7 @@ export function daemonMetrics(registry: Registry) {
     endpointChangesTotal: counter(registry, { name: 'sync_proxy_rules_endpoint_changes_total', help: 'Cumulative proxy rules Endpoint changes', labelNames: fam }),
     serviceChangesPending: gauge(registry, { name: 'sync_proxy_rules_service_changes_pending', help: 'Pending proxy rules Service changes', labelNames: fam }),
     serviceChangesTotal: counter(registry, { name: 'sync_proxy_rules_service_changes_total', help: 'Cumulative proxy rules Service changes', labelNames: fam }),
+    syncDeadlineExceeded: counter(registry, { name: 'sync_proxy_rules_deadline_exceeded_total', help: 'Cumulative syncs of proxy rules counted as failed because they did not finish within the sync deadline', labelNames: fam }),
     noLocalEndpoints: gauge(registry, { name: 'sync_proxy_rules_no_local_endpoints_total', help: 'Number of services with a Local traffic policy and no endpoints', labelNames: ['traffic_policy', 'ip_family'] as const }),
     healthzTotal: counter(registry, { name: 'proxy_healthz_total', help: 'Cumulative proxy healthz HTTP status', labelNames: ['code'] as const }),
     livezTotal: counter(registry, { name: 'proxy_livez_total', help: 'Cumulative proxy livez HTTP status', labelNames: ['code'] as const }),
