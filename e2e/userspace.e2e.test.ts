@@ -2,66 +2,13 @@
 // namespace (its listeners and nat rules live there), clients and pods in their own namespaces.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSandbox, endpointSlice, node, sandboxUnsupportedReason, service, type Sandbox } from '@kube-proxy-ts/testing';
+import { createSandbox, endpointSlice, node, service, type Sandbox } from '@kube-proxy-ts/testing';
+import { ProxyProcess, userspaceUnsupportedReason } from './userspace-proxy.js';
 
-const PKG = fileURLToPath(new URL('../packages/backend-userspace/', import.meta.url));
-const DRIVER = `${PKG}scripts/netns-proxy.ts`;
-
-function unsupportedReason(): string | undefined {
-  const base = sandboxUnsupportedReason(['iptables']);
-  if (base) return base;
-  if (!existsSync(`${PKG}node_modules/tsx`)) return 'tsx is not installed in packages/backend-userspace';
-  return undefined;
-}
-const unsupported = unsupportedReason();
+const unsupported = userspaceUnsupportedReason();
 if (unsupported) console.log(`userspace e2e skipped: ${unsupported}`);
-
-/** The proxy process in the node namespace, driven with one JSON line per request. */
-class ProxyProcess {
-  private readonly child: ChildProcess;
-  private readonly replies: Array<(line: string) => void> = [];
-  stderr = '';
-
-  constructor(netns: string) {
-    this.child = spawn('ip', ['netns', 'exec', netns, process.execPath, '--conditions=@kube-proxy-ts/source', '--import', 'tsx', DRIVER, netns], {
-      cwd: PKG,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    createInterface({ input: this.child.stdout! }).on('line', (line) => this.replies.shift()?.(line));
-    this.child.stderr!.on('data', (b: Buffer) => (this.stderr = (this.stderr + b.toString()).slice(-20_000)));
-    // A proxy that dies fails every pending request at once.
-    this.child.once('exit', (code) => {
-      for (const reply of this.replies.splice(0)) reply(JSON.stringify({ ok: false, error: `proxy exited with ${code}` }));
-    });
-  }
-
-  async request(req: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const reply = new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`proxy did not answer ${String(req.op)}: ${this.stderr.slice(-2000)}`)), 30_000);
-      this.replies.push((line) => {
-        clearTimeout(timer);
-        resolve(line);
-      });
-    });
-    this.child.stdin!.write(`${JSON.stringify(req)}\n`);
-    const answer = JSON.parse(await reply) as Record<string, unknown>;
-    if (answer.ok !== true) throw new Error(`proxy ${String(req.op)} failed: ${String(answer.error)}\n${this.stderr.slice(-2000)}`);
-    return answer;
-  }
-
-  async close(): Promise<void> {
-    if (this.child.exitCode !== null) return;
-    const exited = new Promise((resolve) => this.child.once('exit', resolve));
-    this.child.stdin!.end();
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(timer);
-  }
-}
 
 // A TCP echo server answering "<pod>:<data>", and a client that keeps one connection busy.
 const ECHO_SERVER = `

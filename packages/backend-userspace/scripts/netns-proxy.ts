@@ -2,8 +2,9 @@
 // test's node namespace (`ip netns exec NS node --conditions=@kube-proxy-ts/source --import tsx
 // netns-proxy.ts NS`), so that its listeners and its rules live there. Reads one JSON request per
 // line on stdin and answers one JSON line on stdout:
-//   {"op":"start","config":{...},"node":V1Node}  {"op":"apply","services":[...],"slices":[...]}
-//   {"op":"inspect"}  {"op":"connections","id":KEY}  {"op":"cleanup"}  {"op":"stop"}
+//   {"op":"start","config":{...},"node":V1Node,"options":{"raiseFileLimit":false,"limits":{...}}}
+//   {"op":"apply","services":[...],"slices":[...]}
+//   {"op":"inspect"}  {"op":"connections","id":KEY}  {"op":"metrics"}  {"op":"cleanup"}  {"op":"stop"}
 // Logs go to stderr as JSON lines.
 
 import { statSync } from 'node:fs';
@@ -11,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { Registry } from 'prom-client';
 import { ProxyStateTracker, defaultProxyConfig, realClock, type Logger, type ProxyConfig } from '@kube-proxy-ts/core';
 import { createExecRunner } from '@kube-proxy-ts/netfilter';
-import { UserspaceBackend } from '../src/index.js';
+import { UserspaceBackend, type UserspaceBackendOptions } from '../src/index.js';
 
 type Obj = { metadata?: { namespace?: string; name?: string } };
 
@@ -45,6 +46,7 @@ function stderrLogger(bindings: Record<string, unknown> = {}): Logger {
 requireTestNamespace();
 
 let backend: UserspaceBackend | undefined;
+const registry = new Registry();
 let tracker: ProxyStateTracker | undefined;
 const services = new Map<string, Obj>();
 const slices = new Map<string, Obj>();
@@ -76,11 +78,12 @@ async function handle(req: Record<string, unknown>): Promise<unknown> {
       tracker.onNodeSynced();
       tracker.onServicesSynced();
       tracker.onEndpointSlicesSynced();
-      backend = new UserspaceBackend({ ipFamily: 'IPv4', config });
+      const options = (req.options ?? {}) as Pick<UserspaceBackendOptions, 'raiseFileLimit' | 'limits'>;
+      backend = new UserspaceBackend({ ipFamily: 'IPv4', config, ...options });
       const addresses = (node.status?.addresses ?? []).map((a) => a.address);
       await backend.start({
         logger: stderrLogger(),
-        metrics: new Registry(),
+        metrics: registry,
         node: { name: node.metadata!.name!, labels: {}, zone: undefined, podCIDRs: [], addresses, eligible: true },
         runner: createExecRunner(),
         clock: realClock,
@@ -110,6 +113,8 @@ async function handle(req: Record<string, unknown>): Promise<unknown> {
       return { ok: true, picture: await backend?.inspect() };
     case 'connections':
       return { ok: true, active: backend?.activeConnections(String(req.id)) };
+    case 'metrics':
+      return { ok: true, text: await registry.metrics() };
     case 'cleanup':
       await backend?.cleanup();
       return { ok: true };

@@ -1,11 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClusterFeed, endpointSlice, node, proxyConfig, service, testContext, type TestContext } from '@kube-proxy-ts/testing';
-import { UserspaceBackend, listenAddress } from './backend.js';
+import { UserspaceBackend, listenAddress, type UserspaceBackendOptions } from './backend.js';
 
 type V1Service = ReturnType<typeof service>;
 type V1EndpointSlice = ReturnType<typeof endpointSlice>;
 import { CONTAINER_NODEPORT_CHAIN, CONTAINER_PORTAL_CHAIN, HOST_PORTAL_CHAIN } from './portals.js';
-import { fetchTcp, udpClient, udpServer, nameServer, type TestServer } from './test-support.js';
+import { connectTcp, echoServer, fetchTcp, metricValue, nextData, udpClient, udpServer, nameServer, type TestServer } from './test-support.js';
 import createUserspaceBackend from './index.js';
 
 const cleanups: Array<() => unknown> = [];
@@ -16,8 +16,13 @@ afterEach(async () => {
 const NODE_IP = '192.168.50.1';
 
 /** A started backend listening on 127.0.0.1, with a recording runner, fed through core's tracker. */
-async function setUp(config: Parameters<typeof proxyConfig>[0] = {}) {
-  const backend = new UserspaceBackend({ ipFamily: 'IPv4', config: proxyConfig({ bindAddress: '127.0.0.1', ...config }), raiseFileLimit: false });
+async function setUp(config: Parameters<typeof proxyConfig>[0] = {}, options: Pick<UserspaceBackendOptions, 'limits'> = {}) {
+  const backend = new UserspaceBackend({
+    ipFamily: 'IPv4',
+    config: proxyConfig({ bindAddress: '127.0.0.1', ...config }),
+    raiseFileLimit: false,
+    ...options,
+  });
   const ctx: TestContext = testContext({ node: { addresses: [NODE_IP] } });
   await backend.start(ctx);
   cleanups.push(() => backend.stop());
@@ -86,7 +91,7 @@ describe('UserspaceBackend', () => {
     expect(port).toBeGreaterThan(0);
     const restores = s.ctx.runner.callsTo('iptables-restore');
     expect(restores).toHaveLength(1);
-    expect(restores[0]!.args).toEqual(['-w', '--noflush']);
+    expect(restores[0]!.args).toEqual(['-w', '5', '-W', '100000', '--noflush']);
     const payload = restores[0]!.stdin!;
     expect(payload).toContain(':KUBE-PORTALS-CONTAINER - [0:0]');
     expect(payload).toContain(
@@ -237,5 +242,32 @@ describe('UserspaceBackend', () => {
     expect(payload).toContain('-X KUBE-PORTALS-CONTAINER');
     expect(payload).toContain('-X KUBE-NODEPORT-HOST');
     expect(s.ctx.runner.callsTo('iptables').filter((c) => c.args.includes('-D')).length).toBeGreaterThanOrEqual(4);
+  });
+});
+
+describe('UserspaceBackend connection limits', () => {
+  it('bounds the connections of all service ports together; a refused client is reset and counted', async () => {
+    const echo = await echoServer();
+    cleanups.push(() => echo.close());
+    const s = await setUp({}, { limits: { tcpConnections: 2, tcpConnectionsPerServicePort: 2 } });
+    s.tracker.onServiceAdd(webService());
+    s.tracker.onEndpointSliceAdd(slice('web', [{ name: 'http', port: echo.endpoint.port }], ['127.0.0.1']));
+    s.tracker.onServiceAdd(service('ns', 'api', { clusterIP: '10.96.0.11', ports: [{ name: 'http', port: 80, targetPort: 8080 }] }));
+    s.tracker.onEndpointSliceAdd(slice('api', [{ name: 'http', port: echo.endpoint.port }], ['127.0.0.1']));
+    await s.sync();
+    const held = await Promise.all([1, 2].map(() => connectTcp(s.backend.listenerPort(KEY)!)));
+    for (const c of held) {
+      c.on('error', () => undefined);
+      c.write('x');
+      expect(await nextData(c)).toBe('x');
+    }
+    await expect(fetchTcp(s.backend.listenerPort('ns/api:http/TCP')!)).rejects.toThrow(/ECONNRESET/);
+    const refused = { service_port: 'ns/api:http/TCP', reason: 'total_limit' };
+    expect(await metricValue(s.ctx.metrics, 'connections_refused_total', refused)).toBe(1);
+    for (const c of held) c.destroy();
+  });
+
+  it('refuses limits that are not positive integers with a clear error', async () => {
+    await expect(setUp({}, { limits: { udpSessions: 0 } })).rejects.toThrow(/connection limit udpSessions must be a positive integer/);
   });
 });

@@ -15,8 +15,9 @@ import type {
   SyncResult,
 } from '@kube-proxy-ts/core';
 import { resolveNodePortAddresses, runIptablesRestore } from '@kube-proxy-ts/netfilter';
-import { RoundRobinBalancer, type BalancerEndpoint } from './balancer.js';
-import { raiseFileLimit } from './fd-limit.js';
+import { AffinityPool, RoundRobinBalancer, type BalancerEndpoint } from './balancer.js';
+import { connectionLimits, raiseFileLimit, readFileLimit, withLimits, type ConnectionLimits } from './fd-limit.js';
+import { ConnectionBudget, ListenerBudget } from './limits.js';
 import type { ServiceListener } from './listener.js';
 import { ListenerMetrics } from './metrics.js';
 import { planListeners, type ListenerPlan } from './plan.js';
@@ -35,13 +36,42 @@ import { UdpServiceListener } from './udp-listener.js';
 
 /** Upper bound for one iptables call; the payloads here are small. */
 const IPTABLES_TIMEOUT_MS = 30_000;
+/** The kernel's nf_conntrack_tcp_timeout_established and _close_wait, for conntrack timeouts of 0. */
+const KERNEL_TCP_ESTABLISHED_TIMEOUT_MS = 5 * 24 * 3600_000;
+const KERNEL_TCP_CLOSE_WAIT_TIMEOUT_MS = 60_000;
 
 export interface UserspaceBackendOptions extends BackendOptions {
   /** Per-attempt connect timeouts; default 250 ms, 500 ms, 1 s, 2 s. */
   readonly dialTimeouts?: readonly number[];
   /** Try to raise RLIMIT_NOFILE at start. Default true. */
   readonly raiseFileLimit?: boolean;
+  /**
+   * Bounds on connections, sessions and ClientIP pins. Unset ones are derived from RLIMIT_NOFILE
+   * at start() and shared by every backend of the process that leaves all of them unset (both IP
+   * families draw from the same descriptors); with any set, this backend has totals of its own.
+   */
+  readonly limits?: Partial<ConnectionLimits>;
 }
+
+/** What the listeners of a backend draw from. */
+interface Totals {
+  readonly limits: ConnectionLimits;
+  readonly tcp: ConnectionBudget;
+  readonly udp: ConnectionBudget;
+  readonly affinity: AffinityPool;
+}
+
+function createTotals(limits: ConnectionLimits): Totals {
+  return {
+    limits,
+    tcp: new ConnectionBudget(limits.tcpConnections),
+    udp: new ConnectionBudget(limits.udpSessions),
+    affinity: new AffinityPool(limits.affinityClients),
+  };
+}
+
+/** Descriptors belong to the process: backends with default limits share one set of totals. */
+let processTotals: Totals | undefined;
 
 interface ListenerEntry {
   plan: ListenerPlan;
@@ -71,6 +101,7 @@ export class UserspaceBackend implements Backend {
   private readonly loggedSkips = new Set<string>();
   private jumpsInstalled = false;
   private fileLimitChecked = false;
+  private totals: Totals | undefined;
   /** The rules of the last sync, with stable placeholders instead of ports (for inspect()). */
   private lastRules: readonly PortalRule[] = [];
 
@@ -96,9 +127,16 @@ export class UserspaceBackend implements Backend {
 
   async start(ctx: BackendContext): Promise<void> {
     this.ctx = ctx;
+    let fileLimit = undefined;
     if (this.options.raiseFileLimit !== false && !this.fileLimitChecked) {
       this.fileLimitChecked = true;
-      await raiseFileLimit(ctx.runner, ctx.logger);
+      fileLimit = await raiseFileLimit(ctx.runner, ctx.logger);
+    }
+    if (!this.totals) {
+      const derived = () => connectionLimits(fileLimit ?? readFileLimit());
+      if (this.options.limits) this.totals = createTotals(withLimits(derived(), this.options.limits));
+      else this.totals = processTotals ??= createTotals(derived());
+      ctx.logger.info({ ...this.totals.limits }, 'connection limits');
     }
     await this.ensureChainsAndJumps();
   }
@@ -221,7 +259,14 @@ export class UserspaceBackend implements Backend {
     const ctx = this.context();
     const { host } = listenAddress(this.config.bindAddress, this.family);
     const logger = ctx.logger.child({ servicePort: lp.id, protocol: lp.protocol });
-    const balancer = new RoundRobinBalancer<BalancerEndpoint>({ now: () => ctx.clock.now() });
+    const totals = this.totals;
+    if (!totals) throw new Error('userspace backend: start() must be called first');
+    const { limits } = totals;
+    const balancer = new RoundRobinBalancer<BalancerEndpoint>({
+      now: () => ctx.clock.now(),
+      affinityLimit: limits.affinityClientsPerServicePort,
+      affinityPool: totals.affinity,
+    });
     const metrics = new ListenerMetrics(ctx.metrics, {
       servicePort: lp.scope === 'all' ? lp.servicePort.key : lp.id,
       protocol: lp.protocol,
@@ -230,8 +275,21 @@ export class UserspaceBackend implements Backend {
     const deps = { host, balancer, metrics, logger };
     const listener: ServiceListener =
       lp.protocol === 'TCP'
-        ? new TcpServiceListener({ ...deps, ...(this.options.dialTimeouts ? { dialTimeouts: this.options.dialTimeouts } : {}) })
-        : new UdpServiceListener({ ...deps, family: this.family, idleTimeoutMs: this.config.udpIdleTimeout, clock: ctx.clock });
+        ? new TcpServiceListener({
+            ...deps,
+            budget: new ListenerBudget(limits.tcpConnectionsPerServicePort, totals.tcp),
+            // Idle relays end when the kernel backends' conntrack entries would (0: the kernel's own).
+            idleTimeoutMs: this.config.conntrack.tcpEstablishedTimeout || KERNEL_TCP_ESTABLISHED_TIMEOUT_MS,
+            halfClosedIdleTimeoutMs: this.config.conntrack.tcpCloseWaitTimeout || KERNEL_TCP_CLOSE_WAIT_TIMEOUT_MS,
+            ...(this.options.dialTimeouts ? { dialTimeouts: this.options.dialTimeouts } : {}),
+          })
+        : new UdpServiceListener({
+            ...deps,
+            budget: new ListenerBudget(limits.udpSessionsPerServicePort, totals.udp),
+            family: this.family,
+            idleTimeoutMs: this.config.udpIdleTimeout,
+            clock: ctx.clock,
+          });
     return { plan: lp, listener, balancer, metrics, port: 0 };
   }
 
@@ -258,6 +316,7 @@ export class UserspaceBackend implements Backend {
 
   private removeListener(id: string, entry: ListenerEntry): void {
     entry.listener.close();
+    entry.balancer.clearAffinity();
     entry.metrics.remove();
     this.ports.release(entry.port);
     this.listeners.delete(id);

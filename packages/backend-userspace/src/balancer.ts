@@ -17,11 +17,53 @@ export interface BalancerOptions {
    * that every node does not hammer the first endpoint. Returns [0, 1). Default Math.random.
    */
   readonly random?: () => number;
+  /** ClientIP pins kept for this service port; the least recently used go first. */
+  readonly affinityLimit?: number;
+  /** Pins of every service port, bounded in total. */
+  readonly affinityPool?: AffinityPool;
 }
 
+/** Without options: one service port pins at most this many clients. */
+const DEFAULT_AFFINITY_LIMIT = 65_536;
+
 interface AffinityEntry<E> {
+  readonly clientIP: string;
   endpoint: E;
   lastUsed: number;
+  /** Drops the pin from its balancer (the pool evicted it). */
+  readonly evict: () => void;
+}
+
+/**
+ * The ClientIP pins of every service port, least recently used first, so that their total stays
+ * bounded: a flood of client addresses (cheap to forge with UDP) evicts old pins instead of
+ * growing memory. An evicted client is balanced afresh on its next connection.
+ */
+export class AffinityPool {
+  private readonly entries = new Set<AffinityEntry<unknown>>();
+
+  constructor(readonly limit: number) {
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new Error(`affinity limit must be a positive integer, got ${limit}`);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Marks `entry` as the most recently used, adding it if new and evicting beyond the limit. */
+  use(entry: AffinityEntry<unknown>): void {
+    this.entries.delete(entry);
+    this.entries.add(entry);
+    for (const oldest of this.entries) {
+      if (this.entries.size <= this.limit) break;
+      this.entries.delete(oldest);
+      oldest.evict();
+    }
+  }
+
+  remove(entry: AffinityEntry<unknown>): void {
+    this.entries.delete(entry);
+  }
 }
 
 export class RoundRobinBalancer<E extends BalancerEndpoint = BalancerEndpoint> {
@@ -29,13 +71,21 @@ export class RoundRobinBalancer<E extends BalancerEndpoint = BalancerEndpoint> {
   private nextIndex = 0;
   /** ClientIP affinity timeout in ms; 0 when the service has no affinity. */
   private affinityTimeoutMs = 0;
+  /** Pinned clients, least recently used first (a use moves an entry to the end). */
   private readonly affinity = new Map<string, AffinityEntry<E>>();
   private readonly now: () => number;
   private readonly random: () => number;
+  private readonly affinityLimit: number;
+  private readonly pool: AffinityPool | undefined;
 
   constructor(options: BalancerOptions) {
     this.now = options.now;
     this.random = options.random ?? Math.random;
+    this.affinityLimit = options.affinityLimit ?? DEFAULT_AFFINITY_LIMIT;
+    if (!Number.isSafeInteger(this.affinityLimit) || this.affinityLimit < 1) {
+      throw new Error(`affinity limit must be a positive integer, got ${this.affinityLimit}`);
+    }
+    this.pool = options.affinityPool;
   }
 
   /** Whether ClientIP affinity is on (callers skip looking up the client address when not). */
@@ -57,8 +107,18 @@ export class RoundRobinBalancer<E extends BalancerEndpoint = BalancerEndpoint> {
     const timeout = ms > 0 ? ms : 0;
     if (timeout !== this.affinityTimeoutMs) {
       this.affinityTimeoutMs = timeout;
-      this.affinity.clear();
+      this.clearAffinity();
     }
+  }
+
+  /** Forgets every pinned client (the service port is going away, or its affinity changed). */
+  clearAffinity(): void {
+    for (const clientIP of [...this.affinity.keys()]) this.unpin(clientIP);
+  }
+
+  /** Forgets one client's pin: its next connection is balanced afresh (after a failed session). */
+  forgetClient(clientIP: string): void {
+    this.unpin(clientIP);
   }
 
   /**
@@ -76,7 +136,7 @@ export class RoundRobinBalancer<E extends BalancerEndpoint = BalancerEndpoint> {
     for (const [client, entry] of this.affinity) {
       const current = byHostPort.get(entry.endpoint.hostPort);
       if (current) entry.endpoint = current;
-      else this.affinity.delete(client);
+      else this.unpin(client);
     }
     const n = this.endpoints.length;
     if (n === 0) this.nextIndex = 0;
@@ -96,14 +156,51 @@ export class RoundRobinBalancer<E extends BalancerEndpoint = BalancerEndpoint> {
     if (sticky && !resetAffinity) {
       const entry = this.affinity.get(clientIP);
       if (entry && now - entry.lastUsed < this.affinityTimeoutMs) {
-        entry.lastUsed = now;
+        this.pin(entry, now);
         return entry.endpoint;
       }
     }
     const endpoint = this.endpoints[this.nextIndex] as E;
     this.nextIndex = (this.nextIndex + 1) % n;
-    if (sticky) this.affinity.set(clientIP, { endpoint, lastUsed: now });
+    if (sticky) this.pinTo(clientIP, endpoint, now);
     return endpoint;
+  }
+
+  private pinTo(clientIP: string, endpoint: E, now: number): void {
+    const existing = this.affinity.get(clientIP);
+    if (existing) {
+      existing.endpoint = endpoint;
+      this.pin(existing, now);
+      return;
+    }
+    for (const oldest of this.affinity.keys()) {
+      if (this.affinity.size < this.affinityLimit) break;
+      this.unpin(oldest);
+    }
+    const entry: AffinityEntry<E> = {
+      clientIP,
+      endpoint,
+      lastUsed: now,
+      evict: () => {
+        if (this.affinity.get(clientIP) === entry) this.affinity.delete(clientIP);
+      },
+    };
+    this.pin(entry, now);
+  }
+
+  /** Records a use: the entry becomes the most recently used here and in the pool. */
+  private pin(entry: AffinityEntry<E>, now: number): void {
+    entry.lastUsed = now;
+    this.affinity.delete(entry.clientIP);
+    this.affinity.set(entry.clientIP, entry);
+    this.pool?.use(entry);
+  }
+
+  private unpin(clientIP: string): void {
+    const entry = this.affinity.get(clientIP);
+    if (!entry) return;
+    this.affinity.delete(clientIP);
+    this.pool?.remove(entry);
   }
 
   /** Forgets clients whose affinity expired; returns how many. */
@@ -111,11 +208,11 @@ export class RoundRobinBalancer<E extends BalancerEndpoint = BalancerEndpoint> {
     if (this.affinityTimeoutMs === 0) return 0;
     const now = this.now();
     let removed = 0;
+    // Least recently used first: the first pin still fresh ends the sweep.
     for (const [client, entry] of this.affinity) {
-      if (now - entry.lastUsed >= this.affinityTimeoutMs) {
-        this.affinity.delete(client);
-        removed++;
-      }
+      if (now - entry.lastUsed < this.affinityTimeoutMs) break;
+      this.unpin(client);
+      removed++;
     }
     return removed;
   }

@@ -65,3 +65,62 @@ export async function raiseFileLimit(
   }
   return after;
 }
+
+/** How many connections, sessions and ClientIP pins the proxy holds at most. */
+export interface ConnectionLimits {
+  /** Proxied TCP connections (accepted, whether still dialing or relaying), all service ports. */
+  readonly tcpConnections: number;
+  readonly tcpConnectionsPerServicePort: number;
+  /** UDP client sessions, all service ports. */
+  readonly udpSessions: number;
+  readonly udpSessionsPerServicePort: number;
+  /** ClientIP affinity pins (sessionAffinity: ClientIP), all service ports; the oldest go first. */
+  readonly affinityClients: number;
+  readonly affinityClientsPerServicePort: number;
+}
+
+/** Assumed when /proc cannot tell: the usual default soft limit. */
+const UNKNOWN_FILE_LIMIT = 1024;
+/** Descriptors left for everything but proxied traffic: listeners, the API watch, metrics, logs. */
+const MAX_RESERVED_DESCRIPTORS = 1024;
+/** Pins cost memory, not descriptors: about 150 bytes each, so the total stays near 40 MiB. */
+export const AFFINITY_CLIENTS = 262_144;
+export const AFFINITY_CLIENTS_PER_SERVICE_PORT = 65_536;
+
+/**
+ * The default bounds for an open-file limit: after a reserve (a quarter of the limit, at most
+ * 1024), TCP connections (two descriptors each) and UDP sessions (one) get half of the rest
+ * each, so a flood of either leaves the proxy able to accept the other; one service port may
+ * take half of a protocol's total, so a flood at one service leaves room for the others.
+ */
+export function connectionLimits(limit: FileLimit | undefined): ConnectionLimits {
+  const soft = Math.min(limit?.soft ?? UNKNOWN_FILE_LIMIT, WANTED_FILE_LIMIT);
+  const usable = soft - Math.min(MAX_RESERVED_DESCRIPTORS, Math.floor(soft / 4));
+  const tcp = Math.max(1, Math.floor(usable / 4));
+  const udp = Math.max(1, Math.floor(usable / 2));
+  return {
+    tcpConnections: tcp,
+    tcpConnectionsPerServicePort: Math.max(1, Math.floor(tcp / 2)),
+    udpSessions: udp,
+    udpSessionsPerServicePort: Math.max(1, Math.floor(udp / 2)),
+    affinityClients: AFFINITY_CLIENTS,
+    affinityClientsPerServicePort: AFFINITY_CLIENTS_PER_SERVICE_PORT,
+  };
+}
+
+/**
+ * Overrides `base` with `overrides`, refusing anything but positive integers (a zero or NaN
+ * bound would silently refuse every client).
+ */
+export function withLimits(base: ConnectionLimits, overrides: Partial<ConnectionLimits> = {}): ConnectionLimits {
+  const merged = { ...base };
+  for (const [name, value] of Object.entries(overrides) as [keyof ConnectionLimits, unknown][]) {
+    if (!(name in base)) throw new Error(`unknown connection limit ${JSON.stringify(name)}`);
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+      throw new Error(`connection limit ${name} must be a positive integer, got ${JSON.stringify(value)}`);
+    }
+    merged[name] = value;
+  }
+  return merged;
+}

@@ -2,6 +2,7 @@
 
 import type { Logger } from '@kube-proxy-ts/core';
 import type { BalancerEndpoint, RoundRobinBalancer } from './balancer.js';
+import type { ListenerBudget } from './limits.js';
 import type { ListenerMetrics } from './metrics.js';
 
 export interface ServiceListener {
@@ -31,4 +32,6 @@ export interface ListenerDeps {
   readonly balancer: RoundRobinBalancer<BalancerEndpoint>;
   readonly metrics: ListenerMetrics;
   readonly logger: Logger;
+  /** TCP connections or UDP sessions this listener may hold (its own bound and the shared total). */
+  readonly budget: ListenerBudget;
 }

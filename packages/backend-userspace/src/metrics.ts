@@ -3,6 +3,7 @@
 
 import type { Registry } from 'prom-client';
 import { counter, gauge, type IPFamily } from '@kube-proxy-ts/core';
+import type { LimitReached } from './limits.js';
 
 type Labels = 'service_port' | 'protocol' | 'ip_family';
 
@@ -19,6 +20,8 @@ export class ListenerMetrics {
   private readonly active;
   private readonly accepted;
   private readonly connectErrors;
+  private readonly refusedByServicePort;
+  private readonly refusedByTotal;
   private readonly toEndpoint;
   private readonly toClient;
 
@@ -31,6 +34,8 @@ export class ListenerMetrics {
     this.active = m.activeConnections.labels(this.labels);
     this.accepted = m.connections.labels(this.labels);
     this.connectErrors = m.connectErrors.labels(this.labels);
+    this.refusedByServicePort = m.refused.labels({ ...this.labels, reason: 'service_port_limit' });
+    this.refusedByTotal = m.refused.labels({ ...this.labels, reason: 'total_limit' });
     this.toEndpoint = m.bytes.labels({ ...this.labels, direction: 'to_endpoint' });
     this.toClient = m.bytes.labels({ ...this.labels, direction: 'to_client' });
   }
@@ -48,6 +53,11 @@ export class ListenerMetrics {
     this.connectErrors.inc();
   }
 
+  /** A TCP connection closed at once or a UDP session not opened: a connection limit was reached. */
+  refused(reason: LimitReached): void {
+    (reason === 'service_port_limit' ? this.refusedByServicePort : this.refusedByTotal).inc();
+  }
+
   bytes(toEndpoint: number, toClient: number): void {
     if (toEndpoint > 0) this.toEndpoint.inc(toEndpoint);
     if (toClient > 0) this.toClient.inc(toClient);
@@ -59,6 +69,8 @@ export class ListenerMetrics {
     m.activeConnections.remove(this.labels);
     m.connections.remove(this.labels);
     m.connectErrors.remove(this.labels);
+    m.refused.remove({ ...this.labels, reason: 'service_port_limit' });
+    m.refused.remove({ ...this.labels, reason: 'total_limit' });
     m.bytes.remove({ ...this.labels, direction: 'to_endpoint' });
     m.bytes.remove({ ...this.labels, direction: 'to_client' });
   }
@@ -80,6 +92,11 @@ export function userspaceMetrics(registry: Registry) {
       name: 'userspace_connect_errors_total',
       help: 'Failed attempts to reach an endpoint (errors and timeouts), per service port.',
       labelNames: ['service_port', 'protocol', 'ip_family'],
+    }),
+    refused: counter<Labels | 'reason'>(registry, {
+      name: 'userspace_connections_refused_total',
+      help: 'TCP connections closed at once and UDP sessions not opened because a connection limit was reached, per service port and reason (service_port_limit, total_limit).',
+      labelNames: ['service_port', 'protocol', 'ip_family', 'reason'],
     }),
     bytes: counter<Labels | 'direction'>(registry, {
       name: 'userspace_bytes_total',

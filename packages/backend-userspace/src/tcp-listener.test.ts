@@ -5,8 +5,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { createTestLogger } from '@kube-proxy-ts/testing';
 import { RoundRobinBalancer, type BalancerEndpoint } from './balancer.js';
+import { ConnectionBudget, ListenerBudget } from './limits.js';
 import { ListenerMetrics } from './metrics.js';
-import { TcpServiceListener } from './tcp-listener.js';
+import { TcpServiceListener, type TcpListenerOptions } from './tcp-listener.js';
 import {
   connectTcp,
   deadPort,
@@ -14,6 +15,7 @@ import {
   endpointAt,
   eventually,
   fetchTcp,
+  metricValue,
   nameServer,
   nextData,
   tcpServer,
@@ -31,26 +33,32 @@ async function server(s: Promise<TestServer>): Promise<TestServer> {
   return srv;
 }
 
-async function proxyTo(endpoints: BalancerEndpoint[], dialTimeouts?: number[]) {
+interface ProxyOptions extends Pick<TcpListenerOptions, 'dialTimeouts' | 'idleTimeoutMs' | 'halfClosedIdleTimeoutMs'> {
+  /** Connections this service port may hold; default 1000. */
+  perServicePort?: number;
+  /** The total shared with other listeners; default a budget of its own for 1000. */
+  total?: ConnectionBudget;
+}
+
+async function proxyTo(endpoints: BalancerEndpoint[], options: ProxyOptions = {}) {
+  const { perServicePort = 1000, total = new ConnectionBudget(1000), ...timeouts } = options;
   const registry = new Registry();
   const balancer = new RoundRobinBalancer<BalancerEndpoint>({ now: () => Date.now(), random: () => 0 });
   balancer.setEndpoints(endpoints);
   const metrics = new ListenerMetrics(registry, { servicePort: 'ns/svc:http', protocol: 'TCP', ipFamily: 'IPv4' });
+  const budget = new ListenerBudget(perServicePort, total);
   const listener = new TcpServiceListener({
     host: '127.0.0.1',
     balancer,
     metrics,
     logger: createTestLogger(),
-    ...(dialTimeouts ? { dialTimeouts } : {}),
+    budget,
+    ...timeouts,
   });
   const port = await listener.open(0);
   cleanups.push(() => listener.close());
-  const metric = async (name: string, labels: Record<string, string> = {}) => {
-    const m = (await registry.getMetricsAsJSON()).find((x) => x.name === `kubeproxy_userspace_${name}`);
-    const v = m?.values.find((x) => Object.entries(labels).every(([k, val]) => x.labels[k] === val));
-    return v?.value ?? 0;
-  };
-  return { listener, balancer, port, metric };
+  const metric = (name: string, labels?: Record<string, string>) => metricValue(registry, name, labels);
+  return { listener, balancer, budget, port, metric };
 }
 
 describe('TcpServiceListener on 127.0.0.1', () => {
@@ -80,14 +88,14 @@ describe('TcpServiceListener on 127.0.0.1', () => {
   it('moves on when an endpoint does not answer within the attempt timeout', async () => {
     const alive = await server(nameServer('alive'));
     // 192.0.2.0/24 (TEST-NET-1) is not routed: the SYN goes nowhere, the attempt times out.
-    const p = await proxyTo([{ hostPort: '192.0.2.1:80', ip: '192.0.2.1', port: 80 }, alive.endpoint], [100, 200]);
+    const p = await proxyTo([{ hostPort: '192.0.2.1:80', ip: '192.0.2.1', port: 80 }, alive.endpoint], { dialTimeouts: [100, 200] });
     const started = Date.now();
     expect(await fetchTcp(p.port)).toBe('alive');
     expect(Date.now() - started).toBeLessThan(2000);
   });
 
   it('resets the client when no endpoint answers', async () => {
-    const p = await proxyTo([endpointAt(await deadPort())], [50, 50]);
+    const p = await proxyTo([endpointAt(await deadPort())], { dialTimeouts: [50, 50] });
     await expect(fetchTcp(p.port)).rejects.toThrow(/ECONNRESET/);
   });
 
@@ -230,5 +238,91 @@ describe('TcpServiceListener on 127.0.0.1', () => {
     await eventually(() => handles() <= before, 3000, `handles back to ${before} (now ${handles()})`);
     expect(await p.metric('active_connections')).toBe(0);
     expect(await p.metric('connections_total')).toBe(500);
+  });
+});
+
+/** Connects and resolves once the proxy has closed the connection, with how it ended. */
+async function endedWithoutService(port: number): Promise<{ error: string | undefined; bytes: number }> {
+  const socket = net.connect({ host: '127.0.0.1', port });
+  let error: string | undefined;
+  let bytes = 0;
+  socket.on('error', (e: NodeJS.ErrnoException) => (error = e.code));
+  socket.on('data', (d: Buffer) => (bytes += d.length));
+  await new Promise((resolve) => socket.once('close', resolve));
+  return { error, bytes };
+}
+
+/** Writes and waits for the echo. */
+async function echoes(socket: net.Socket, text: string): Promise<boolean> {
+  socket.write(text);
+  return (await nextData(socket)) === text;
+}
+
+describe('TcpServiceListener under abuse', () => {
+  it('resets connections beyond the service port limit at once, counts them, and keeps the established ones', async () => {
+    const echo = await server(echoServer());
+    const p = await proxyTo([echo.endpoint], { perServicePort: 3 });
+    const live = await Promise.all([1, 2, 3].map(() => connectTcp(p.port)));
+    for (const [i, s] of live.entries()) expect(await echoes(s, `hello ${i}`)).toBe(true);
+
+    const refused = await Promise.all(Array.from({ length: 5 }, () => endedWithoutService(p.port)));
+    expect(refused).toEqual(Array.from({ length: 5 }, () => ({ error: 'ECONNRESET', bytes: 0 })));
+    expect(await p.metric('connections_refused_total', { reason: 'service_port_limit' })).toBe(5);
+    expect(echo.accepted).toBe(3);
+    for (const [i, s] of live.entries()) expect(await echoes(s, `still ${i}`)).toBe(true);
+
+    // A closed connection frees its slot for the next client.
+    live[0]!.destroy();
+    await eventually(() => p.budget.inUse === 2, 2000, 'the slot to be released');
+    const next = await connectTcp(p.port);
+    expect(await echoes(next, 'admitted')).toBe(true);
+    for (const s of [...live, next]) s.destroy();
+    await eventually(() => p.budget.inUse === 0, 2000, 'every slot to be released');
+  });
+
+  it('shares the total between service ports', async () => {
+    const echo = await server(echoServer());
+    const total = new ConnectionBudget(4);
+    const a = await proxyTo([echo.endpoint], { perServicePort: 3, total });
+    const b = await proxyTo([echo.endpoint], { perServicePort: 3, total });
+    const held = await Promise.all([a.port, a.port, a.port, b.port].map((port) => connectTcp(port)));
+    for (const s of held) expect(await echoes(s, 'x')).toBe(true);
+    expect(await endedWithoutService(b.port)).toEqual({ error: 'ECONNRESET', bytes: 0 });
+    expect(await b.metric('connections_refused_total', { reason: 'total_limit' })).toBe(1);
+    expect(total.inUse).toBe(4);
+    for (const s of held) s.destroy();
+    await eventually(() => total.inUse === 0, 2000, 'the total to be released');
+  });
+
+  it('closes a relay that stays idle beyond the idle timeout; traffic keeps it open', async () => {
+    const echo = await server(echoServer());
+    const p = await proxyTo([echo.endpoint], { idleTimeoutMs: 300 });
+    const client = await connectTcp(p.port);
+    client.on('error', () => undefined);
+    const closed = new Promise((resolve) => client.once('close', resolve));
+    let lastEcho = 0;
+    for (let i = 0; i < 6; i++) {
+      expect(await echoes(client, `tick ${i}`)).toBe(true);
+      lastEcho = Date.now();
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    // 900 ms in all, three times the idle timeout: the traffic kept it open.
+    expect(client.destroyed).toBe(false);
+    await closed;
+    expect(Date.now() - lastEcho).toBeGreaterThanOrEqual(250);
+    await eventually(() => p.listener.activeConnections === 0 && p.budget.inUse === 0, 2000, 'the relay to end');
+  });
+
+  it('gives a half-closed relay the shorter timeout, so a peer that never closes its side does not leak it', async () => {
+    // An endpoint that reads and never answers, nor closes its side after the client's FIN.
+    const silent = await server(tcpServer((s) => s.resume()));
+    const p = await proxyTo([silent.endpoint], { idleTimeoutMs: 60_000, halfClosedIdleTimeoutMs: 300 });
+    const client = await connectTcp(p.port);
+    client.on('error', () => undefined);
+    const clientClosed = new Promise((resolve) => client.once('close', resolve));
+    client.end('request');
+    await eventually(() => p.listener.activeConnections === 1, 1000, 'the relay to start');
+    await clientClosed;
+    await eventually(() => p.listener.activeConnections === 0 && p.budget.inUse === 0, 2000, 'the relay to end');
   });
 });

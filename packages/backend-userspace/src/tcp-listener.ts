@@ -1,10 +1,23 @@
-// A TCP listener for one service port: accept, pick an endpoint (failing over on connect
-// errors), then relay both directions with backpressure, half-close and resets.
+// A TCP listener for one service port: accept (within the connection limits), pick an endpoint
+// (failing over on connect errors), then relay both directions with backpressure, half-close and
+// resets, until both sides close or the relay stays idle too long.
 
 import net from 'node:net';
 import { dialWithFailover, ENDPOINT_DIAL_TIMEOUTS_MS } from './failover.js';
 import type { BalancerEndpoint } from './balancer.js';
+import { RefusalLog } from './limits.js';
 import type { ListenerDeps, ServiceListener } from './listener.js';
+
+/**
+ * TCP keepalive on both sides of a relay, after 15 s without traffic: the value upstream's Go
+ * proxy had (Go's default for dialed and accepted connections), so that a peer that vanished
+ * without a FIN or reset (a crashed node, a dropped route) ends its relay.
+ */
+export const TCP_KEEPALIVE_MS = 15_000;
+/** A relay without traffic either way is closed after this long, as conntrack forgets an established flow. */
+export const TCP_IDLE_TIMEOUT_MS = 24 * 3600_000;
+/** Once one side sent its FIN, the relay is closed after this long without traffic, as conntrack's CLOSE_WAIT. */
+export const TCP_HALF_CLOSED_IDLE_TIMEOUT_MS = 3600_000;
 
 interface Relay {
   readonly client: net.Socket;
@@ -17,6 +30,10 @@ interface Relay {
 export interface TcpListenerOptions extends ListenerDeps {
   /** Per-attempt connect timeouts; default 250 ms, 500 ms, 1 s, 2 s. */
   readonly dialTimeouts?: readonly number[];
+  /** Idle timeout of an open relay, ms; default TCP_IDLE_TIMEOUT_MS. */
+  readonly idleTimeoutMs?: number;
+  /** Idle timeout of a relay one side has half-closed, ms; default TCP_HALF_CLOSED_IDLE_TIMEOUT_MS. */
+  readonly halfClosedIdleTimeoutMs?: number;
 }
 
 export class TcpServiceListener implements ServiceListener {
@@ -25,9 +42,16 @@ export class TcpServiceListener implements ServiceListener {
   /** Clients accepted and waiting for an endpoint connection. */
   private readonly pending = new Set<net.Socket>();
   private readonly relays = new Set<Relay>();
+  private readonly refusals: RefusalLog;
+  private readonly idleTimeoutMs: number;
+  private readonly halfClosedIdleTimeoutMs: number;
   private closed = false;
 
-  constructor(private readonly deps: TcpListenerOptions) {}
+  constructor(private readonly deps: TcpListenerOptions) {
+    this.refusals = new RefusalLog((fields, msg) => deps.logger.warn(fields, msg), Date.now);
+    this.idleTimeoutMs = timerMs('idleTimeoutMs', deps.idleTimeoutMs ?? TCP_IDLE_TIMEOUT_MS);
+    this.halfClosedIdleTimeoutMs = timerMs('halfClosedIdleTimeoutMs', deps.halfClosedIdleTimeoutMs ?? TCP_HALF_CLOSED_IDLE_TIMEOUT_MS);
+  }
 
   get serving(): boolean {
     return this.server !== undefined;
@@ -40,7 +64,13 @@ export class TcpServiceListener implements ServiceListener {
   open(port: number): Promise<number> {
     if (this.closed) return Promise.reject(new Error('listener is closed'));
     // pauseOnConnect: bytes that arrive before the endpoint answers wait in the kernel.
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
+    const server = net.createServer({
+      allowHalfOpen: true,
+      pauseOnConnect: true,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: TCP_KEEPALIVE_MS,
+    });
     server.on('connection', (client) => this.accept(client));
     return new Promise((resolve, reject) => {
       server.once('error', reject);
@@ -88,7 +118,16 @@ export class TcpServiceListener implements ServiceListener {
       client.destroy();
       return;
     }
-    const { balancer, metrics, logger } = this.deps;
+    const { balancer, metrics, logger, budget } = this.deps;
+    const admitted = budget.admit();
+    if (typeof admitted === 'string') {
+      // A reset, not a FIN: the client learns at once, and no orphaned socket lingers here.
+      metrics.refused(admitted);
+      this.refusals.refused(admitted, budget.limitFor(admitted));
+      client.resetAndDestroy();
+      return;
+    }
+    const release = admitted;
     // remoteAddress costs a getpeername() call: only affinity needs it.
     const clientIP = balancer.sticky ? client.remoteAddress : undefined;
     this.pending.add(client);
@@ -108,16 +147,19 @@ export class TcpServiceListener implements ServiceListener {
       this.pending.delete(client);
       client.removeListener('error', onEarlyError);
       if (result.kind === 'connected') {
-        if (client.destroyed || this.closed) result.conn.socket.destroy();
-        else this.relay(client, result.conn);
-        return;
+        if (!client.destroyed && !this.closed) {
+          this.relay(client, result.conn, release);
+          return;
+        }
+        result.conn.socket.destroy();
       }
+      release();
       if (result.kind === 'failed') logger.info({ err: result.error.message, attempts: result.failures }, 'no endpoint answered');
       if (!client.destroyed) client.resetAndDestroy();
     });
   }
 
-  private relay(client: net.Socket, endpoint: EndpointConnection): void {
+  private relay(client: net.Socket, endpoint: EndpointConnection, release: () => void): void {
     const upstream = endpoint.socket;
     const relay: Relay = { client, upstream, reportedToEndpoint: 0, reportedToClient: 0, open: 2 };
     this.relays.add(relay);
@@ -128,12 +170,28 @@ export class TcpServiceListener implements ServiceListener {
     // A reset on one side becomes a reset on the other.
     client.on('error', () => upstream.resetAndDestroy());
     upstream.on('error', () => client.resetAndDestroy());
+    // Each socket's timer restarts with its reads and writes, and every byte relayed is a read
+    // on one and a write on the other: either timing out means the relay is idle. Keepalive
+    // does not count (a peer can be alive and never speak again), and neither does a FIN.
+    const idle = () => {
+      client.resetAndDestroy();
+      upstream.resetAndDestroy();
+    };
+    for (const socket of [client, upstream]) {
+      socket.setTimeout(this.idleTimeoutMs);
+      socket.on('timeout', idle);
+      socket.once('end', () => {
+        client.setTimeout(this.halfClosedIdleTimeoutMs);
+        upstream.setTimeout(this.halfClosedIdleTimeoutMs);
+      });
+    }
     const onClose = (other: net.Socket) => () => {
       // After a clean close in both directions the other socket finishes on its own; anything
       // else (destroyed, aborted) must not leave it open.
       if (!other.destroyed && !(other.readableEnded && other.writableEnded)) other.destroy();
       if (--relay.open === 0) {
         this.relays.delete(relay);
+        release();
         this.report(relay);
         this.deps.metrics.connectionClosed();
       }
@@ -213,6 +271,8 @@ function dialTcp(endpoint: BalancerEndpoint, timeoutMs: number): Promise<Endpoin
       port: endpoint.port,
       allowHalfOpen: true,
       noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: TCP_KEEPALIVE_MS,
       onread: {
         buffer: () => readBuffer,
         // Reading starts with relayTo()'s resume(), once the client is known.
@@ -254,4 +314,10 @@ function dialTcp(endpoint: BalancerEndpoint, timeoutMs: number): Promise<Endpoin
       resolve({ socket, relayTo });
     });
   });
+}
+
+/** A timeout for socket.setTimeout(): positive, and at most what Node's timers take (2^31-1 ms, about 24.8 days). */
+function timerMs(name: string, ms: number): number {
+  if (!(ms > 0)) throw new Error(`${name} must be a positive number of milliseconds, got ${ms}`);
+  return Math.min(Math.ceil(ms), 2 ** 31 - 1);
 }

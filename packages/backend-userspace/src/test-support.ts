@@ -3,6 +3,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { once } from 'node:events';
+import type { Registry } from 'prom-client';
 import type { BalancerEndpoint } from './balancer.js';
 
 export interface TestServer {
@@ -110,10 +111,17 @@ export async function udpServer(name: string): Promise<TestServer & { readonly p
   };
 }
 
-/** A UDP client socket on 127.0.0.1 that can ask and wait for one answer. */
-export async function udpClient(): Promise<{ ask(port: number, msg: string, timeoutMs?: number): Promise<string>; close(): void }> {
+export interface UdpTestClient {
+  ask(port: number, msg: string, timeoutMs?: number): Promise<string>;
+  /** Sends without waiting for an answer. */
+  send(port: number, msg: string): void;
+  close(): void;
+}
+
+/** A UDP client socket on `address` (any of 127.0.0.0/8) that can ask and wait for one answer. */
+export async function udpClient(address = '127.0.0.1'): Promise<UdpTestClient> {
   const socket = dgram.createSocket('udp4');
-  socket.bind(0, '127.0.0.1');
+  socket.bind(0, address);
   await once(socket, 'listening');
   return {
     ask(port, msg, timeoutMs = 2000) {
@@ -130,6 +138,7 @@ export async function udpClient(): Promise<{ ask(port: number, msg: string, time
         socket.send(msg, port, '127.0.0.1');
       });
     },
+    send: (port, msg) => socket.send(msg, port, '127.0.0.1'),
     close: () => socket.close(),
   };
 }
@@ -141,4 +150,11 @@ export async function eventually(check: () => boolean, timeoutMs = 3000, what = 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** The value of one `kubeproxy_userspace_<name>` series whose labels include `labels`; 0 when absent. */
+export async function metricValue(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const m = (await registry.getMetricsAsJSON()).find((x) => x.name === `kubeproxy_userspace_${name}`);
+  const v = m?.values.find((x) => Object.entries(labels).every(([k, val]) => x.labels[k] === val));
+  return v?.value ?? 0;
 }

@@ -2,9 +2,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { createFakeClock, createTestLogger } from '@kube-proxy-ts/testing';
 import { RoundRobinBalancer, type BalancerEndpoint } from './balancer.js';
+import { ConnectionBudget, ListenerBudget } from './limits.js';
 import { ListenerMetrics } from './metrics.js';
 import { UdpServiceListener } from './udp-listener.js';
-import { eventually, udpClient, udpServer } from './test-support.js';
+import { deadPort, endpointAt, eventually, metricValue, udpClient, udpServer } from './test-support.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -17,29 +18,46 @@ async function servers(...names: string[]) {
   return list;
 }
 
-async function client() {
-  const c = await udpClient();
+async function client(address?: string) {
+  const c = await udpClient(address);
   cleanups.push(() => c.close());
   return c;
 }
 
-async function proxyTo(endpoints: BalancerEndpoint[], idleTimeoutMs = 250) {
+interface ProxyOptions {
+  idleTimeoutMs?: number;
+  /** Sessions this service port may hold; default 1000. */
+  perServicePort?: number;
+  /** ClientIP pins this service port may hold; default the balancer's. */
+  affinityLimit?: number;
+}
+
+async function proxyTo(endpoints: BalancerEndpoint[], options: ProxyOptions = {}) {
+  const { idleTimeoutMs = 250, perServicePort = 1000, affinityLimit } = options;
   const clock = createFakeClock();
-  const balancer = new RoundRobinBalancer<BalancerEndpoint>({ now: clock.now, random: () => 0 });
+  const balancer = new RoundRobinBalancer<BalancerEndpoint>({
+    now: clock.now,
+    random: () => 0,
+    ...(affinityLimit ? { affinityLimit } : {}),
+  });
   balancer.setEndpoints(endpoints);
-  const metrics = new ListenerMetrics(new Registry(), { servicePort: 'ns/dns:dns', protocol: 'UDP', ipFamily: 'IPv4' });
+  const registry = new Registry();
+  const metrics = new ListenerMetrics(registry, { servicePort: 'ns/dns:dns', protocol: 'UDP', ipFamily: 'IPv4' });
+  const budget = new ListenerBudget(perServicePort, new ConnectionBudget(1000));
   const listener = new UdpServiceListener({
     host: '127.0.0.1',
     balancer,
     metrics,
     logger: createTestLogger(),
+    budget,
     family: 'IPv4',
     idleTimeoutMs,
     clock,
   });
   const port = await listener.open(0);
   cleanups.push(() => listener.close());
-  return { listener, balancer, port, clock };
+  const metric = (name: string, labels?: Record<string, string>) => metricValue(registry, name, labels);
+  return { listener, balancer, budget, port, clock, metric };
 }
 
 describe('UdpServiceListener on 127.0.0.1', () => {
@@ -58,7 +76,7 @@ describe('UdpServiceListener on 127.0.0.1', () => {
 
   it('ends an idle session after the UDP timeout; the next datagram opens a new one', async () => {
     const [a, b] = await servers('a', 'b');
-    const p = await proxyTo([a!.endpoint, b!.endpoint], 250);
+    const p = await proxyTo([a!.endpoint, b!.endpoint], { idleTimeoutMs: 250 });
     const c = await client();
     expect(await c.ask(p.port, 'x')).toBe('a:x');
     p.clock.advance(200);
@@ -97,5 +115,58 @@ describe('UdpServiceListener on 127.0.0.1', () => {
     expect(p.listener.activeConnections).toBe(0);
     expect(p.listener.serving).toBe(false);
     await eventually(() => p.clock.pendingTimers() === 0);
+  });
+});
+
+describe('UdpServiceListener under abuse', () => {
+  it('drops new sessions beyond the service port limit and counts them; existing ones keep working until they expire', async () => {
+    const [a] = await servers('a');
+    const p = await proxyTo([a!.endpoint], { perServicePort: 3, idleTimeoutMs: 250 });
+    const admitted = await Promise.all([1, 2, 3].map(() => client()));
+    for (const [i, c] of admitted.entries()) expect(await c.ask(p.port, `q${i}`)).toBe(`a:q${i}`);
+    const late = await client();
+    await expect(late.ask(p.port, 'lost', 200)).rejects.toThrow(/no UDP reply/);
+    expect(await p.metric('connections_refused_total', { reason: 'service_port_limit' })).toBe(1);
+    expect(p.listener.activeConnections).toBe(3);
+    expect(await admitted[0]!.ask(p.port, 'again')).toBe('a:again');
+
+    // Idle sessions expire and give their slots back.
+    p.clock.advance(250);
+    expect(p.listener.activeConnections).toBe(0);
+    expect(p.budget.inUse).toBe(0);
+    expect(await late.ask(p.port, 'now')).toBe('a:now');
+  });
+
+  it('keeps sessions and ClientIP pins bounded under a flood of source addresses', async () => {
+    const [a, b] = await servers('a', 'b');
+    const p = await proxyTo([a!.endpoint, b!.endpoint], { perServicePort: 10, affinityLimit: 8 });
+    p.balancer.setAffinityTimeout(10_800_000);
+    const regular = await client();
+    const answer = await regular.ask(p.port, 'hi');
+    // 40 more clients, each from an address of its own (127.0.1.1 .. 127.0.1.40).
+    const flood = await Promise.all(Array.from({ length: 40 }, (_, i) => client(`127.0.1.${i + 1}`)));
+    for (const c of flood) c.send(p.port, 'flood');
+    await eventually(() => a!.accepted + b!.accepted === 10, 3000, 'the admitted datagrams to arrive');
+    const refused = () => p.metric('connections_refused_total', { reason: 'service_port_limit' });
+    await eventually(() => p.listener.activeConnections === 10, 3000, 'the sessions to open');
+    await new Promise((r) => setTimeout(r, 100)); // room for any datagram still on its way
+    expect(await refused()).toBe(31);
+    expect(p.listener.activeConnections).toBe(10);
+    expect(p.balancer.affinityClients()).toBeLessThanOrEqual(8);
+    // The regular client's session is one of those held: it is still served, by the same endpoint.
+    expect(await regular.ask(p.port, 'hi')).toBe(answer);
+  });
+
+  it('moves a client whose endpoint refuses its datagrams to another endpoint, even with ClientIP affinity', async () => {
+    const [a] = await servers('a');
+    const p = await proxyTo([endpointAt(await deadPort()), a!.endpoint]);
+    p.balancer.setAffinityTimeout(10_800_000);
+    const c = await client();
+    // The first session goes to the dead endpoint: the datagram is lost and the ICMP error ends it.
+    await expect(c.ask(p.port, 'first', 300)).rejects.toThrow(/no UDP reply/);
+    await eventually(() => p.listener.activeConnections === 0, 2000, 'the failed session to close');
+    expect(await p.metric('connect_errors_total')).toBe(1);
+    expect(await c.ask(p.port, 'second')).toBe('a:second');
+    expect(await c.ask(p.port, 'third')).toBe('a:third');
   });
 });

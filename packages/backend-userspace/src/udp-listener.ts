@@ -1,10 +1,12 @@
 // A UDP listener for one service port: each client address gets a session, a socket connected
 // to the chosen endpoint; replies go back to the client from the service port's socket. Idle
-// sessions close after the UDP timeout.
+// sessions close after the UDP timeout. Source addresses are free to forge, so everything kept
+// per client is bounded: sessions by the connection limits, pins by the balancer's affinity limit.
 
 import dgram from 'node:dgram';
 import type { Clock, IPFamily } from '@kube-proxy-ts/core';
 import type { BalancerEndpoint } from './balancer.js';
+import { RefusalLog } from './limits.js';
 import type { ListenerDeps, ServiceListener } from './listener.js';
 import { UdpSessionTable } from './udp-sessions.js';
 
@@ -73,12 +75,12 @@ export class UdpServiceListener implements ServiceListener {
   readonly protocol = 'UDP' as const;
   private socket: dgram.Socket | undefined;
   private readonly sessions: UdpSessionTable<UdpSession>;
-  /** Clients whose session failed: their next session skips the remembered endpoint. */
-  private readonly resetAffinity = new Set<string>();
+  private readonly refusals: RefusalLog;
   private closed = false;
 
   constructor(private readonly deps: UdpListenerOptions) {
     this.sessions = new UdpSessionTable<UdpSession>(deps.idleTimeoutMs, deps.clock);
+    this.refusals = new RefusalLog((fields, msg) => deps.logger.warn(fields, msg), deps.clock.now);
   }
 
   get serving(): boolean {
@@ -133,16 +135,33 @@ export class UdpServiceListener implements ServiceListener {
     const key = `${rinfo.address}|${rinfo.port}`;
     let session = this.sessions.get(key);
     if (!session) {
-      const endpoint = this.deps.balancer.pick(rinfo.address, this.resetAffinity.delete(rinfo.address));
-      if (!endpoint) return;
-      session = this.openSession(listener, key, rinfo, endpoint);
+      const { budget, metrics } = this.deps;
+      // Checked before picking, so that a refused client leaves no affinity pin behind.
+      const admitted = budget.admit();
+      if (typeof admitted === 'string') {
+        metrics.refused(admitted);
+        this.refusals.refused(admitted, budget.limitFor(admitted));
+        return;
+      }
+      const endpoint = this.deps.balancer.pick(rinfo.address);
+      if (!endpoint) {
+        admitted();
+        return;
+      }
+      session = this.openSession(listener, key, rinfo, endpoint, admitted);
     } else {
       this.sessions.touch(key);
     }
     session.send(msg);
   }
 
-  private openSession(listener: dgram.Socket, key: string, client: dgram.RemoteInfo, endpoint: BalancerEndpoint): UdpSession {
+  private openSession(
+    listener: dgram.Socket,
+    key: string,
+    client: dgram.RemoteInfo,
+    endpoint: BalancerEndpoint,
+    release: () => void,
+  ): UdpSession {
     const { metrics, logger } = this.deps;
     const session = new UdpSession(
       endpoint,
@@ -154,10 +173,12 @@ export class UdpServiceListener implements ServiceListener {
       (err) => {
         metrics.connectError();
         logger.debug({ endpoint: endpoint.hostPort, err: err.message }, 'UDP endpoint error, closing the session');
-        this.resetAffinity.add(client.address);
+        // The client's next session is balanced afresh instead of returning to this endpoint.
+        this.deps.balancer.forgetClient(client.address);
         this.sessions.delete(key);
       },
       (closed) => {
+        release();
         this.report(closed);
         metrics.connectionClosed();
       },
