@@ -47,3 +47,50 @@ describe('nft transaction', () => {
     expect(tx.lines[2]).toMatch(/^add set ip kube-proxy cluster-ips \{ type ipv4_addr ; elements = \{ 10\.0\.7\.208, .* \} ; \}$/);
   });
 });
+
+describe('nft transaction: hostile and over-long text', () => {
+  const CONTROLS = ['web\nflush ruleset\n', 'a\rb', 'a\u0000b', 'a\tb'];
+  const longestName = `${'n'.repeat(63)}/${'s'.repeat(63)}:${'p'.repeat(15)}`;
+
+  it('refuses names that are not one nft token', () => {
+    const tx = new NftTransaction('ip', 'kube-proxy');
+    for (const name of [...CONTROLS, 'a b', 'a;b', 'a"b', 'c { flush ruleset }', '1abc', '', 'x'.repeat(300)]) {
+      expect(() => tx.addChain(name), JSON.stringify(name)).toThrow(/not a valid name/);
+      expect(() => tx.flushContainer('set', name)).toThrow(/not a valid name/);
+      expect(() => tx.addElements(name, [['10.0.0.1', { value: '' }]])).toThrow(/not a valid name/);
+    }
+    expect(() => new NftTransaction('ip', 'kube-proxy ; flush ruleset')).toThrow(/not a valid name/);
+    expect(tx.toString()).toBe('');
+  });
+
+  it('refuses rules, keys and values that would end their command and start another', () => {
+    const tx = new NftTransaction('ip', 'kube-proxy');
+    for (const text of [...CONTROLS, 'accept ; flush ruleset', 'accept # rest', 'accept comment "open']) {
+      expect(() => tx.addChainRules('c', [text]), JSON.stringify(text)).toThrow(/nft statement/);
+      expect(() => tx.addRule('c', text)).toThrow(/nft statement/);
+      expect(() => tx.addElements('m', [[text, { value: 'goto c' }]])).toThrow(/nft statement/);
+      expect(() => tx.addElements('m', [['10.0.0.1', { value: text }]])).toThrow(/nft statement/);
+      expect(() => tx.deleteElements('m', [text])).toThrow(/nft statement/);
+    }
+    expect(tx.toString()).toBe('');
+    // Inside a string, ';' and '#' are text.
+    tx.addChainRules('c', ['fib saddr type local goto x comment "a ; b # c"']);
+    expect(tx.lines).toContain('\tfib saddr type local goto x comment "a ; b # c"');
+  });
+
+  it('keeps a quote from ending a comment, refuses control characters, and cuts comments to 128 bytes', () => {
+    const tx = new NftTransaction('ip', 'kube-proxy');
+    tx.addElements('no-endpoint-services', [['10.96.0.1 . tcp . 80', { value: 'goto reject-chain', comment: 'x" ; flush ruleset ; "' }]], map);
+    expect(tx.lines[0]).toContain('comment "x ; flush ruleset ; "');
+    for (const text of CONTROLS) {
+      expect(() => tx.addChain('c', { comment: text })).toThrow(/nft comment/);
+      expect(() => tx.addElements('m', [['10.0.0.1', { value: '', comment: text }]])).toThrow(/nft comment/);
+    }
+    // The longest valid ServicePortName, as on a no-endpoint element: nft refuses comments over 128.
+    tx.addElements('no-endpoint-services', [['10.96.0.2 . tcp . 80', { value: 'goto reject-chain', comment: longestName }]], map);
+    tx.addRule('c', 'accept', longestName).addTable(longestName).addContainer('set', 's', 'ipv4_addr', { comment: longestName });
+    const comments = tx.toString().match(/comment "[^"]*"/g)!.filter((c) => c.includes('nnn'));
+    expect(comments).toHaveLength(4);
+    for (const c of comments) expect(c).toBe(`comment "${longestName.slice(0, 128)}"`);
+  });
+});

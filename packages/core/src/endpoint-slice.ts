@@ -5,6 +5,7 @@ import type { V1Endpoint, V1EndpointSlice } from '@kubernetes/client-node';
 import { isValidPort, joinHostPort, parseIP } from './ip.js';
 import type { Endpoint, IPFamily, ServicePortKey, ServicePortName } from './model.js';
 import { LABEL_HEADLESS, belongsToOtherProxy, isProtocol, servicePortKey } from './service-port.js';
+import { invalidValueMessage, validateDNS1123Label, validateDNS1123Subdomain, validateLabelValue } from './validation.js';
 
 /** Label naming the Service an EndpointSlice belongs to. */
 export const LABEL_SERVICE_NAME = 'kubernetes.io/service-name';
@@ -34,6 +35,8 @@ export interface EndpointSliceConversion {
   readonly ports: readonly SliceServicePort[];
   /** Why the whole slice is ignored. */
   readonly skipped?: string;
+  /** Why the whole slice is refused: the API server would have rejected it (bad names). */
+  readonly invalid?: string;
   /** Parts that were dropped, one readable sentence each. */
   readonly problems: string[];
   /** Annotation endpoints.kubernetes.io/last-change-trigger-time, ms since epoch. */
@@ -90,9 +93,21 @@ export function endpointSliceToEndpoints(slice: V1EndpointSlice, family: IPFamil
   const serviceName = labels?.[LABEL_SERVICE_NAME];
   const base = { slice: sliceName(slice), problems };
   const none = (skipped: string, service?: string): EndpointSliceConversion => ({ ...base, ...(service ? { service } : {}), ports: [], skipped });
-  if (!slice.metadata?.name) return none('the EndpointSlice has no name');
-  if (!serviceName) return none(`the EndpointSlice has no ${LABEL_SERVICE_NAME} label`);
+  const badNamespace = validateDNS1123Label(namespace);
+  if (badNamespace) return { ...base, ports: [], invalid: invalidValueMessage('namespace', namespace, badNamespace) };
+  if (serviceName === undefined || serviceName === '') return none(`the EndpointSlice has no ${LABEL_SERVICE_NAME} label`);
+  const badServiceName = validateLabelValue(serviceName);
+  if (badServiceName) return { ...base, ports: [], invalid: invalidValueMessage(`label ${LABEL_SERVICE_NAME}`, serviceName, badServiceName) };
   const service = `${namespace}/${serviceName}`;
+  // With a valid Service, the slice is forgotten there (as a delete) rather than left behind.
+  const badSliceName = validateDNS1123Subdomain(slice.metadata?.name ?? '');
+  if (badSliceName) return { ...base, service, ports: [], invalid: invalidValueMessage('name', slice.metadata?.name ?? '', badSliceName) };
+  // Port names are part of ServicePortName, as the Service's: a bad one refuses the whole slice.
+  for (const p of Array.isArray(slice.ports) ? slice.ports : []) {
+    const portName: unknown = p?.name ?? '';
+    const badPortName = portName === '' ? undefined : validateDNS1123Label(portName);
+    if (badPortName) return { ...base, service, ports: [], invalid: invalidValueMessage('port name', portName, badPortName) };
+  }
   if (belongsToOtherProxy(labels, opts.proxyName)) return none('the EndpointSlice belongs to another proxy', service);
   if (labels?.[LABEL_HEADLESS] !== undefined) return none('the EndpointSlice belongs to a headless Service', service);
   if (slice.addressType !== family) return none(`addressType ${slice.addressType} is not ${family}`, service);

@@ -8,6 +8,7 @@ import type { Logger } from './contract.js';
 import { deepEqual } from './deep-equal.js';
 import { endpointSliceToEndpoints, mergeEndpointSlices, type EndpointSliceConversion } from './endpoint-slice.js';
 import type { Endpoint, IPFamily, ServicePortKey } from './model.js';
+import { RefusedObjects } from './validation.js';
 
 /** The endpoints of one Service, per service port. */
 export type EndpointsMap = ReadonlyMap<ServicePortKey, readonly Endpoint[]>;
@@ -26,6 +27,8 @@ export interface EndpointsChangeTrackerOptions {
   readonly nodeName: string;
   readonly proxyName?: string;
   readonly logger?: Logger;
+  /** Shared by the trackers of both families, so that a refused slice is reported once. */
+  readonly refused?: RefusedObjects;
   /**
    * Trigger times older than this (ms since epoch) are ignored: they describe changes made
    * before the proxy started, whose latency it cannot have caused. Default: none ignored.
@@ -47,12 +50,14 @@ const NONE: EndpointsMap = new Map();
 
 export class EndpointsChangeTracker {
   private readonly opts: EndpointsChangeTrackerOptions;
+  private readonly refused: RefusedObjects;
   private readonly services = new Map<string, ServiceSlices>();
   /** Services whose merged endpoints differ from the applied ones. */
   private readonly pending = new Set<string>();
 
   constructor(opts: EndpointsChangeTrackerOptions) {
     this.opts = opts;
+    this.refused = opts.refused ?? new RefusedObjects();
   }
 
   /**
@@ -62,7 +67,9 @@ export class EndpointsChangeTracker {
   update(slice: V1EndpointSlice, removed: boolean): boolean {
     const { ipFamily, nodeName, proxyName, logger } = this.opts;
     const conv = endpointSliceToEndpoints(slice, ipFamily, { nodeName, proxyName });
+    const news = this.refused.note(`EndpointSlice ${conv.slice}`, removed ? undefined : conv.invalid);
     if (logger) {
+      if (conv.invalid && news) logger.warn({ endpointSlice: conv.slice, reason: conv.invalid }, 'Ignoring invalid EndpointSlice');
       if (conv.skipped) logger.debug({ endpointSlice: conv.slice, ipFamily, reason: conv.skipped }, 'Skipping EndpointSlice');
       for (const problem of conv.problems) logger.warn({ endpointSlice: conv.slice, ipFamily, problem }, 'Ignoring part of EndpointSlice');
     }

@@ -5,6 +5,7 @@ export * from './contract.js';
 export * from './handler.js';
 export * from './metrics.js';
 export * from './ip.js';
+export * from './validation.js';
 export * from './clock.js';
 export * from './change-set.js';
 export * from './deep-equal.js';

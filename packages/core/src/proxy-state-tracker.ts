@@ -12,6 +12,7 @@ import { parseCIDR } from './ip.js';
 import type { Endpoint, IPFamily, NodeInfo, ServicePort, ServicePortKey } from './model.js';
 import { emptyNodeInfo, nodeToNodeInfo } from './node.js';
 import { ServiceChangeTracker, type ServiceChange } from './service-change-tracker.js';
+import type { RefusedObjects } from './validation.js';
 
 export interface ProxyStateTrackerOptions {
   readonly ipFamily: IPFamily;
@@ -20,6 +21,8 @@ export interface ProxyStateTrackerOptions {
   /** Value of the service.kubernetes.io/service-proxy-name label this proxy answers to. */
   readonly proxyName?: string;
   readonly logger?: Logger;
+  /** Shared by the trackers of both families, so that an object refused for its names is reported once. */
+  readonly refused?: RefusedObjects;
   /**
    * Used only to ignore last-change-trigger-times older than the tracker (changes made before
    * the proxy started). Without a clock no trigger time is ignored.
@@ -55,12 +58,14 @@ export class ProxyStateTracker implements ProxyEventHandler {
     this.nodeName = opts.nodeName;
     const logger = opts.logger;
     this.logger = logger;
-    this.serviceTracker = new ServiceChangeTracker({ ipFamily: opts.ipFamily, proxyName: opts.proxyName, logger });
+    const refused = opts.refused;
+    this.serviceTracker = new ServiceChangeTracker({ ipFamily: opts.ipFamily, proxyName: opts.proxyName, logger, refused });
     this.endpointsTracker = new EndpointsChangeTracker({
       ipFamily: opts.ipFamily,
       nodeName: opts.nodeName,
       proxyName: opts.proxyName,
       logger,
+      refused,
       ignoreTriggerTimesBefore: opts.clock?.now(),
     });
     this.node = emptyNodeInfo(opts.nodeName);

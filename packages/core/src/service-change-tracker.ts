@@ -7,6 +7,7 @@ import type { Logger } from './contract.js';
 import { deepEqual } from './deep-equal.js';
 import type { IPFamily, ServicePort, ServicePortKey } from './model.js';
 import { namespacedName, serviceToServicePorts } from './service-port.js';
+import { RefusedObjects } from './validation.js';
 
 /** The service ports of one Service, by key. */
 export type ServicePortMap = ReadonlyMap<ServicePortKey, ServicePort>;
@@ -22,6 +23,8 @@ export interface ServiceChangeTrackerOptions {
   readonly ipFamily: IPFamily;
   readonly proxyName?: string;
   readonly logger?: Logger;
+  /** Shared by the trackers of both families, so that a refused Service is reported once. */
+  readonly refused?: RefusedObjects;
 }
 
 const NONE: ServicePortMap = new Map();
@@ -30,6 +33,7 @@ export class ServiceChangeTracker {
   private readonly ipFamily: IPFamily;
   private readonly proxyName: string | undefined;
   private readonly logger: Logger | undefined;
+  private readonly refused: RefusedObjects;
   /** Per Service, the ports the last checkout applied. */
   private readonly applied = new Map<string, ServicePortMap>();
   /** Per Service, the ports its latest object gives, when they differ from `applied`. */
@@ -39,6 +43,7 @@ export class ServiceChangeTracker {
     this.ipFamily = opts.ipFamily;
     this.proxyName = opts.proxyName;
     this.logger = opts.logger;
+    this.refused = opts.refused ?? new RefusedObjects();
   }
 
   /**
@@ -49,6 +54,7 @@ export class ServiceChangeTracker {
     const obj = current ?? previous;
     if (!obj) return false;
     const service = namespacedName(obj.metadata);
+    if (!current) this.refused.note(`Service ${service}`, undefined);
     const ports = current ? this.convert(current, service) : NONE;
     const applied = this.applied.get(service) ?? NONE;
     if (deepEqual(ports, applied)) {
@@ -81,8 +87,10 @@ export class ServiceChangeTracker {
   }
 
   private convert(svc: V1Service, service: string): ServicePortMap {
-    const { ports, skipped, problems } = serviceToServicePorts(svc, this.ipFamily, { proxyName: this.proxyName });
+    const { ports, skipped, invalid, problems } = serviceToServicePorts(svc, this.ipFamily, { proxyName: this.proxyName });
+    const news = this.refused.note(`Service ${service}`, invalid);
     if (this.logger) {
+      if (invalid && news) this.logger.warn({ service, reason: invalid }, 'Ignoring invalid Service');
       if (skipped) this.logger.debug({ service, ipFamily: this.ipFamily, reason: skipped }, 'Skipping Service');
       for (const problem of problems) this.logger.warn({ service, ipFamily: this.ipFamily, problem }, 'Ignoring part of Service');
     }

@@ -131,9 +131,9 @@ const cases: Case[] = [
       clusterIP: '10.20.30.40',
       externalIPs: ['10.1.2.3', '2001:db8::1'],
       loadBalancerSourceRanges: ['10.0.0.0/8', '2001:db8::/64', ' 192.168.0.0/24 '],
-      ports: [{ name: 'testPort', port: 12345, nodePort: 30070 }],
+      ports: [{ name: 'test-port', port: 12345, nodePort: 30070 }],
     }, { status: { loadBalancer: { ingress: [{ ip: '10.1.2.3' }, { ip: '2001:db8::3' }] } } }),
-    keys: ['test/v4:testPort/TCP'],
+    keys: ['test/v4:test-port/TCP'],
     check: ({ ports, problems }) => {
       const p = ports[0]!;
       expect(p.externalIPs).toEqual(['10.1.2.3']);
@@ -150,9 +150,9 @@ const cases: Case[] = [
       clusterIP: '2001:db8:85a3:0:0:8a2e:370:7334',
       externalIPs: ['10.1.2.3', '2001:DB8::1'],
       loadBalancerSourceRanges: ['10.0.0.0/8', '2001:db8::/64'],
-      ports: [{ name: 'testPort', port: 12345, nodePort: 30071 }],
+      ports: [{ name: 'test-port', port: 12345, nodePort: 30071 }],
     }),
-    keys: ['test/v6:testPort/TCP'],
+    keys: ['test/v6:test-port/TCP'],
     check: ({ ports }) => {
       const p = ports[0]!;
       expect(p.clusterIP).toBe('2001:db8:85a3::8a2e:370:7334');

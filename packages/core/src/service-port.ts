@@ -4,6 +4,7 @@
 import type { V1Service, V1ServicePort } from '@kubernetes/client-node';
 import { ipFamilyOf, parseCIDR, parseIP, isValidPort } from './ip.js';
 import type { IPFamily, Protocol, ServicePort, ServicePortKey, ServicePortName, ServiceType } from './model.js';
+import { invalidValueMessage, validateDNS1035Label, validateDNS1123Label, validatePortName } from './validation.js';
 
 /** Label that hands a Service (and its EndpointSlices) to another proxy implementation. */
 export const LABEL_SERVICE_PROXY_NAME = 'service.kubernetes.io/service-proxy-name';
@@ -45,6 +46,8 @@ export interface ServiceConversion {
   readonly ports: ServicePort[];
   /** Why the whole Service is ignored (ExternalName, headless, other family, ...). */
   readonly skipped?: string;
+  /** Why the whole Service is refused: the API server would have rejected it (bad names). */
+  readonly invalid?: string;
   /** Parts that were dropped (bad IPs, ports, CIDRs), one readable sentence each. */
   readonly problems: string[];
 }
@@ -125,7 +128,15 @@ export function serviceToServicePorts(svc: V1Service, family: IPFamily, opts: Se
   const spec = svc.spec;
   const namespace = svc.metadata?.namespace ?? '';
   const name = svc.metadata?.name ?? '';
-  if (!name) return none('the Service has no name');
+  // Names reach chain names, comments and log lines: refuse what the API server would refuse.
+  const badName = invalidServiceName(namespace, name);
+  if (badName) return { ports: [], invalid: badName, problems };
+  // "" is the unnamed single port; any other name is part of ServicePortName.
+  for (const p of Array.isArray(spec?.ports) ? spec.ports : []) {
+    const portName: unknown = p?.name ?? '';
+    const badPortName = portName === '' ? undefined : validatePortName(portName);
+    if (badPortName) return { ports: [], invalid: invalidValueMessage('port name', portName, badPortName), problems };
+  }
   if (!spec) return none('the Service has no spec');
   if (belongsToOtherProxy(svc.metadata?.labels, opts.proxyName)) {
     return none(`the Service is labelled ${LABEL_SERVICE_PROXY_NAME}=${svc.metadata?.labels?.[LABEL_SERVICE_PROXY_NAME]}`);
@@ -183,6 +194,7 @@ export function serviceToServicePorts(svc: V1Service, family: IPFamily, opts: Se
       continue;
     }
     const label = portLabel(p);
+    const portName = p.name ?? '';
     const protocol = p.protocol ?? 'TCP';
     if (!isProtocol(protocol)) {
       problems.push(`port ${label}: protocol ${JSON.stringify(protocol)} is not TCP, UDP or SCTP`);
@@ -200,7 +212,7 @@ export function serviceToServicePorts(svc: V1Service, family: IPFamily, opts: Se
       }
       nodePort = p.nodePort;
     }
-    const spn: ServicePortName = { namespace, name, port: p.name ?? '', protocol };
+    const spn: ServicePortName = { namespace, name, port: portName, protocol };
     const key = servicePortKey(spn);
     if (seen.has(key)) {
       problems.push(`port ${label}: duplicate port name ${JSON.stringify(spn.port)} for ${protocol}`);
@@ -230,6 +242,14 @@ export function serviceToServicePorts(svc: V1Service, family: IPFamily, opts: Se
     );
   }
   return { ports, problems };
+}
+
+/** Why a Service's namespace or name would not pass the API server's validation, or undefined. */
+export function invalidServiceName(namespace: unknown, name: unknown): string | undefined {
+  const badNamespace = validateDNS1123Label(namespace);
+  if (badNamespace) return invalidValueMessage('namespace', namespace, badNamespace);
+  const badName = validateDNS1035Label(name);
+  return badName ? invalidValueMessage('name', name, badName) : undefined;
 }
 
 function portLabel(p: V1ServicePort): string {

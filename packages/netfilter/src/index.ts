@@ -1,4 +1,5 @@
 export * from './exec-runner.js';
+export * from './payload-text.js';
 export * from './nft-names.js';
 export * from './iptables-chain-names.js';
 export * from './iptables-restore.js';

@@ -2,6 +2,7 @@
 // to apply a batch of creates, adds and deletes.
 
 import type { CommandRunner, IPFamily } from '@kube-proxy-ts/core';
+import { assertNoControlCharacters } from './payload-text.js';
 
 export type IpsetType = 'hash:ip' | 'hash:ip,port' | 'hash:ip,port,ip' | 'hash:ip,port,net' | 'bitmap:port';
 
@@ -10,6 +11,7 @@ export interface IpsetSpec {
   readonly type: IpsetType;
   /** Address family of hash sets; bitmap:port sets have none. */
   readonly family: IPFamily;
+  /** Describes the set to readers of this code and of iptables comments; not written to ipset (limit 255 bytes there). */
   readonly comment?: string;
 }
 
@@ -50,32 +52,44 @@ export function parseIpsetSave(text: string, wanted: (name: string) => boolean =
   return sets;
 }
 
+// ipset keeps 31 characters of a name; entries are addresses, ports, protocols and CIDRs.
+const SET_NAME = /^[A-Za-z0-9_.:-]{1,31}$/;
+const ENTRY = /^[A-Za-z0-9_.:,/-]+$/;
+
+/** A set name or an entry as one token of a restore line, or an error. */
+function token(text: string, what: 'set name' | 'entry'): string {
+  assertNoControlCharacters(text, `ipset ${what}`);
+  if (!(what === 'set name' ? SET_NAME : ENTRY).test(text)) throw new Error(`ipset ${what} ${JSON.stringify(text)} is not valid`);
+  return text;
+}
+
 /** One `ipset restore` payload. */
 export class IpsetRestoreWriter {
   private readonly lines: string[] = [];
 
   create(spec: IpsetSpec): this {
+    token(spec.name, 'set name');
     this.lines.push(`${ipsetCreateArgs(spec).join(' ')} -exist`);
     return this;
   }
 
   add(name: string, entry: string): this {
-    this.lines.push(`add ${name} ${entry} -exist`);
+    this.lines.push(`add ${token(name, 'set name')} ${token(entry, 'entry')} -exist`);
     return this;
   }
 
   del(name: string, entry: string): this {
-    this.lines.push(`del ${name} ${entry} -exist`);
+    this.lines.push(`del ${token(name, 'set name')} ${token(entry, 'entry')} -exist`);
     return this;
   }
 
   flush(name: string): this {
-    this.lines.push(`flush ${name}`);
+    this.lines.push(`flush ${token(name, 'set name')}`);
     return this;
   }
 
   destroy(name: string): this {
-    this.lines.push(`destroy ${name}`);
+    this.lines.push(`destroy ${token(name, 'set name')}`);
     return this;
   }
 

@@ -39,7 +39,7 @@ describe('RestoreTableWriter', () => {
 });
 
 describe('runIptablesRestore', () => {
-  it('passes --noflush --counters and reports the failing line', async () => {
+  it('waits at most 5 s for the xtables lock, passes --noflush --counters and reports the failing line', async () => {
     const calls: unknown[] = [];
     const runner: CommandRunner = {
       run(command, args, options) {
@@ -48,7 +48,7 @@ describe('runIptablesRestore', () => {
       },
     };
     const result = await runIptablesRestore(runner, 'iptables-nft-restore', '*nat\n-A BAD\nCOMMIT\n');
-    expect(calls).toEqual([['iptables-nft-restore', ['-w', '--noflush', '--counters'], '*nat\n-A BAD\nCOMMIT\n']]);
+    expect(calls).toEqual([['iptables-nft-restore', ['-w', '5', '-W', '100000', '--noflush', '--counters'], '*nat\n-A BAD\nCOMMIT\n']]);
     expect(result).toMatchObject({ ok: false, failedLine: 2, failedLineText: '-A BAD' });
     expect(parseRestoreErrorLine('iptables-restore: line 7 failed')).toBe(7);
   });

@@ -3,20 +3,41 @@
 // built-in ones, where other software keeps its rules) are left alone.
 
 import type { CommandRunner } from '@kube-proxy-ts/core';
+import { assertNoControlCharacters, truncateComment } from './payload-text.js';
 
 export type IptablesTable = 'filter' | 'nat' | 'mangle' | 'raw';
 
-const NEEDS_QUOTES = /[\s"'\\]/;
+// Spaces, quotes and backslashes are quoted; control characters, looked for on the same slow path, refused.
+// eslint-disable-next-line no-control-regex -- one test per argument on the fast path
+const NEEDS_CARE = /[\s"'\\\u0000-\u001f\u007f-\u009f]/;
+/** iptables' limit is 28 characters (29 bytes with the NUL); a name is one token. */
+const CHAIN_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,27}$/;
 
 /** One argument as iptables-restore reads it: quoted when it holds spaces or quotes. */
 export function quoteRestoreArg(arg: string): string {
-  if (arg !== '' && !NEEDS_QUOTES.test(arg)) return arg;
+  if (arg !== '' && !NEEDS_CARE.test(arg)) return arg;
+  assertNoControlCharacters(arg, 'iptables-restore argument');
   return `"${arg.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
-/** Joins argv into one payload line. */
+/** Joins argv into one payload line; a `--comment` is cut to the comment match's limit. */
 export function formatRestoreLine(args: readonly string[]): string {
-  return args.map(quoteRestoreArg).join(' ');
+  return args.map((arg, i) => quoteRestoreArg(i > 0 && args[i - 1] === '--comment' ? truncateComment(arg, 'iptables') : arg)).join(' ');
+}
+
+function checkedChain(chain: string): string {
+  if (!CHAIN_NAME.test(chain)) throw new Error(`iptables chain name ${JSON.stringify(chain)} is not a valid chain name`);
+  return chain;
+}
+
+/** An already formatted rule line: one line, whatever its origin. */
+function checkedLine(line: string): string {
+  assertNoControlCharacters(line, 'iptables-restore rule');
+  return line;
+}
+
+function ruleText(args: readonly string[] | string): string {
+  return typeof args === 'string' ? checkedLine(args) : formatRestoreLine(args);
 }
 
 /**
@@ -36,7 +57,7 @@ export class RestoreTableWriter {
   /** `:CHAIN - [0:0]`: creates the chain if missing and flushes it (also with --noflush). */
   declareChain(chain: string): this {
     if (!this.declared.has(chain)) {
-      this.declared.add(chain);
+      this.declared.add(checkedChain(chain));
       this.chainLines.push(`:${chain} - [0:0]`);
     }
     return this;
@@ -48,9 +69,9 @@ export class RestoreTableWriter {
    */
   writeChain(chain: string, rules: readonly string[]): this {
     if (this.declared.has(chain)) throw new Error(`chain ${chain} is already declared in this ${this.name} payload`);
-    this.declared.add(chain);
-    this.blockLines.push(`:${chain} - [0:0]`);
-    for (const line of rules) this.blockLines.push(`-A ${chain} ${line}`);
+    const lines = rules.map((line) => `-A ${chain} ${checkedLine(line)}`);
+    this.declared.add(checkedChain(chain));
+    this.blockLines.push(`:${chain} - [0:0]`, ...lines);
     this.blockRules += rules.length;
     return this;
   }
@@ -61,20 +82,21 @@ export class RestoreTableWriter {
 
   /** `-A CHAIN args...`. `args` may be an argv or an already formatted line. */
   appendRule(chain: string, args: readonly string[] | string): this {
-    this.ruleLines.push(`-A ${chain} ${typeof args === 'string' ? args : formatRestoreLine(args)}`);
+    this.ruleLines.push(`-A ${checkedChain(chain)} ${ruleText(args)}`);
     return this;
   }
 
   /** `-I CHAIN [position] args...`. */
   insertRule(chain: string, args: readonly string[] | string, position?: number): this {
-    const where = position === undefined ? chain : `${chain} ${position}`;
-    this.ruleLines.push(`-I ${where} ${typeof args === 'string' ? args : formatRestoreLine(args)}`);
+    if (position !== undefined && !(Number.isInteger(position) && position > 0)) throw new Error(`rule position ${position} is not a positive integer`);
+    const where = position === undefined ? checkedChain(chain) : `${checkedChain(chain)} ${position}`;
+    this.ruleLines.push(`-I ${where} ${ruleText(args)}`);
     return this;
   }
 
   /** `-D CHAIN args...`: deletes the first rule with exactly this specification. */
   deleteRule(chain: string, args: readonly string[] | string): this {
-    this.ruleLines.push(`-D ${chain} ${typeof args === 'string' ? args : formatRestoreLine(args)}`);
+    this.ruleLines.push(`-D ${checkedChain(chain)} ${ruleText(args)}`);
     return this;
   }
 
@@ -125,14 +147,21 @@ export interface RestoreResult {
   readonly failedLineText?: string;
 }
 
-/** Runs `<restoreCommand> -w --noflush [--counters]` with the payload on stdin. */
+/**
+ * Wait at most 5 s for the xtables lock, polling every 100 ms, as upstream does for restore: a
+ * bare `-w` waits for ever behind whoever holds the lock. (iptables-nft-restore 1.8.9 accepts both
+ * silently; iptables-legacy-restore 1.8.9 ignores `-W` with a warning on stderr.)
+ */
+export const RESTORE_WAIT_ARGS: readonly string[] = ['-w', '5', '-W', '100000'];
+
+/** Runs `<restoreCommand> -w 5 -W 100000 --noflush [--counters]` with the payload on stdin. */
 export async function runIptablesRestore(
   runner: CommandRunner,
   restoreCommand: string,
   payload: string,
   options: RestoreOptions = {},
 ): Promise<RestoreResult> {
-  const args = ['-w', '--noflush'];
+  const args = [...RESTORE_WAIT_ARGS, '--noflush'];
   if (options.counters !== false) args.push('--counters');
   const result = await runner.run(restoreCommand, args, { stdin: payload, ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) });
   if (result.code === 0) return { ok: true, code: 0, stderr: result.stderr };

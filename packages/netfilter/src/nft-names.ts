@@ -42,7 +42,10 @@ export interface NftServicePortRef {
   readonly protocol: string;
 }
 
-/** `ns/svc/proto/port`: the characters allowed in Kubernetes names are all valid in nft names. */
+/**
+ * `ns/svc/proto/port`: the characters allowed in Kubernetes names are all valid in nft names.
+ * Core refuses other names; the nft transaction writer refuses any name that is not one token.
+ */
 export function nftServicePortName(ref: NftServicePortRef): string {
   return `${ref.namespace}/${ref.name}/${ref.protocol.toLowerCase()}/${ref.port}`;
 }
