@@ -24,7 +24,7 @@ fi
 demo_only=false
 [ "${1:-}" = --demo ] && demo_only=true
 
-debs=(iptables nftables ipset conntrack iproute2 ipvsadm kmod procps curl)
+debs=(iptables nftables ipset conntrack iproute2 ipvsadm kmod procps curl nfacct)
 $demo_only || debs+=(socat haproxy cpio qemu-system-x86 linux-image-amd64 busybox-static)
 missing=()
 for p in "${debs[@]}"; do

@@ -310,6 +310,27 @@ describe('computeRules: upstream scenarios', () => {
     expect(chainsOf(payloadFor(state, { conntrackTCPLiberal: true })).filter!['KUBE-FORWARD']).toHaveLength(2);
   });
 
+  it('counts INVALID drops and localhost node ports into the nfacct objects the node has, as upstream', () => {
+    const { state } = new Cluster()
+      .upsert(
+        service('ns1', 'svc1', { type: 'NodePort', clusterIP: '172.30.0.41', ports: [{ name: 'p80', port: 80, nodePort: 3001 }] }),
+        endpointSlice('ns1', 'svc1', { endpoints: ['10.180.0.1'], ports: [{ name: 'p80', port: 80 }] }),
+      )
+      .checkpoint();
+    const counted = chainsOf(payloadFor(state, { nfacctCounters: new Set(['ct_state_invalid_dropped_pkts', 'localhost_nps_accepted_pkts']) }));
+    expect(counted.filter!['KUBE-FORWARD']![0]).toBe('-m conntrack --ctstate INVALID -m nfacct --nfacct-name ct_state_invalid_dropped_pkts -j DROP');
+    expect(counted.nat!['KUBE-NODEPORTS']).toEqual([
+      '-m comment --comment ns1/svc1:p80 -m tcp -p tcp -d 127.0.0.0/8 --dport 3001 -m nfacct --nfacct-name localhost_nps_accepted_pkts -j KUBE-EXT-XPGD46QRK7WJZT7O',
+      '-m comment --comment ns1/svc1:p80 -m tcp -p tcp --dport 3001 -j KUBE-EXT-XPGD46QRK7WJZT7O',
+    ]);
+    // A node without the objects (or without nfacct) gets rules that do not name them: a missing one fails the restore.
+    const uncounted = payloadFor(state);
+    expect(uncounted).not.toContain('nfacct');
+    expect(chainsOf(uncounted).nat!['KUBE-NODEPORTS']).toHaveLength(1);
+    // No localhost node ports, no localhost counting rule.
+    expect(chainsOf(payloadFor(state, { localhostNodePorts: false, nfacctCounters: new Set(['localhost_nps_accepted_pkts']) })).nat!['KUBE-NODEPORTS']).toHaveLength(1);
+  });
+
   it('writes IPv6 services with bracketed DNAT targets and no localhost node ports', () => {
     const { state } = new Cluster('IPv6')
       .upsert(

@@ -19,6 +19,8 @@ import {
   endpointChainName,
   formatRestoreLine,
   iptablesLocalMatch,
+  NFACCT_CT_STATE_INVALID_DROPPED,
+  NFACCT_LOCALHOST_NODEPORTS_ACCEPTED,
   servicePortChainNames,
   type LocalTrafficDetector,
 } from '@kube-proxy-ts/netfilter';
@@ -52,6 +54,13 @@ export interface RuleOptions {
   readonly nodePortIPs: readonly string[];
   /** The node's primary IP of this family (loadBalancerSourceRanges that contain it admit the node). */
   readonly nodeIP: string | undefined;
+  /** nfacct objects that exist on the node; rules count into them only then (a missing one fails the restore). */
+  readonly nfacctCounters?: ReadonlySet<string>;
+}
+
+/** `-m nfacct` counting into `name`, where the node has that object. */
+function nfacct(options: RuleOptions, name: string): string[] {
+  return options.nfacctCounters?.has(name) ? ['-m', 'nfacct', '--nfacct-name', name] : [];
 }
 
 /** One service port's share of the rules. Lines are the arguments after `-A CHAIN`. */
@@ -294,7 +303,7 @@ function topLevelRules(
   ]);
 
   const forward: string[] = [];
-  if (!options.conntrackTCPLiberal) forward.push(fmt(['-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP']));
+  if (!options.conntrackTCPLiberal) forward.push(fmt(['-m', 'conntrack', '--ctstate', 'INVALID', ...nfacct(options, NFACCT_CT_STATE_INVALID_DROPPED), '-j', 'DROP']));
   forward.push(fmt(['-m', 'comment', '--comment', 'kubernetes forwarding rules', '-m', 'mark', '--mark', `${mark}/${mark}`, '-j', 'ACCEPT']));
   forward.push(fmt(['-m', 'comment', '--comment', 'kubernetes forwarding conntrack rule', '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT']));
   const filter = new Map<string, readonly string[]>([
@@ -416,7 +425,13 @@ export function serviceRules(
   if (svc.nodePort !== 0) {
     const nodePort = String(svc.nodePort);
     // Node ports are not subject to loadBalancerSourceRanges (as upstream).
-    if (hasEndpoints) natNodePorts.push(fmt([...comment(name), ...proto, '--dport', nodePort, '-j', externalTrafficChain]));
+    if (hasEndpoints) {
+      // Upstream counts node ports reached on 127.0.0.0/8 in a rule of their own, before the general one.
+      if (options.localhostNodePorts && state.ipFamily === 'IPv4' && options.nfacctCounters?.has(NFACCT_LOCALHOST_NODEPORTS_ACCEPTED)) {
+        natNodePorts.push(fmt([...comment(name), ...proto, '-d', '127.0.0.0/8', '--dport', nodePort, ...nfacct(options, NFACCT_LOCALHOST_NODEPORTS_ACCEPTED), '-j', externalTrafficChain]));
+      }
+      natNodePorts.push(fmt([...comment(name), ...proto, '--dport', nodePort, '-j', externalTrafficChain]));
+    }
     if (!hasExternalEndpoints) {
       filterExternalServices.push(fmt([...comment(externalFilterComment), '-m', 'addrtype', '--dst-type', 'LOCAL', ...proto, '--dport', nodePort, '-j', externalFilterTarget]));
     }
