@@ -46,3 +46,11 @@ if [ "$(pnpm --version 2>/dev/null || true)" != "12.4.2" ]; then
 fi
 
 pnpm install --frozen-lockfile
+
+# The real Kubernetes programs the e2e suites run (kube-apiserver, etcd, upstream kube-proxy), built
+# once from the Go modules pinned in e2e/kubernetes into a cache; nothing to do when they are there.
+if ! $demo_only; then
+  command -v go >/dev/null || [ ! -x /usr/local/go/bin/go ] || export PATH=$PATH:/usr/local/go/bin
+  command -v go >/dev/null || { echo "setup: Go is needed to build the real Kubernetes programs for the e2e suites" >&2; exit 1; }
+  bash scripts/build-kubernetes.sh >/dev/null
+fi
