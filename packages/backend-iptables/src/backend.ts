@@ -1,7 +1,7 @@
 // The iptables backend: upstream's layout, written with iptables-restore --noflush --counters.
 // What we wrote is remembered, so steady-state syncs neither read the kernel nor rewrite what did
 // not change. Full syncs list the built-in chains for our jumps, and dump nat for leftovers of
-// ours only when what we wrote is unknown (start, failure).
+// ours only when what we wrote is unknown (start, failure, a deleted canary chain).
 
 import { setImmediate as setImmediatePromise } from 'node:timers/promises';
 import {
@@ -12,7 +12,12 @@ import {
   type BackendFactory,
   type BackendOptions,
   type ChangeSet,
+  type ExplainPacket,
+  type Explanation,
   type IPFamily,
+  type KernelView,
+  type NodeInfo,
+  type ServicePort,
   type ProxyConfig,
   type ProxyState,
   type ServicePortKey,
@@ -22,10 +27,15 @@ import {
   createLocalTrafficDetector,
   deleteConntrackFlows,
   detectIptablesFlavour,
+  driftCounter,
+  ensureNFAcctCounters,
   iptablesCommands,
   iptablesHasRandomFully,
   isServiceChainName,
   currentNodePortIPs,
+  NFACCT_CT_STATE_INVALID_DROPPED,
+  NFACCT_LOCALHOST_NODEPORTS_ACCEPTED,
+  registerDriftSeries,
   parseIptablesSave,
   planStaleUDPFlows,
   resolveNodePortAddresses,
@@ -37,7 +47,9 @@ import {
   type SavedChain,
   type SavedTable,
 } from '@kube-proxy-ts/netfilter';
+import { canaryCheckInterval, checkCanaries } from './canary.js';
 import { hasJump } from './jumps.js';
+import { iptablesExplain, iptablesKernelView, saveTablesForInspection } from './kernel-view.js';
 import {
   FULL_SYNC_PERIOD_MS,
   JUMP_RULES,
@@ -99,6 +111,7 @@ export class IptablesBackend implements Backend {
   private commands: IptablesCommands | undefined;
   private conntrackTCPLiberal = false;
   private localhostNodePorts = false;
+  private nfacctCounters: ReadonlySet<string> = new Set();
   /** What the kernel holds from us; undefined when unknown. */
   private model: KernelModel | undefined;
   private previousRules: RuleSet | undefined;
@@ -134,6 +147,9 @@ export class IptablesBackend implements Backend {
     const liberal = await this.run('sysctl', ['-n', 'net.netfilter.nf_conntrack_tcp_be_liberal']);
     this.conntrackTCPLiberal = liberal.code === 0 && liberal.stdout.trim() !== '' && liberal.stdout.trim() !== '0';
     if (this.conntrackTCPLiberal) logger.info('nf_conntrack_tcp_be_liberal set, not installing DROP rules for INVALID packets');
+    // As upstream's NewProxier: the nfacct objects the rules count into; where nfacct is missing the rules do without.
+    this.nfacctCounters = await ensureNFAcctCounters(ctx.runner, [NFACCT_CT_STATE_INVALID_DROPPED, NFACCT_LOCALHOST_NODEPORTS_ACCEPTED], logger);
+    registerDriftSeries(ctx.metrics, this.family);
     // A (re)start trusts nothing it remembers.
     this.needFullSync = true;
     this.model = undefined;
@@ -180,6 +196,7 @@ export class IptablesBackend implements Backend {
       nodePortsOnAllAddresses: addresses.matchAll,
       nodePortIPs: this.nodePortIPs ?? [],
       nodeIP,
+      nfacctCounters: this.nfacctCounters,
     };
   }
 
@@ -222,13 +239,25 @@ export class IptablesBackend implements Backend {
     return missing;
   }
 
-  /** Whether our canary chain is gone (someone flushed the tables). Checked at most once per syncPeriod. */
-  private async canaryLost(): Promise<boolean> {
-    const now = this.ctx!.clock.now();
-    if (now - this.lastCanaryCheck < this.config.iptables.syncPeriod) return false;
+  /**
+   * Whether a canary chain is gone (see canary.ts). Then what we remember having written is
+   * forgotten: the full sync that follows reads nat again and rewrites everything.
+   */
+  private async canaryDeleted(): Promise<boolean> {
+    const ctx = this.ctx!;
+    const now = ctx.clock.now();
+    if (now - this.lastCanaryCheck < canaryCheckInterval(this.config.iptables.syncPeriod)) return false;
     this.lastCanaryCheck = now;
-    const r = await this.run(this.commands!.iptables, ['-w', '-t', 'mangle', '-S', KUBE_PROXY_CANARY]);
-    return r.code !== 0;
+    const status = await checkCanaries(ctx.runner, this.commands!.iptables, this.timeoutMs);
+    if (status.state === 'unknown') {
+      ctx.logger.warn({ reason: status.reason }, 'could not check the iptables canary chains');
+      return false;
+    }
+    if (status.state === 'present') return false;
+    ctx.logger.warn({ tables: status.tables }, 'iptables canary chain deleted; resyncing');
+    driftCounter(ctx.metrics).inc({ ip_family: this.family });
+    this.model = undefined;
+    return true;
   }
 
   private async decide(changes: ChangeSet): Promise<SyncDecision> {
@@ -236,7 +265,7 @@ export class IptablesBackend implements Backend {
     if (this.needFullSync || !this.model) return { full: true, reason: 'start or previous failure' };
     if (changes.nodeChanged) return { full: true, reason: 'node changed' };
     if (now - this.lastFullSync > FULL_SYNC_PERIOD_MS) return { full: true, reason: 'periodic full sync' };
-    if (await this.canaryLost()) return { full: true, reason: 'canary chain lost' };
+    if (await this.canaryDeleted()) return { full: true, reason: 'canary chain deleted' };
     return { full: false, reason: 'partial' };
   }
 
@@ -529,6 +558,18 @@ export class IptablesBackend implements Backend {
     this.needFullSync = true;
     this.payloads = [];
     if (errors.length > 0) throw new Error(`iptables cleanup incomplete: ${errors.join('; ')}`);
+  }
+
+  /** `kube-proxy inspect`: what the kernel holds for each service port, from one dump of nat and filter. */
+  async kernelView(servicePorts: readonly ServicePort[]): Promise<KernelView> {
+    if (!this.ctx || !this.commands) throw new Error('the iptables backend has not started');
+    return iptablesKernelView(await saveTablesForInspection(this.ctx.runner, this.commands.save, this.timeoutMs), servicePorts, this.family);
+  }
+
+  /** `kube-proxy explain`: `packet` walked through the rules the kernel holds. */
+  async explain(packet: ExplainPacket, node: NodeInfo): Promise<Explanation> {
+    if (!this.ctx || !this.commands) throw new Error('the iptables backend has not started');
+    return iptablesExplain(await saveTablesForInspection(this.ctx.runner, this.commands.save, this.timeoutMs), packet, node.addresses, this.family);
   }
 
   /**

@@ -44,8 +44,29 @@ describe('tracePacket', () => {
     expect(hairpin.outcomes.find((o) => o.dnat === '10.0.0.2:8080')!.masquerade).toBe(false);
   });
 
+  it('gives each endpoint its share of new connections, as the statistic rules split them', () => {
+    const three = `*nat
+:PREROUTING ACCEPT [0:0]
+:KUBE-SVC-A - [0:0]
+-A PREROUTING -d 10.96.0.1/32 -p tcp -m tcp --dport 80 -j KUBE-SVC-A
+-A KUBE-SVC-A -m statistic --mode random --probability 0.33333333349 -j DNAT --to-destination 10.0.0.1:80
+-A KUBE-SVC-A -m statistic --mode random --probability 0.50000000000 -j DNAT --to-destination 10.0.0.2:80
+-A KUBE-SVC-A -j DNAT --to-destination 10.0.0.3:80
+COMMIT
+`;
+    const r = tracePacket(three, { src: '10.0.0.9', dst: '10.96.0.1', dport: 80, protocol: 'tcp' }, local);
+    expect(r.outcomes.map((o) => [o.dnat, o.probability.toFixed(4)])).toEqual([
+      ['10.0.0.1:80', '0.3333'],
+      ['10.0.0.2:80', '0.3333'],
+      ['10.0.0.3:80', '0.3333'],
+    ]);
+  });
+
   it('refuses matches it does not understand instead of guessing', () => {
     const odd = '*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -m owner --uid-owner 0 -j RETURN\nCOMMIT\n';
     expect(() => tracePacket(odd, { src: '1.1.1.1', dst: '2.2.2.2', dport: 1, protocol: 'tcp' }, local)).toThrow(/unsupported match --uid-owner/);
+    // On a live node other programs' rules are explored both ways and reported instead.
+    const lenient = tracePacket(odd, { src: '1.1.1.1', dst: '2.2.2.2', dport: 1, protocol: 'tcp' }, { ...local, lenient: true });
+    expect(lenient.outcomes.map((o) => o.unknown)).toEqual([['-m owner --uid-owner 0'], ['-m owner --uid-owner 0']]);
   });
 });

@@ -1,8 +1,10 @@
-// A test utility: walks a packet through an iptables-save dump the way netfilter would, so
-// scenario tests can assert behaviour ("this client reaches these endpoints", "this one is
-// rejected") instead of rule text. Probabilistic and `recent` matches are explored both ways,
-// so the result lists every endpoint a packet can end at. Understands the matches and targets
-// this backend writes; anything else throws so a test cannot pass by accident.
+// Walks a packet through an iptables-save dump the way netfilter would: `kube-proxy explain` in
+// iptables mode, and scenario tests that assert behaviour ("this client reaches these endpoints",
+// "this one is rejected") instead of rule text. Probabilistic and `recent` matches are explored
+// both ways, so the result lists every endpoint a packet can end at, with the share of new
+// connections that reach it. Understands the matches and targets this backend writes; anything
+// else throws (strict, for tests, so a test cannot pass by accident) or, for a live kernel whose
+// built-in chains hold other programs' rules, is explored both ways and noted.
 
 import { BlockList, isIP } from 'node:net';
 import { formatRestoreLine, parseIptablesSave, splitRuleArgs, type SavedTable } from '@kube-proxy-ts/netfilter';
@@ -22,6 +24,8 @@ export interface TracePacket {
 export interface TraceOptions {
   /** The node's own addresses (addrtype LOCAL); loopback is always local. */
   readonly localAddresses: readonly string[];
+  /** Explore rules it does not understand both ways instead of throwing. Default false. */
+  readonly lenient?: boolean;
 }
 
 export interface TraceOutcome {
@@ -33,6 +37,14 @@ export interface TraceOutcome {
   readonly verdict?: 'ACCEPT' | 'DROP' | 'REJECT';
   /** KUBE-MARK-MASQ was reached: the packet will be masqueraded. */
   readonly masquerade: boolean;
+  /** Share of new connections taking this outcome (statistic matches multiplied out). */
+  readonly probability: number;
+  /** Reached through a `recent --rcheck` rule: only a client pinned by session affinity goes this way. */
+  readonly affinity: boolean;
+  /** Comments of the rules that took the packet, in order. */
+  readonly comments: readonly string[];
+  /** Rules on the way that the tracer did not understand (lenient mode). */
+  readonly unknown: readonly string[];
 }
 
 export interface TraceResult {
@@ -48,6 +60,10 @@ export interface TraceResult {
 interface Walk {
   path: string[];
   masquerade: boolean;
+  probability: number;
+  affinity: boolean;
+  comments: string[];
+  unknown: string[];
   dnat?: string;
   verdict?: 'ACCEPT' | 'DROP' | 'REJECT';
   /** How the walk left the chain: a final target, or RETURN; undefined = fell through. */
@@ -73,9 +89,15 @@ const TERMINAL = new Set(['ACCEPT', 'DROP', 'REJECT']);
 
 type Packet = TracePacket & { dst: string; dport: number };
 
-/** Match result of one rule: yes, no, or "sometimes" (statistic, recent --rcheck). */
-function matches(args: readonly string[], packet: Packet, options: TraceOptions, walk: Walk): boolean | 'maybe' {
-  let maybe = false;
+/** "Sometimes": a statistic match taken with `probability`, or a pinned client (`recent --rcheck`). */
+interface Maybe {
+  readonly probability: number;
+  readonly affinity: boolean;
+}
+
+/** Match result of one rule: yes, no, or sometimes. */
+function matches(args: readonly string[], packet: Packet, options: TraceOptions, walk: Walk): boolean | Maybe {
+  let maybe: Maybe | undefined;
   let negate = false;
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
@@ -127,32 +149,47 @@ function matches(args: readonly string[], packet: Packet, options: TraceOptions,
         ok = walk.masquerade;
         i++;
         break;
-      case '-m': {
+      case '-m':
         i++;
-        if (value === 'statistic') maybe = true;
         continue;
-      }
+      case '--probability':
+        maybe = { probability: Number(value), affinity: maybe?.affinity ?? false };
+        i++;
+        continue;
       case '--rcheck':
-        maybe = true;
+        maybe = { probability: maybe?.probability ?? 1, affinity: true };
         continue;
       case '--set':
       case '--reap':
+      case '--rsource':
         continue;
       case '--comment':
       case '--mode':
-      case '--probability':
       case '--name':
       case '--seconds':
+      case '--mask':
+      case '--nfacct-name':
         i++;
         continue;
       default:
-        throw new Error(`packet tracer: unsupported match ${a} in: ${args.join(' ')}`);
+        if (!options.lenient) throw new Error(`packet tracer: unsupported match ${a} in: ${args.join(' ')}`);
+        // Someone else's match: it may or may not hold for this packet.
+        walk.unknown.push(args.join(' '));
+        return { probability: 0.5, affinity: false };
     }
     if (negate) ok = !ok;
     negate = false;
     if (!ok) return false;
   }
-  return maybe ? 'maybe' : true;
+  return maybe ?? true;
+}
+
+function commentOf(args: readonly string[]): string | undefined {
+  return targetArg(args, '--comment');
+}
+
+function fork(w: Walk): Walk {
+  return { ...w, path: [...w.path], comments: [...w.comments], unknown: [...w.unknown] };
 }
 
 function targetArg(args: readonly string[], name: string): string | undefined {
@@ -179,9 +216,20 @@ function walkChain(table: SavedTable, chain: string, packet: Packet, options: Tr
         next.push(w);
         continue;
       }
-      // "maybe": one copy takes the rule, the other goes on.
-      const taking: Walk = m === 'maybe' ? { ...w, path: [...w.path] } : w;
-      if (m === 'maybe') next.push(w);
+      // Sometimes: one copy takes the rule, the other goes on. A pinned client's copy keeps the
+      // share of new connections where it was: affinity does not split them.
+      let taking = w;
+      if (m !== true) {
+        taking = fork(w);
+        if (m.affinity) taking.affinity = true;
+        else {
+          taking.probability = w.probability * m.probability;
+          w.probability *= 1 - m.probability;
+        }
+        next.push(w);
+      }
+      const comment = commentOf(matchArgs);
+      if (comment !== undefined) taking.comments.push(comment);
       const tArgs = args.slice(j + 2);
       if (target === 'RETURN') {
         done.push({ ...taking, end: 'return' });
@@ -199,6 +247,10 @@ function walkChain(table: SavedTable, chain: string, packet: Packet, options: Tr
           if (end.end === 'terminal') done.push(end);
           else next.push({ ...end, end: undefined });
         }
+      } else if (options.lenient) {
+        // A target of another program (LOG, CT, ...): assume it lets the packet go on.
+        taking.unknown.push(`${chain}: ${rule}`);
+        next.push(taking);
       } else {
         throw new Error(`packet tracer: unknown target ${target} in chain ${chain}`);
       }
@@ -235,7 +287,8 @@ export function tracePacket(dump: string | ReadonlyMap<string, SavedTable>, pack
   const parsed = typeof dump === 'string' ? parseIptablesSave(dump) : dump;
   const tables = new Map([...parsed].map(([name, table]) => [name, withBuiltinJumps(name, table)!]));
   const hook = packet.hook ?? 'PREROUTING';
-  const natEnds = walkBuiltin(tables.get('nat'), hook, packet, options, { path: [], masquerade: false });
+  const start: Walk = { path: [], masquerade: false, probability: 1, affinity: false, comments: [], unknown: [] };
+  const natEnds = walkBuiltin(tables.get('nat'), hook, packet, options, start);
   const outcomes: TraceOutcome[] = [];
   const chains = new Set<string>();
   for (const end of natEnds) {
@@ -250,11 +303,22 @@ export function tracePacket(dump: string | ReadonlyMap<string, SavedTable>, pack
     }
     const after: Packet = { ...packet, dst, dport };
     const filterHook = hook === 'OUTPUT' ? 'OUTPUT' : isLocal(dst, options) ? 'INPUT' : 'FORWARD';
-    const filterEnds = walkBuiltin(tables.get('filter'), filterHook, after, options, { path: [], masquerade: end.masquerade, ...(end.dnat ? { dnat: end.dnat } : {}) });
+    const filterStart: Walk = { ...end, path: [], comments: [], unknown: [], ...(end.dnat ? { dnat: end.dnat } : {}) };
+    delete filterStart.end;
+    const filterEnds = walkBuiltin(tables.get('filter'), filterHook, after, options, filterStart);
     for (const f of filterEnds) {
       for (const c of end.path) chains.add(c);
       for (const c of f.path) chains.add(c);
-      outcomes.push({ path: [...end.path, ...f.path], masquerade: end.masquerade, ...(end.dnat ? { dnat: end.dnat } : {}), ...(f.verdict ? { verdict: f.verdict } : {}) });
+      outcomes.push({
+        path: [...end.path, ...f.path],
+        masquerade: end.masquerade,
+        probability: f.probability,
+        affinity: f.affinity,
+        comments: [...end.comments, ...f.comments],
+        unknown: [...end.unknown, ...f.unknown],
+        ...(end.dnat ? { dnat: end.dnat } : {}),
+        ...(f.verdict ? { verdict: f.verdict } : {}),
+      });
     }
   }
   return {

@@ -9,9 +9,14 @@ import type {
   BackendContext,
   BackendOptions,
   ChangeSet,
+  ExplainPacket,
+  Explanation,
   IPFamily,
+  KernelView,
+  NodeInfo,
   ProxyConfig,
   ProxyState,
+  ServicePort,
   SyncResult,
 } from '@kube-proxy-ts/core';
 import { resolveNodePortAddresses, runIptablesRestore } from '@kube-proxy-ts/netfilter';
@@ -31,6 +36,7 @@ import {
   type PortalRule,
   type PortalTarget,
 } from './portals.js';
+import { userspaceExplain, userspaceKernelView, type RunningListener } from './kernel-view.js';
 import { TcpServiceListener } from './tcp-listener.js';
 import { UdpServiceListener } from './udp-listener.js';
 
@@ -324,6 +330,19 @@ export class UserspaceBackend implements Backend {
 
   async stop(): Promise<void> {
     for (const [id, entry] of [...this.listeners]) this.removeListener(id, entry);
+  }
+
+  /** The listeners as they run, for `kube-proxy inspect` and `explain`. */
+  private running(): RunningListener[] {
+    return [...this.listeners.values()].map((e) => ({ plan: e.plan, port: e.port, serving: e.listener.serving, activeConnections: e.listener.activeConnections }));
+  }
+
+  async kernelView(servicePorts: readonly ServicePort[]): Promise<KernelView> {
+    return userspaceKernelView(this.running(), servicePorts, this.family);
+  }
+
+  async explain(packet: ExplainPacket, node: NodeInfo): Promise<Explanation> {
+    return userspaceExplain(this.running(), packet, node.addresses, this.family);
   }
 
   async cleanup(): Promise<void> {

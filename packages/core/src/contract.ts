@@ -4,6 +4,7 @@
 import type { Registry } from 'prom-client';
 import type { CommandRunner } from './command.js';
 import type { ProxyConfig } from './config.js';
+import type { ExplainPacket, Explanation, KernelView } from './kernel-view.js';
 import type { Endpoint, IPFamily, NodeInfo, ServicePort, ServicePortKey } from './model.js';
 
 /** The logging surface a backend may use; a pino logger satisfies it. */
@@ -108,6 +109,16 @@ export interface Backend {
    * The conformance suite compares it after a partial and after a full sync.
    */
   inspect?(): Promise<unknown>;
+  /**
+   * Reads the data plane back from the kernel (one dump, indexed by service port) for
+   * `kube-proxy inspect`. Read-only. Optional: a backend without it is shown without a kernel view.
+   */
+  kernelView?(servicePorts: readonly ServicePort[]): Promise<KernelView>;
+  /**
+   * Walks `packet` through the rules the kernel holds (not the backend's model) for
+   * `kube-proxy explain`. `node` gives the node's addresses (what counts as local). Read-only.
+   */
+  explain?(packet: ExplainPacket, node: NodeInfo): Promise<Explanation>;
 }
 
 export type BackendFactory = (options: BackendOptions) => Backend;

@@ -2,6 +2,7 @@ export * from './model.js';
 export * from './command.js';
 export * from './config.js';
 export * from './contract.js';
+export * from './kernel-view.js';
 export * from './handler.js';
 export * from './metrics.js';
 export * from './ip.js';

@@ -127,3 +127,45 @@ export function categorizeEndpoints(
   for (const ep of localEndpoints) union.set(ep.hostPort, ep);
   return { clusterEndpoints, localEndpoints, allReachableEndpoints: [...union.values()].sort(compareEndpoints), hasAnyEndpoints };
 }
+
+/** What this node does with one endpoint of a service port, and why. */
+export interface EndpointSelection {
+  readonly endpoint: Endpoint;
+  /** Cluster-policy traffic may go to it. */
+  readonly cluster: boolean;
+  /** Local-policy traffic may go to it. */
+  readonly local: boolean;
+  /** Why it is left out of a policy the service port uses; absent when it is used wherever it could be. */
+  readonly reason?: string;
+}
+
+/**
+ * categorizeEndpoints' decision per endpoint, with the reason an endpoint is left out: not ready,
+ * terminating while Ready endpoints exist, hinted for another zone or node, or on another node
+ * under a Local traffic policy.
+ */
+export function endpointSelection(
+  svcPort: ServicePort,
+  endpoints: readonly Endpoint[],
+  node: NodeFacts,
+  opts: CategorizeOptions = {},
+): EndpointSelection[] {
+  const c = categorizeEndpoints(svcPort, endpoints, node, opts);
+  const inCluster = new Set(c.clusterEndpoints);
+  const inLocal = new Set(c.localEndpoints);
+  const useCluster = usesClusterEndpoints(svcPort);
+  const useLocal = usesLocalEndpoints(svcPort);
+  const mode = useCluster ? topologyModeFromHints(endpoints, node, opts) : '';
+  const policy = svcPort.internalPolicyLocal ? 'internalTrafficPolicy' : 'externalTrafficPolicy';
+  return endpoints.map((ep) => {
+    const cluster = inCluster.has(ep);
+    const local = inLocal.has(ep);
+    let reason: string | undefined;
+    if (!ep.ready && !isServingTerminating(ep)) reason = ep.terminating ? 'terminating and not serving' : 'not ready';
+    else if (!ep.ready && !cluster && !local) reason = 'terminating, and Ready endpoints exist';
+    else if (useCluster && !cluster && ep.ready && !availableForTopology(ep, mode, node)) {
+      reason = mode === 'PreferSameNode' ? 'topology hints: for other nodes' : `topology hints: for other zones (this node: ${node.zone ?? 'no zone'})`;
+    } else if (useLocal && !local && !ep.isLocal) reason = `on another node (${ep.nodeName ?? 'unknown'}): ${policy} Local`;
+    return { endpoint: ep, cluster, local, ...(reason !== undefined ? { reason } : {}) };
+  });
+}

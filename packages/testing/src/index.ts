@@ -17,3 +17,4 @@ export * from './conformance/harness.js';
 export * from './conformance/partial-sync.js';
 export * from './conformance/checks.js';
 export * from './conformance/suite.js';
+export * from './inspect-world.js';

@@ -9,7 +9,10 @@ import { listenHTTP, type RunningServer } from './listen.js';
 
 const TEXT = { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' };
 
-export function metricsHandler(registry: Registry, config: ProxyConfig) {
+/** Answers the requests it knows (true), e.g. `kube-proxy inspect`'s; others fall through to 404. */
+export type ExtraHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
+
+export function metricsHandler(registry: Registry, config: ProxyConfig, extra?: ExtraHandler) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
     switch (path) {
@@ -39,12 +42,13 @@ export function metricsHandler(registry: Registry, config: ProxyConfig) {
         res.end('ok');
         return;
       default:
+        if (extra?.(req, res)) return;
         res.writeHead(404, TEXT);
         res.end('404 page not found\n');
     }
   };
 }
 
-export function startMetricsServer(address: string, registry: Registry, config: ProxyConfig): Promise<RunningServer> {
-  return listenHTTP(address, metricsHandler(registry, config));
+export function startMetricsServer(address: string, registry: Registry, config: ProxyConfig, extra?: ExtraHandler): Promise<RunningServer> {
+  return listenHTTP(address, metricsHandler(registry, config, extra));
 }
