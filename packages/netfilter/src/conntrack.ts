@@ -69,6 +69,12 @@ export interface ConntrackCleanupResult {
 
 const DELETED_COUNT = /(\d+) flow entries have been deleted/;
 
+/** How many entries a `conntrack -D` run says it deleted; undefined when it does not say. */
+export function conntrackDeletedCount(output: string): number | undefined {
+  const count = DELETED_COUNT.exec(output);
+  return count ? Number(count[1]) : undefined;
+}
+
 /**
  * Each `conntrack -D` walks the whole conntrack table and runs inside a sync: past this it is
  * killed and counted as a failure, so a stuck one cannot hold the sync loop.
@@ -89,9 +95,9 @@ export async function deleteConntrackFlows(
     const args = conntrackDeleteArgs(family, filter);
     try {
       const result = await runner.run('conntrack', args, { timeoutMs });
-      const count = DELETED_COUNT.exec(result.stderr + result.stdout);
-      if (count) {
-        deleted += Number(count[1]);
+      const count = conntrackDeletedCount(result.stderr + result.stdout);
+      if (count !== undefined) {
+        deleted += count;
       } else if (result.code !== 0) {
         failures++;
         logger?.warn({ args, stderr: result.stderr.trim() }, 'conntrack delete failed');

@@ -10,3 +10,5 @@ export * from './node-port-addresses.js';
 export * from './conntrack.js';
 export * from './ipset.js';
 export * from './ipvs.js';
+export * from './drift-metric.js';
+export * from './nfacct.js';

@@ -10,11 +10,14 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '@kube-proxy-ts/core';
 import { startHealthServer } from '../server/health-server.js';
 import type { RunningServer } from '../server/listen.js';
+import { debugHandler } from '../server/debug-handler.js';
 import { startMetricsServer } from '../server/metrics-server.js';
 import { ServiceHealthServer } from '../server/service-health.js';
 import { chooseFamilies } from './families.js';
 import { FamilyProxier, type FamilyTracker } from './family-proxier.js';
 import { EventFanout } from './fanout.js';
+import { ConntrackReconcilerMetrics } from './conntrack-reconciler.js';
+import { registerNFAcctMetrics } from './nfacct-metrics.js';
 import { daemonMetrics } from './metrics.js';
 import { serviceHealthView } from './service-health-sync.js';
 
@@ -54,6 +57,8 @@ export class Daemon {
   readonly health: ProxyHealth;
   readonly proxiers = new Map<IPFamily, FamilyProxier>();
   private readonly backends: Backend[] = [];
+  /** Each family's backend, for `kube-proxy inspect` and `explain`. */
+  private readonly familyBackends = new Map<IPFamily, Backend>();
   private readonly servers: RunningServer[] = [];
   private readonly serviceHealth: ServiceHealthServer;
   private readonly states = new Map<IPFamily, ProxyState>();
@@ -101,6 +106,10 @@ export class Daemon {
     logger.info({ mode: config.mode, ipFamilies: families }, 'Sources synced; starting the proxy');
     const factory = await this.opts.loadFactory(config.mode);
     const metrics = daemonMetrics(registry);
+    const conntrackReconciler = new ConntrackReconcilerMetrics(metrics, this.clock);
+    const runner = conntrackReconciler.runner(this.opts.runner);
+    // Upstream exports the nfacct packet counters in iptables mode only.
+    if (config.mode === 'iptables') await registerNFAcctMetrics(registry, this.opts.runner, logger.child({ component: 'nfacct' }));
 
     for (const family of families) {
       const problems = (await this.opts.checkRequirements?.(config.mode, family)) ?? [];
@@ -113,11 +122,12 @@ export class Daemon {
       const blog = logger.child({ component: 'backend', mode: config.mode });
       const node = fanout.node ? nodeToNodeInfo(fanout.node, family) : emptyNodeInfo(this.opts.nodeName);
       try {
-        await backend.start({ logger: blog, metrics: registry, node, runner: this.opts.runner, clock: this.clock });
+        await backend.start({ logger: blog, metrics: registry, node, runner, clock: this.clock });
       } catch (err) {
         throw new StartupError(`failed to start the ${config.mode} backend for ${family}: ${(err as Error).message}`);
       }
       this.backends.push(backend);
+      this.familyBackends.set(family, backend);
       const proxier = new FamilyProxier({
         family,
         tracker,
@@ -130,6 +140,7 @@ export class Daemon {
         metrics,
         health: this.health,
         onSynced: (state) => this.onFamilySynced(family, state),
+        conntrackReconciler,
       });
       this.proxiers.set(family, proxier);
       fanout.listen(family, proxier);
@@ -199,6 +210,13 @@ export class Daemon {
       }
     };
     this.healthzAddress = await bind('healthz', config.healthzBindAddress, () => startHealthServer(config.healthzBindAddress, this.health, registry));
-    this.metricsAddress = await bind('metrics', config.metricsBindAddress, () => startMetricsServer(config.metricsBindAddress, registry, config));
+    this.metricsAddress = await bind('metrics', config.metricsBindAddress, () => startMetricsServer(config.metricsBindAddress, registry, config, this.debugHandler()));
+  }
+
+  private debugHandler() {
+    return debugHandler({
+      mode: this.opts.config.mode,
+      targets: () => [...this.familyBackends].map(([ipFamily, backend]) => ({ ipFamily, backend, state: this.states.get(ipFamily) })),
+    });
   }
 }

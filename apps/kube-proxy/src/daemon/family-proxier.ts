@@ -49,6 +49,8 @@ export interface FamilyProxierOptions {
   readonly health: ProxyHealth;
   /** Called after each successful sync with the state that was programmed. */
   readonly onSynced?: (state: ProxyState) => void;
+  /** Told when each backend.sync returns, to record the conntrack cleanup it ran. */
+  readonly conntrackReconciler?: { syncEnded(family: IPFamily): void };
 }
 
 export type ChangeKind = 'service' | 'endpoints' | 'node' | 'serviceCIDRs';
@@ -135,6 +137,7 @@ export class FamilyProxier {
       result = { ok: false, full: false, error: err instanceof Error ? err : new Error(String(err)) };
     } finally {
       signal?.removeEventListener('abort', onDeadline);
+      this.opts.conntrackReconciler?.syncEnded(family);
     }
     const finished = clock.now();
     if (signal?.aborted) {

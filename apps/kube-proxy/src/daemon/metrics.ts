@@ -5,6 +5,7 @@
 
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { counter, exponentialBuckets, gauge, histogram } from '@kube-proxy-ts/core';
+import { registerBuildInfo } from '../version-metrics.js';
 
 const SYNC_BUCKETS = exponentialBuckets(0.001, 2, 15);
 
@@ -34,15 +35,18 @@ export function daemonMetrics(registry: Registry) {
     noLocalEndpoints: gauge(registry, { name: 'sync_proxy_rules_no_local_endpoints_total', help: 'Number of services with a Local traffic policy and no endpoints', labelNames: ['traffic_policy', 'ip_family'] as const }),
     healthzTotal: counter(registry, { name: 'proxy_healthz_total', help: 'Cumulative proxy healthz HTTP status', labelNames: ['code'] as const }),
     livezTotal: counter(registry, { name: 'proxy_livez_total', help: 'Cumulative proxy livez HTTP status', labelNames: ['code'] as const }),
+    conntrackReconcilerDuration: histogram(registry, { name: 'conntrack_reconciler_sync_duration_seconds', help: 'ReconcileConntrackFlowsLatency latency in seconds', labelNames: fam, buckets: SYNC_BUCKETS }),
+    conntrackReconcilerDeleted: counter(registry, { name: 'conntrack_reconciler_deleted_entries_total', help: 'Cumulative conntrack flows deleted by conntrack reconciler', labelNames: fam }),
   };
 }
 
 export type DaemonMetrics = ReturnType<typeof daemonMetrics>;
 
-/** A registry with the process metrics (CPU, memory, fds, start time) and the daemon's series. */
+/** A registry with the process metrics (CPU, memory, fds, start time), the daemon's series and kubernetes_build_info. */
 export function createRegistry(): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   daemonMetrics(registry);
+  registerBuildInfo(registry);
   return registry;
 }
