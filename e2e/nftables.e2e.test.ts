@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import type { V1Node } from '@kubernetes/client-node';
-import { nodeToNodeInfo, realClock, type IPFamily } from '@kube-proxy-ts/core';
+import { emptyChangeSet, nodeToNodeInfo, realClock, type IPFamily } from '@kube-proxy-ts/core';
 import { NftablesBackend } from '@kube-proxy-ts/backend-nftables';
 import {
   ClusterFeed,
@@ -36,6 +36,25 @@ const unsupported = sandboxUnsupportedReason() ?? missingTool();
 if (unsupported) console.log(`nftables e2e skipped: ${unsupported}`);
 
 const NODE = 'node-a';
+
+// Runs as `node -e CONNECT_LOOP <host> <port> <ms>`: one HTTP request per new connection, back to
+// back for <ms>; prints {ok, failed, first, last} (failures as messages, times as Date.now()).
+const CONNECT_LOOP = `
+const http = require('node:http');
+const [host, port, ms] = process.argv.slice(1);
+const first = Date.now();
+const out = { ok: 0, failed: [], first, last: first };
+function one() {
+  if (Date.now() - first > Number(ms)) { out.last = Date.now(); console.log(JSON.stringify(out)); return; }
+  const req = http.get({ host, port: Number(port), path: '/', agent: false, timeout: 2000 }, (res) => {
+    res.resume();
+    res.on('end', () => { out.ok++; setTimeout(one, 5); });
+  });
+  req.on('timeout', () => req.destroy(new Error('timeout')));
+  req.on('error', (e) => { out.failed.push(String(e.message)); setTimeout(one, 5); });
+}
+one();
+`;
 
 type Instance = Awaited<ReturnType<typeof startInstance>>;
 
@@ -144,6 +163,19 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
     expect(['pod1', 'pod2', 'pod3']).toContain(await sb.http('node', sb.node.ip, 30080));
   });
 
+  it('opens NodePorts on the node IP only, not on another address of the node (nodePortAddresses unset)', async () => {
+    const other = '192.168.50.3';
+    await sb.execOk('node', ['ip', 'addr', 'add', `${other}/24`, 'dev', 'eth0']);
+    try {
+      await sync(); // the NodePort addresses are read at every sync
+      expect(['pod1', 'pod2', 'pod3']).toContain(await sb.http('external', sb.node.ip, 30080));
+      const r = await sb.tryHttp('external', other, 30080, { timeoutMs: 3000 });
+      expect(r.ok, `the second address answered: ${r.body}`).toBe(false);
+    } finally {
+      await sb.execOk('node', ['ip', 'addr', 'del', `${other}/24`, 'dev', 'eth0']);
+    }
+  });
+
   it('refuses a service without endpoints and an undefined port of a ClusterIP at once', async () => {
     await expectRefusedAtOnce(sb, 'client', '10.96.0.11', 80);
     await expectRefusedAtOnce(sb, 'client', '10.96.0.10', 81);
@@ -219,6 +251,47 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
     ipv4.feed.tracker.onServiceCIDRsChanged([sb.plan.serviceCIDR]);
     expect((await sync()).full).toBe(false);
     expect(await sb.execOk('node', ['nft', 'list', 'chain', 'ip', 'kube-proxy', 'cluster-ips-check'])).toMatch(/ip daddr (\{ )?10\.96\.0\.0\/16( \})? drop comment "Drop traffic to unallocated ClusterIPs"/);
+  });
+
+  it('masquerades an endpoint that reaches itself through the service, and only then', async () => {
+    // pod1 -> ClusterIP of web (pods 1-3): landing on pod1 itself needs the hairpin masquerade
+    // (else pod1 answers itself directly and the connection fails); elsewhere its IP is kept.
+    const seen = await answers(sb, 'pod1', '10.96.0.10', 80, 24);
+    expect([...seen].filter((a) => a.startsWith('error'))).toEqual([]);
+    expect(seen).toContain('pod1');
+    const sources = new Set<string>();
+    for (let i = 0; i < 24; i++) sources.add(await sb.http('pod1', '10.96.0.10', 80, { path: '/clientip' }));
+    expect(sources).toContain(sb.pods[0]!.ip);
+    expect([...sources].some((ip) => ip !== sb.pods[0]!.ip)).toBe(true);
+  });
+
+  it('serves connections throughout while a restarted daemon reconciles a table of 2000 services', async () => {
+    for (let i = 0; i < 2000; i++) {
+      const name = `bulk${i}`;
+      upsert(service('bulk', name, { clusterIP: `10.96.${100 + (i >> 8)}.${i & 255}`, ports: [{ name: 'http', port: 80, targetPort: 8080 }] }));
+      upsert(endpointSlice('bulk', name, { name: `${name}-1`, endpoints: Array.from({ length: 5 }, (_, j) => `10.200.${i >> 5}.${((i & 31) << 3) + j + 1}`), ports: [{ name: 'http', port: 8080 }] }));
+    }
+    await sync();
+    const restarted = new NftablesBackend({ ipFamily: 'IPv4', config: proxyConfig({ clusterCIDR: sb.plan.clusterCIDR }), nftTimeoutMs: 30_000 });
+    const nodeObject = node(NODE, { addresses: [sb.node.ip], podCIDRs: [sb.plan.podCIDR] });
+    await restarted.start(testContext({ runner: sb.runner('node'), clock: realClock, node: nodeToNodeInfo(nodeObject, 'IPv4') }));
+    try {
+      const traffic = sb.execOk('client', [process.execPath, '-e', CONNECT_LOOP, '10.96.0.10', '80', '8000'], { timeoutMs: 30_000 });
+      await new Promise((r) => setTimeout(r, 1000));
+      const started = Date.now();
+      const r = await restarted.sync(ipv4.feed.checkpoint().state, emptyChangeSet());
+      const ended = Date.now();
+      expect(r.ok, r.error?.message).toBe(true);
+      expect(r.full).toBe(true);
+      const loop = JSON.parse(await traffic) as { ok: number; failed: string[]; first: number; last: number };
+      expect(loop.failed).toEqual([]);
+      expect(loop.first).toBeLessThan(started);
+      expect(loop.last, 'the sync outlasted the traffic loop').toBeGreaterThan(ended);
+      expect(loop.ok).toBeGreaterThan(20);
+      expect(['pod1', 'pod2', 'pod3']).toContain(await sb.http('client', '10.96.0.10', 80));
+    } finally {
+      await restarted.stop();
+    }
   });
 
   it('programs exactly what inspect() reports', async () => {

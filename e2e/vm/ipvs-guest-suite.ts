@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
-import { emptyChangeSet, type CommandRunner, type ProxyConfig, type ProxyState } from '@kube-proxy-ts/core';
+import type { ChangeSet, CommandRunner, ProxyConfig, ProxyState } from '@kube-proxy-ts/core';
 import createIpvsBackend from '@kube-proxy-ts/backend-ipvs';
 import { createExecRunner, runProcess } from '@kube-proxy-ts/netfilter';
 import {
@@ -20,7 +20,7 @@ import {
   type Sandbox,
 } from '@kube-proxy-ts/testing';
 import { runBackendConformance } from '@kube-proxy-ts/testing/conformance';
-import { proxyState } from '../../packages/backend-ipvs/src/test-support/state.js';
+import { stateTracker } from '../../packages/backend-ipvs/src/test-support/state.js';
 // Started here rather than by the sandbox: node starts slowly under emulation, past the sandbox's ready timeout.
 import { startEchoServer, type EchoServer } from '../../packages/testing/src/netns/servers.js';
 import { IPVS_CONFORMANCE, IPVS_SCENARIOS as N, conformanceResultName } from './ipvs-scenarios.js';
@@ -59,6 +59,11 @@ const EXTERNAL_IP = '192.168.99.11';
 const STICKY = '10.96.0.13';
 const EMPTY = '10.96.0.14';
 const DRAIN = '10.96.0.15';
+const UDP_REPLACED = '10.96.0.16';
+const UDP_LATE = '10.96.0.17';
+/** Fixed source ports of the UDP clients, so that each client's datagrams share one conntrack entry. */
+const UDP_CLIENT_PORT = 40053;
+const UDP_LATE_CLIENT_PORT = 40054;
 const FOREIGN = '10.99.0.1';
 
 const svc = (name: string, clusterIP: string, extra: Exclude<Parameters<typeof service>[2], (...a: never[]) => unknown> = {}, mutate?: Parameters<typeof service>[3]) =>
@@ -66,10 +71,11 @@ const svc = (name: string, clusterIP: string, extra: Exclude<Parameters<typeof s
 const slice = (name: string, ips: string[], ports = [{ name: 'http', port: 8080 }]) =>
   endpointSlice('e2e', name, { name: `${name}-1`, endpoints: ips, ports });
 
-function state(sb: Sandbox, phase: 1 | 2): ProxyState {
+function objects(sb: Sandbox, phase: 1 | 2) {
   const [p1, p2, p3] = sb.pods.map((p) => p.ip) as [string, string, string];
   const webPods = phase === 1 ? [p1, p2, p3] : [p1, p2];
-  return proxyState({
+  const dnsPort = [{ name: 'dns', port: 8080, protocol: 'UDP' } as { name: string; port: number }];
+  return {
     nodeIPs: [sb.node.ip],
     services: [
       service('e2e', 'web', { clusterIP: WEB, ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'dns', port: 53, targetPort: 8080, protocol: 'UDP' }] }),
@@ -78,15 +84,19 @@ function state(sb: Sandbox, phase: 1 | 2): ProxyState {
       svc('sticky', STICKY, {}, (s) => (s.spec!.sessionAffinity = 'ClientIP')),
       svc('empty', EMPTY),
       svc('drain', DRAIN),
+      service('e2e', 'udp', { clusterIP: UDP_REPLACED, ports: [{ name: 'dns', port: 53, targetPort: 8080, protocol: 'UDP' }] }),
+      service('e2e', 'udp-late', { clusterIP: UDP_LATE, ports: [{ name: 'dns', port: 53, targetPort: 8080, protocol: 'UDP' }] }),
     ],
     slices: [
-      slice('web', webPods, [{ name: 'http', port: 8080 }, { name: 'dns', port: 8080, protocol: 'UDP' } as { name: string; port: number }]),
+      slice('web', webPods, [{ name: 'http', port: 8080 }, ...dnsPort]),
       slice('np', [p1, p2, p3]),
       slice('ext', [p1, p2, p3]),
       slice('sticky', [p1, p2, p3]),
       slice('drain', phase === 1 ? [p1] : [p2]),
+      slice('udp', phase === 1 ? [p1] : [p2], dnsPort),
+      slice('udp-late', phase === 1 ? [] : [p1], dnsPort),
     ],
-  });
+  };
 }
 
 async function httpNames(sb: Sandbox, from: string, host: string, port: number, n: number): Promise<string[]> {
@@ -95,9 +105,13 @@ async function httpNames(sb: Sandbox, from: string, host: string, port: number, 
   return names;
 }
 
-/** One UDP datagram with socat (a node client takes seconds to start in the VM); the reply or "". */
-async function udpName(sb: Sandbox, from: string, host: string, port: number): Promise<string> {
-  const r = await sb.exec(from, ['socat', '-t', '2', '-T', '5', '-', `UDP4:${host}:${port}`], { stdin: 'hello', timeoutMs: 20_000 });
+/**
+ * One UDP datagram with socat (a node client takes seconds to start in the VM); the reply or "".
+ * With `sourcePort`, every datagram travels in the same conntrack entry, as a resolver's would.
+ */
+async function udpName(sb: Sandbox, from: string, host: string, port: number, sourcePort?: number): Promise<string> {
+  const target = `UDP4:${host}:${port}${sourcePort === undefined ? '' : `,sourceport=${sourcePort},reuseaddr`}`;
+  const r = await sb.exec(from, ['socat', '-t', '2', '-T', '5', '-', target], { stdin: 'hello', timeoutMs: 20_000 });
   return r.stdout.trim();
 }
 
@@ -162,9 +176,15 @@ async function main(): Promise<number> {
     },
   };
   const ctx = testContext({ runner, node: { name: 'node1', addresses: [sb.node.ip], podCIDRs: [sb.plan.podCIDR] } });
-  const sync = async (s: ProxyState) => {
-    const r = await backend.sync(s, emptyChangeSet());
+  // One tracker for the whole run, so each sync gets the ChangeSet the daemon would give it.
+  const tracker = stateTracker(objects(sb, 1));
+  const sync = async (checkpoint: { state: ProxyState; changes: ChangeSet } = tracker.checkpoint()) => {
+    const r = await backend.sync(checkpoint.state, checkpoint.changes);
     if (!r.ok) throw new Error(`sync failed: ${r.error?.message}`);
+  };
+  const toPhase2 = () => {
+    for (const s of objects(sb, 2).slices) tracker.onEndpointSliceUpdate(s, s);
+    return tracker.checkpoint();
   };
   const podNames = sb.pods.map((p) => p.name);
   try {
@@ -177,7 +197,7 @@ async function main(): Promise<number> {
     await sb.execOk('node', ['ipvsadm', '-A', '-t', `${FOREIGN}:80`, '-s', 'wlc']);
     await backend.start(ctx);
     const t0 = Date.now();
-    await sync(state(sb, 1));
+    await sync();
     console.log(`first sync ${Date.now() - t0} ms: ${timings.splice(0).join('; ')}`);
 
     await scenario(N.clusterTCP, async () => {
@@ -217,10 +237,26 @@ async function main(): Promise<number> {
     const connected = await lines.next();
     check(connected.value === 'connected', `long connection: ${String(connected.value)}`);
 
+    // The UDP client's conntrack entry now names pod1, which the next sync replaces by pod2.
+    const udpBefore = await udpName(sb, 'client', UDP_REPLACED, 53, UDP_CLIENT_PORT);
+    // This one asks a service without endpoints, which gets pod1 in the next sync.
+    const lateBefore = await udpName(sb, 'client', UDP_LATE, 53, UDP_LATE_CLIENT_PORT);
+
     const t2 = Date.now();
-    await sync(state(sb, 2));
+    await sync(toPhase2());
     console.log(`second sync ${Date.now() - t2} ms: ${timings.splice(0).join('; ')}`);
 
+    await scenario(N.udpEndpointReplaced, async () => {
+      check(udpBefore === 'pod1', `before the change the client got ${JSON.stringify(udpBefore)}`);
+      // The very next datagram of the same flow must reach pod2, not vanish into the old entry.
+      const after = await udpName(sb, 'client', UDP_REPLACED, 53, UDP_CLIENT_PORT);
+      check(after === 'pod2', `after the change the client got ${JSON.stringify(after)}`);
+    });
+    await scenario(N.udpFirstEndpoint, async () => {
+      check(lateBefore === '', `a service without endpoints answered ${JSON.stringify(lateBefore)}`);
+      const after = await udpName(sb, 'client', UDP_LATE, 53, UDP_LATE_CLIENT_PORT);
+      check(after === 'pod1', `after its endpoint came the client got ${JSON.stringify(after)}`);
+    });
     await scenario(N.removedEndpoint, async () => {
       const names = await httpNames(sb, 'client', WEB, 80, 4);
       check(!names.includes('pod3') && same(new Set(names), ['pod1', 'pod2']), `got ${names.join(',')}`);
@@ -239,7 +275,7 @@ async function main(): Promise<number> {
       for (;;) {
         await sleep(5000);
         const ts = Date.now();
-        await sync(state(sb, 2));
+        await sync();
         console.log(`drain sync ${Date.now() - ts} ms`);
         const now = await realServers(sb, `${DRAIN}:80`);
         if (!now.some((r) => r.startsWith(`${sb.pods[0]!.ip}:`))) break;

@@ -11,6 +11,8 @@ export const IPVS_SCENARIOS = {
   noEndpoints: 'no endpoints: connections fail',
   filter: 'a service IP does not expose other node ports',
   removedEndpoint: 'a removed endpoint gets no new connections',
+  udpEndpointReplaced: 'a UDP client keeps working when its endpoint is replaced',
+  udpFirstEndpoint: 'a UDP client refused while a service had no endpoint reaches its first one',
   graceful: 'graceful termination keeps a live connection until it ends',
   foreignSurvives: 'a foreign IPVS service survives syncs',
   cleanup: 'cleanup leaves nothing of ours and keeps the foreign service',

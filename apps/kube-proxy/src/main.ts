@@ -3,9 +3,10 @@
 
 import { readlinkSync, writeFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
-import { ProxyStateTracker, realClock, type ProxyEventHandler } from '@kube-proxy-ts/core';
+import { ProxyStateTracker, RefusedObjects, realClock, type ProxyEventHandler } from '@kube-proxy-ts/core';
 import { createExecRunner } from '@kube-proxy-ts/netfilter';
 import { FlagError, usage } from './cli/flags.js';
+import { runInitOnly } from './cli/init-only.js';
 import { resolveOptions, type Options } from './cli/options.js';
 import { ConfigError } from './config/field-error.js';
 import { encodeKubeProxyConfiguration } from './config/v1alpha1.js';
@@ -18,6 +19,7 @@ import { createRegistry } from './daemon/metrics.js';
 import { missingRequirements } from './daemon/requirements.js';
 import { createLogger, levelForVerbosity, type PinoLogger } from './log/logger.js';
 import { versionText } from './version.js';
+import { runSubcommand, SUBCOMMANDS } from './inspect/command.js';
 
 export interface MainIO {
   readonly stdout: (text: string) => void;
@@ -34,6 +36,7 @@ const processIO: MainIO = {
 
 /** Runs the command line; resolves with the process exit code. */
 export async function main(argv: readonly string[], io: MainIO = processIO): Promise<number> {
+  if ((SUBCOMMANDS as readonly string[]).includes(argv[0] ?? '')) return runSubcommand(argv, io);
   let options: Options;
   try {
     options = resolveOptions(argv);
@@ -91,15 +94,20 @@ export async function main(argv: readonly string[], io: MainIO = processIO): Pro
     return 0;
   }
 
+  // An unknown or broken mode is the user's to fix: say so before the node is touched or the
+  // API server is asked for anything.
+  const factory = await loadFactory(config.mode).catch((err: unknown) => {
+    if (!(err instanceof BackendLoadError)) throw err;
+    logger.fatal(err.message);
+    io.stderr(`Error: ${err.message}\n`);
+    return undefined;
+  });
+  if (!factory) return 1;
+
   if (options.initOnly) {
-    // The privileged part of start-up is checking what the mode needs; nothing else to do here.
-    const problems = await missingRequirements(config.mode, 'IPv4', { runner });
-    if (problems.length > 0) {
-      logger.error({ problems }, `proxy mode ${config.mode} cannot run on this machine`);
-      return 1;
-    }
-    logger.info('Initialization complete (--init-only)');
-    return 0;
+    const problems = await runInitOnly(config, { runner, logger, cpus: availableParallelism(), inHostNetworkNamespace: inHostNetworkNamespace() });
+    for (const p of problems) logger.error(p);
+    return problems.length > 0 ? 1 : 0;
   }
 
   applyOOMScoreAdj(config.oomScoreAdj, logger);
@@ -109,7 +117,7 @@ export async function main(argv: readonly string[], io: MainIO = processIO): Pro
     cpus: availableParallelism(),
     inHostNetworkNamespace: inHostNetworkNamespace(),
   });
-  return runDaemon(options, logger, io, { nodeName, runner, registry, loadFactory });
+  return runDaemon(options, logger, io, { nodeName, runner, registry, loadFactory: async () => factory });
 }
 
 // Upstream lowers its OOM score so the kernel kills workloads before the node's proxy.
@@ -142,11 +150,13 @@ async function runDaemon(
   let exitCode = 0;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
+  // One record for both families' trackers: an object refused for its names is reported once.
+  const refused = new RefusedObjects();
   const daemon = new Daemon({
     ...deps,
     config,
     logger,
-    createTracker: (ipFamily, nodeName) => new ProxyStateTracker({ ipFamily, nodeName, clock: realClock, logger: logger.child({ component: 'tracker', ipFamily }) }),
+    createTracker: (ipFamily, nodeName) => new ProxyStateTracker({ ipFamily, nodeName, clock: realClock, logger: logger.child({ component: 'tracker', ipFamily }), refused }),
     startSource: (handler) => startSource(options, handler, logger, deps),
     checkRequirements: (mode, family) => missingRequirements(mode, family, { runner: deps.runner }),
   });
@@ -199,5 +209,6 @@ async function startSource(
     // A missing or unreadable kubeconfig, or no cluster to fall back to: the user's to fix, so say it plainly.
     throw new StartupError(`cannot create the Kubernetes client: ${(err as Error).message}`);
   }
-  return sources.startKubernetesSource({ kubeConfig, nodeName: deps.nodeName, handler, logger, metrics: deps.registry });
+  const { qps, burst } = options.config.clientConnection;
+  return sources.startKubernetesSource({ kubeConfig, nodeName: deps.nodeName, handler, logger, metrics: deps.registry, clientConnection: { qps, burst } });
 }

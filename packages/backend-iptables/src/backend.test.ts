@@ -35,7 +35,7 @@ describe('IptablesBackend sync', () => {
     expect(listed).toEqual(['-t filter -S INPUT', '-t filter -S FORWARD', '-t filter -S OUTPUT', '-t nat -S OUTPUT', '-t nat -S PREROUTING', '-t nat -S POSTROUTING']);
     const restores = runner.callsTo(RESTORE);
     expect(restores).toHaveLength(1);
-    expect(restores[0]!.args).toEqual(['-w', '--noflush', '--counters']);
+    expect(restores[0]!.args).toEqual(['-w', '5', '-W', '100000', '--noflush', '--counters']);
     const payload = restores[0]!.stdin!;
     expect(payload).toBe(backend.lastPayload());
     expect(payload).toContain('-I PREROUTING 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\n');

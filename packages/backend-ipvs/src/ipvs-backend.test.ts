@@ -3,7 +3,7 @@ import { emptyChangeSet, type ProxyConfig, type ProxyState } from '@kube-proxy-t
 import { endpointSlice, proxyConfig, service, testContext } from '@kube-proxy-ts/testing';
 import { createIpvsBackend } from './ipvs-backend.js';
 import { createFakeIpvsNode, type FakeIpvsNode } from './test-support/fake-ipvs-node.js';
-import { proxyState } from './test-support/state.js';
+import { proxyState, stateTracker } from './test-support/state.js';
 
 type DeepPartialConfig = Parameters<typeof proxyConfig>[0];
 
@@ -45,8 +45,11 @@ describe('ipvs backend: first sync', () => {
     expect(fake.tables.get('filter')!.get('KUBE-IPVS-FILTER')!.at(-1)).toBe('-m conntrack --ctstate NEW -m set --match-set KUBE-IPVS-IPS dst -j REJECT');
   });
 
-  it('writes upstream sysctls at start through the runner, strictARP and IPVS timeouts when configured', async () => {
-    const { fake } = await setup({ ipvs: { strictARP: true, tcpTimeout: 900_000, udpTimeout: 300_000 } });
+  it('changes nothing on the node at start; writes upstream sysctls and IPVS timeouts before the first sync', async () => {
+    const { fake, sync } = await setup({ ipvs: { strictARP: true, tcpTimeout: 900_000, udpTimeout: 300_000 } });
+    expect(fake.runner.callsTo('sysctl')).toEqual([]);
+    expect(fake.commandLines().filter((l) => l.startsWith('ipvsadm') || l.startsWith('ip '))).toEqual([]);
+    await sync(proxyState({ services: [web()] }));
     expect(Object.fromEntries(fake.sysctls)).toEqual({
       'net.ipv4.vs.conntrack': '1',
       'net.ipv4.vs.expire_nodest_conn': '1',
@@ -56,10 +59,16 @@ describe('ipvs backend: first sync', () => {
       'net.ipv4.conf.all.arp_announce': '2',
     });
     expect(fake.ipvsTimeouts).toEqual(['900', '0', '300']);
+    // The net.ipv4.vs sysctls exist once ip_vs is loaded, which the first listing does.
+    const lines = fake.commandLines();
+    expect(lines.indexOf('ipvsadm -Ln')).toBeLessThan(lines.findIndex((l) => l.startsWith('sysctl')));
+    await sync(proxyState({ services: [web()] }));
+    expect(fake.runner.callsTo('sysctl')).toEqual([]);
   });
 
   it('leaves ARP sysctls and timeouts alone by default', async () => {
-    const { fake } = await setup();
+    const { fake, sync } = await setup();
+    await sync(proxyState({ services: [web()] }));
     expect(fake.sysctls.has('net.ipv4.conf.all.arp_ignore')).toBe(false);
     expect(fake.ipvsTimeouts).toBeUndefined();
   });
@@ -214,6 +223,48 @@ describe('ipvs backend: sync by difference', () => {
     fake.setConnections('UDP/10.96.0.53:53', '10.244.2.12:53', 0, 5);
     await sync(dns(['10.244.1.11']));
     expect(ipvsLines()).toEqual(['-d -u 10.96.0.53:53 -r 10.244.2.12:53']);
+  });
+
+  it('deletes the conntrack entries of a newly served UDP service, a replaced UDP endpoint and a deleted UDP ClusterIP after the sync', async () => {
+    const { fake, backend } = await setup();
+    const dnsService = service('kube-system', 'dns', { clusterIP: '10.96.0.53', ports: [{ name: 'dns', port: 53, protocol: 'UDP' }] });
+    const dnsSlice = (ip: string) => endpointSlice('kube-system', 'dns', { name: 'dns-1', endpoints: [ip], ports: [{ name: 'dns', port: 53, protocol: 'UDP' }] });
+    const tracker = stateTracker({ services: [dnsService], slices: [dnsSlice('10.244.1.11')] });
+    const syncNext = async () => {
+      const { state, changes } = tracker.checkpoint();
+      fake.runner.reset();
+      const r = await backend.sync(state, changes);
+      expect(r.error?.message).toBeUndefined();
+      return fake.commandLines();
+    };
+    // The service just got an endpoint: entries made while it had none were never DNATed.
+    expect((await syncNext()).filter((l) => l.startsWith('conntrack'))).toEqual(['conntrack -D -f ipv4 -p udp --orig-dst 10.96.0.53 --orig-port-dst 53 --reply-src 10.96.0.53']);
+
+    tracker.onEndpointSliceUpdate(dnsSlice('10.244.1.11'), dnsSlice('10.244.2.12'));
+    const replaced = await syncNext();
+    expect(replaced.filter((l) => l.startsWith('conntrack'))).toEqual([
+      'conntrack -D -f ipv4 -p udp --orig-dst 10.96.0.53 --orig-port-dst 53 --reply-src 10.244.1.11 --reply-port-src 53',
+    ]);
+    // Deleted only once no real server is left that the entry could still reach.
+    expect(replaced.findIndex((l) => l.startsWith('conntrack'))).toBeGreaterThan(replaced.indexOf('ipvsadm --restore'));
+
+    tracker.onServiceDelete(dnsService);
+    expect((await syncNext()).filter((l) => l.startsWith('conntrack'))).toEqual(['conntrack -D -f ipv4 -p udp --orig-dst 10.96.0.53']);
+  });
+
+  it('leaves conntrack alone when a sync fails; the retried sync deletes the entries', async () => {
+    const { fake, backend } = await setup();
+    const dnsService = service('kube-system', 'dns', { clusterIP: '10.96.0.53', ports: [{ name: 'dns', port: 53, protocol: 'UDP' }] });
+    const tracker = stateTracker({ services: [dnsService] });
+    await backend.sync(tracker.checkpoint().state, emptyChangeSet());
+    tracker.onServiceDelete(dnsService);
+    const { state, changes } = tracker.checkpoint();
+    fake.runner.once('ipset', { code: 1, stderr: 'ipset v7.17: Error in line 1: Kernel error' }, (a) => a[0] === 'restore');
+    fake.runner.reset();
+    expect((await backend.sync(state, changes)).ok).toBe(false);
+    expect(fake.runner.callsTo('conntrack')).toEqual([]);
+    expect((await backend.sync(state, changes)).ok).toBe(true);
+    expect(fake.runner.callsTo('conntrack').map((c) => c.args.join(' '))).toEqual(['-D -f ipv4 -p udp --orig-dst 10.96.0.53']);
   });
 
   it('edits the virtual service in place when affinity changes', async () => {

@@ -10,20 +10,27 @@ import {
   type BackendContext,
   type BackendOptions,
   type ChangeSet,
+  type ExplainPacket,
+  type Explanation,
   type IPFamily,
+  type KernelView as ServicePortsKernelView,
   type ProxyConfig,
   type ProxyState,
+  type ServicePort,
   type SyncResult,
 } from '@kube-proxy-ts/core';
 import {
   IpsetRestoreWriter,
   createLocalTrafficDetector,
+  deleteConntrackFlows,
   detectIptablesFlavour,
   iptablesCommands,
   iptablesHasRandomFully,
   ipvsTimeoutArgs,
   listIpvs,
   parseIptablesSave,
+  planStaleUDPFlows,
+  registerDriftSeries,
   resolveNodePortAddresses,
   runIpsetRestore,
   runIptablesRestore,
@@ -36,8 +43,10 @@ import {
   type SavedTable,
 } from '@kube-proxy-ts/netfilter';
 import { computeDesired } from './desired.js';
+import { reportDrift, type AppliedIpvs } from './drift.js';
 import { diffIpvs, type DrainingRealServer } from './ipvs-diff.js';
 import { ipsetSpecs } from './ipsets.js';
+import { ipvsExplain, ipvsKernelView } from './kernel-view.js';
 import { IPVS_CHAINS, buildIptablesCleanup, buildIptablesLayer } from './iptables-layer.js';
 import { DUMMY_DEVICE, addressBatch, parseLocalAddresses, type LocalAddresses } from './kernel-addresses.js';
 import { ownershipTest } from './ownership.js';
@@ -67,7 +76,10 @@ export class IpvsBackend implements Backend {
   private draining = new Map<string, DrainingRealServer>();
   private programmed = new Set<string>();
   private synced = false;
+  private nodePrepared = false;
   private lastIptablesPayload: string | undefined;
+  /** What the last sync left in place, if it succeeded; what is gone of it is drift. */
+  private applied: AppliedIpvs | undefined;
 
   constructor(options: BackendOptions) {
     this.family = options.ipFamily;
@@ -76,6 +88,7 @@ export class IpvsBackend implements Backend {
     this.sets = ipsetSpecs(this.family);
   }
 
+  /** Takes the context and probes the tools; it changes nothing on the node (--cleanup relies on that). */
   async start(ctx: BackendContext): Promise<void> {
     this.ctx = ctx;
     if (this.scheduler.warning) ctx.logger.warn({ scheduler: this.config.ipvs.scheduler }, this.scheduler.warning);
@@ -83,8 +96,14 @@ export class IpvsBackend implements Backend {
     this.iptables = iptablesCommands(flavour.flavour, this.family);
     this.randomFully = await iptablesHasRandomFully(ctx.runner, this.iptables);
     ctx.logger.info({ flavour: flavour.flavour, reason: flavour.reason, scheduler: this.scheduler.scheduler }, 'IPVS proxier starting');
-    // Listing loads the ip_vs module, whose sysctls only exist afterwards.
-    await listIpvs(ctx.runner, COMMAND_TIMEOUT_MS);
+    registerDriftSeries(ctx.metrics, this.family);
+  }
+
+  /**
+   * The node settings IPVS mode needs, written once before the first sync. The kernel read that
+   * precedes it (`ipvsadm -Ln`) loads the ip_vs module, whose sysctls only exist afterwards.
+   */
+  private async prepareNode(ctx: BackendContext): Promise<void> {
     await this.writeSysctls(ctx);
     const { tcpTimeout, tcpFinTimeout, udpTimeout } = this.config.ipvs;
     const timeouts = ipvsTimeoutArgs(Math.round(tcpTimeout / 1000), Math.round(tcpFinTimeout / 1000), Math.round(udpTimeout / 1000));
@@ -92,6 +111,7 @@ export class IpvsBackend implements Backend {
       const r = await ctx.runner.run('ipvsadm', timeouts, { timeoutMs: COMMAND_TIMEOUT_MS });
       if (r.code !== 0) ctx.logger.error({ stderr: r.stderr.trim() }, 'Failed to configure IPVS timeouts');
     }
+    this.nodePrepared = true;
   }
 
   /** Upstream's IPVS sysctls, written through the runner so they stay in the node's namespace. */
@@ -121,6 +141,22 @@ export class IpvsBackend implements Backend {
     return { addresses: parseLocalAddresses(ip.stdout, this.family), sets, ipvs };
   }
 
+  /** The virtual servers of this family, one `ipvsadm -Ln` listing. */
+  private async listFamilyIpvs(): Promise<IpvsServiceListing[]> {
+    const { ctx } = this.context();
+    return (await listIpvs(ctx.runner, COMMAND_TIMEOUT_MS)).filter((l) => (l.service.address.includes(':') ? 'IPv6' : 'IPv4') === this.family);
+  }
+
+  /** `kube-proxy inspect`: the virtual servers and real servers each service port owns. */
+  async kernelView(servicePorts: readonly ServicePort[]): Promise<ServicePortsKernelView> {
+    return ipvsKernelView(await this.listFamilyIpvs(), servicePorts, this.family);
+  }
+
+  /** `kube-proxy explain`: the virtual server a packet meets and the weights of its real servers. */
+  async explain(packet: ExplainPacket): Promise<Explanation> {
+    return ipvsExplain(await this.listFamilyIpvs(), packet, this.family);
+  }
+
   /** nat and filter as iptables-save prints them (one process). */
   private async saveIptables(ctx: BackendContext, iptables: IptablesCommands): Promise<Map<string, SavedTable>> {
     const r = await ctx.runner.run(iptables.save, [], { timeoutMs: COMMAND_TIMEOUT_MS });
@@ -129,11 +165,14 @@ export class IpvsBackend implements Backend {
     return new Map([...tables].filter(([name]) => name === 'nat' || name === 'filter'));
   }
 
-  async sync(state: ProxyState, _changes: ChangeSet): Promise<SyncResult> {
+  async sync(state: ProxyState, changes: ChangeSet): Promise<SyncResult> {
     const full = !this.synced;
     try {
       const { ctx, iptables } = this.context();
       const kernel = await this.readKernel(ctx);
+      reportDrift(ctx, this.family, this.synced ? this.applied : undefined, kernel);
+      this.applied = undefined;
+      if (!this.nodePrepared) await this.prepareNode(ctx);
       const stats: Record<string, number> = {};
 
       if (!kernel.addresses.dummyExists) {
@@ -223,6 +262,14 @@ export class IpvsBackend implements Backend {
       noLocal.set({ traffic_policy: 'internal', ip_family: this.family }, desired.noLocalEndpoints.internal.size);
       noLocal.set({ traffic_policy: 'external', ip_family: this.family }, desired.noLocalEndpoints.external.size);
 
+      // Only now do the removed endpoints have no real server left: a UDP client whose
+      // conntrack entry still names one would keep sending into it. Kernels since 5.9 expire
+      // IPVS's own entries of a deleted real server (expire_nodest_conn); older ones do not,
+      // and entries of deleted ClusterIPs are never IPVS's to expire.
+      const conntrack = await deleteConntrackFlows(ctx.runner, this.family, planStaleUDPFlows(state, changes), ctx.logger);
+      stats.conntrackEntriesDeleted = conntrack.deleted;
+
+      this.applied = { virtualServices: new Set(desired.virtualServices.keys()), addresses: desired.bindAddresses };
       this.synced = true;
       return { ok: true, full, stats };
     } catch (err) {

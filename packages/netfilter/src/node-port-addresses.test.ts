@@ -20,6 +20,9 @@ describe('resolveNodePortAddresses', () => {
     // only other-family CIDRs: this family matches all, as upstream
     expect(resolveNodePortAddresses(['fd00::/64'], 'IPv4').matchAll).toBe(true);
     expect(resolveNodePortAddresses(['127.0.0.0/8'], 'IPv4').containsIPv4Loopback).toBe(true);
+    // The zero CIDR is every address, spelled out.
+    expect(resolveNodePortAddresses(['0.0.0.0/0', '::/0'], 'IPv4', '10.1.2.3', { whenUnset: 'primary' }).matchAll).toBe(true);
+    expect(resolveNodePortAddresses(['0.0.0.0/0', '::/0'], 'IPv6').matchAll).toBe(true);
   });
 
   it('resolves "primary" to the node IP of the family', () => {
@@ -27,6 +30,25 @@ describe('resolveNodePortAddresses', () => {
     expect(primary.cidrs).toEqual(['10.1.2.3/32']);
     expect(primary.select(['10.1.2.3', '10.1.2.4'])).toEqual(['10.1.2.3']);
     expect(resolveNodePortAddresses(['primary'], 'IPv6', 'fd00::5').cidrs).toEqual(['fd00::5/128']);
+  });
+
+  it('reads unset as "primary" when the mode says so (nftables), and as every address otherwise', () => {
+    const nftables = resolveNodePortAddresses([], 'IPv4', '10.1.2.3', { whenUnset: 'primary' });
+    expect(nftables.matchAll).toBe(false);
+    expect(nftables.select(['10.1.2.3', '192.168.7.1', '127.0.0.1'])).toEqual(['10.1.2.3']);
+    expect(nftables.containsIPv4Loopback).toBe(false);
+    expect(resolveNodePortAddresses([], 'IPv4', '10.1.2.3', { whenUnset: 'all' }).matchAll).toBe(true);
+    // Set values win over the mode's reading of unset.
+    expect(resolveNodePortAddresses(['192.168.0.0/16'], 'IPv4', '10.1.2.3', { whenUnset: 'primary' }).cidrs).toEqual(['192.168.0.0/16']);
+  });
+
+  it('leaves a family open on every address when "primary" has no usable node IP of it', () => {
+    // A single-stack node: the other family has no primary IP to pin to.
+    expect(resolveNodePortAddresses([], 'IPv6', '10.1.2.3', { whenUnset: 'primary' }).matchAll).toBe(true);
+    expect(resolveNodePortAddresses(['primary'], 'IPv4', undefined).matchAll).toBe(true);
+    // A loopback node IP (no node object) pins nothing.
+    expect(resolveNodePortAddresses(['primary'], 'IPv4', '127.0.0.1').matchAll).toBe(true);
+    expect(resolveNodePortAddresses(['primary'], 'IPv6', '::1').matchAll).toBe(true);
   });
 });
 

@@ -1,5 +1,6 @@
-// nodePortAddresses: which local addresses accept NodePort traffic. Empty means every local
-// address; otherwise CIDRs of this family, or "primary" for the node's primary IP.
+// nodePortAddresses: which local addresses accept NodePort traffic: CIDRs of this family, or
+// "primary" for the node's primary IP. Unset means every local address, except in nftables mode,
+// where upstream treats it as "primary".
 
 import { BlockList, isIPv4 } from 'node:net';
 import type { CommandRunner, IPFamily, Logger } from '@kube-proxy-ts/core';
@@ -18,15 +19,29 @@ export interface NodePortAddresses {
 
 const blockListType = (family: IPFamily) => (family === 'IPv6' ? 'ipv6' : 'ipv4');
 
+const isLoopback = (ip: string) => (isIPv4(ip) ? ip.startsWith('127.') : ip === '::1');
+
+export interface NodePortAddressOptions {
+  /** What an unset (empty) nodePortAddresses means: every local address (default) or "primary". */
+  readonly whenUnset?: 'all' | 'primary';
+}
+
 /**
  * @param specs config.nodePortAddresses
  * @param primaryNodeIP the node's primary address of this family, for "primary"
  */
-export function resolveNodePortAddresses(specs: readonly string[], family: IPFamily, primaryNodeIP?: string): NodePortAddresses {
+export function resolveNodePortAddresses(
+  specs: readonly string[],
+  family: IPFamily,
+  primaryNodeIP?: string,
+  options: NodePortAddressOptions = {},
+): NodePortAddresses {
   const cidrs: string[] = [];
-  for (const spec of specs) {
+  const effective = specs.length === 0 && options.whenUnset === 'primary' ? ['primary'] : specs;
+  for (const spec of effective) {
     if (spec === 'primary') {
-      if (primaryNodeIP && (isIPv4(primaryNodeIP) ? 'IPv4' : 'IPv6') === family) {
+      // A loopback node IP pins nothing: the family stays open on every local address, as upstream.
+      if (primaryNodeIP && (isIPv4(primaryNodeIP) ? 'IPv4' : 'IPv6') === family && !isLoopback(primaryNodeIP)) {
         cidrs.push(family === 'IPv4' ? `${primaryNodeIP}/32` : `${primaryNodeIP}/128`);
       }
     } else if (cidrFamily(spec) === family) {
@@ -38,7 +53,8 @@ export function resolveNodePortAddresses(specs: readonly string[], family: IPFam
     const [address = '', prefix = ''] = cidr.split('/');
     list.addSubnet(address, Number(prefix), blockListType(family));
   }
-  const matchAll = cidrs.length === 0;
+  // As upstream: no CIDR of this family, or the zero CIDR, opens every local address.
+  const matchAll = cidrs.length === 0 || cidrs.some((c) => c.endsWith('/0'));
   return {
     matchAll,
     cidrs,
@@ -55,7 +71,7 @@ interface IpAddrJson {
 
 /** The addresses assigned to local interfaces (`ip -j addr show`), of one family. */
 export async function listLocalAddresses(runner: CommandRunner, family: IPFamily): Promise<string[]> {
-  const result = await runner.run('ip', ['-j', family === 'IPv6' ? '-6' : '-4', 'addr', 'show']);
+  const result = await runner.run('ip', ['-j', family === 'IPv6' ? '-6' : '-4', 'addr', 'show'], { timeoutMs: 10_000 });
   if (result.code !== 0) throw new Error(`ip addr show failed: ${result.stderr.trim()}`);
   const links = JSON.parse(result.stdout || '[]') as IpAddrJson[];
   const addresses: string[] = [];

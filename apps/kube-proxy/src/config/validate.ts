@@ -3,6 +3,7 @@
 
 import type { ProxyConfig } from '@kube-proxy-ts/core';
 import { formatDuration } from './duration.js';
+import { KNOWN_FEATURE_GATES } from './feature-gates.js';
 import { invalid, type FieldError } from './field-error.js';
 import { cidrFamily, hostPortProblem, isIPAddress } from './net.js';
 import { modeSection } from './v1alpha1.js';
@@ -96,11 +97,26 @@ export function validateProxyConfig(c: ProxyConfig): FieldError[] {
     errs.push(invalid('detectLocal.interfaceNamePrefix', '', 'must not be empty when detectLocalMode is InterfaceNamePrefix'));
   }
 
+  errs.push(...validateFeatureGates(c.featureGates));
+
   if (c.logging.format !== 'json' && c.logging.format !== 'text') {
     errs.push(invalid('logging.format', c.logging.format, 'supported values: "json", "text"'));
   }
   if (!Number.isInteger(c.logging.verbosity) || c.logging.verbosity < 0) {
     errs.push(invalid('logging.verbosity', c.logging.verbosity, 'must be a non-negative integer'));
+  }
+  return errs;
+}
+
+/** As upstream's feature gate: an unknown name, or a locked gate set against its value, is an error. */
+function validateFeatureGates(gates: Readonly<Record<string, boolean>>): FieldError[] {
+  const errs: FieldError[] = [];
+  for (const [name, value] of Object.entries(gates)) {
+    const known = KNOWN_FEATURE_GATES.get(name);
+    if (!known) errs.push(invalid(`featureGates.${name}`, value, `unrecognized feature gate: ${name}`));
+    else if (known.lockedTo !== undefined && known.lockedTo !== value) {
+      errs.push(invalid(`featureGates.${name}`, value, `cannot set feature gate ${name} to ${value}, feature is locked to ${known.lockedTo}`));
+    }
   }
   return errs;
 }

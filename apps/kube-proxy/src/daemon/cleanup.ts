@@ -38,8 +38,8 @@ export async function cleanupAll(opts: CleanupOptions): Promise<string[]> {
       const log = opts.logger.child({ component: 'cleanup', mode });
       try {
         const backend = factory({ ipFamily: family, config: { ...opts.config, mode } });
-        // The context (runner, logger) reaches a backend through start(); its set-up is idempotent
-        // and owned by the backend, and cleanup() then removes it together with any leftovers.
+        // The context (runner, logger) reaches a backend through start(). Node settings (modules,
+        // sysctls) belong to the first sync, never to start(), so cleaning a node only removes.
         await backend.start({ logger: log, metrics: opts.registry, node: emptyNodeInfo(opts.nodeName), runner: opts.runner, clock: opts.clock });
         await backend.cleanup();
         await backend.stop?.();

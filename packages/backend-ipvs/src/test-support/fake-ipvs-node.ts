@@ -273,6 +273,9 @@ export function createFakeIpvsNode(options: { nodeIPs?: string[] } = {}): FakeIp
     }
   }
 
+  // conntrack -D: this node's table is always empty.
+  runner.on('conntrack', () => ({ code: 1, stderr: 'conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n' }));
+
   runner.on('sysctl', (args) => {
     for (const kv of args.slice(1)) {
       const [k, v] = kv.split('=');

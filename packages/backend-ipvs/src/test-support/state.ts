@@ -6,7 +6,15 @@ import { node, type endpointSlice, type service } from '@kube-proxy-ts/testing';
 type V1Service = ReturnType<typeof service>;
 type V1EndpointSlice = ReturnType<typeof endpointSlice>;
 
-export function proxyState(objects: { services?: V1Service[]; slices?: V1EndpointSlice[]; family?: IPFamily; nodeIPs?: string[] }): ProxyState {
+export interface StateObjects {
+  services?: V1Service[];
+  slices?: V1EndpointSlice[];
+  family?: IPFamily;
+  nodeIPs?: string[];
+}
+
+/** A synced tracker holding `objects`; later events and checkpoints give real ChangeSets. */
+export function stateTracker(objects: StateObjects): ProxyStateTracker {
   const tracker = new ProxyStateTracker({ ipFamily: objects.family ?? 'IPv4', nodeName: 'node1' });
   tracker.onNodeAdd(node('node1', { addresses: objects.nodeIPs ?? ['192.168.50.1'], podCIDRs: ['10.244.1.0/24'] }));
   for (const s of objects.services ?? []) tracker.onServiceAdd(s);
@@ -14,5 +22,9 @@ export function proxyState(objects: { services?: V1Service[]; slices?: V1Endpoin
   tracker.onServicesSynced();
   tracker.onEndpointSlicesSynced();
   tracker.onNodeSynced();
-  return tracker.checkpoint().state;
+  return tracker;
+}
+
+export function proxyState(objects: StateObjects): ProxyState {
+  return stateTracker(objects).checkpoint().state;
 }
