@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { defaultProxyConfig, ProxyStateTracker, realClock, type ProxyConfig, type ProxyEventHandler, type ProxyState } from '@kube-proxy-ts/core';
 import { createTestLogger, endpointSlice, node, recordingBackends, RecordingBackend, service } from '@kube-proxy-ts/testing';
 import { BackendLoadError, loadBackendFactory } from './backend-loader.js';
-import { Daemon, StartupError } from './daemon.js';
+import { Daemon, healthCheckHosts, StartupError } from './daemon.js';
 import { createRegistry } from './metrics.js';
 import { chooseFamilies } from './families.js';
 import { missingRequirements } from './requirements.js';
@@ -235,6 +235,16 @@ describe('daemon assembly', () => {
     markSynced(h);
     await expect(started).rejects.toThrow(StartupError);
     await expect(started).rejects.toThrow(/iptables-restore is not installed/);
+  });
+});
+
+describe('healthCheckHosts', () => {
+  const addresses = (family: string) => (family === 'IPv4' ? ['192.168.50.1', '192.168.60.1'] : ['fd00::1']);
+  it('listens where NodePorts are served: every address when unset, but only the primary addresses in nftables mode', () => {
+    expect(healthCheckHosts({ nodePortAddresses: [], mode: 'iptables' }, ['IPv4'], addresses)).toEqual(['0.0.0.0']);
+    expect(healthCheckHosts({ nodePortAddresses: [], mode: 'ipvs' }, ['IPv4', 'IPv6'], addresses)).toEqual(['::']);
+    expect(healthCheckHosts({ nodePortAddresses: [], mode: 'nftables' }, ['IPv4', 'IPv6'], addresses)).toEqual(['192.168.50.1', 'fd00::1']);
+    expect(healthCheckHosts({ nodePortAddresses: ['192.168.60.0/24'], mode: 'nftables' }, ['IPv4'], addresses)).toEqual(['192.168.60.1']);
   });
 });
 

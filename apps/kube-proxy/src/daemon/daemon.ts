@@ -173,19 +173,8 @@ export class Daemon {
     void this.serviceHealth.syncServices(view.ports).then(() => this.serviceHealth.syncEndpoints(view.localEndpoints));
   }
 
-  /**
-   * Where health-check node ports listen: every address (one dual-stack socket when IPv6 is
-   * proxied), or the node's addresses inside nodePortAddresses.
-   */
   private healthCheckHosts(): string[] {
-    const specs = this.opts.config.nodePortAddresses;
-    if (specs.length === 0) return [this.families.includes('IPv6') ? '::' : '0.0.0.0'];
-    const hosts: string[] = [];
-    for (const family of this.families) {
-      const addrs = this.node ? nodeToNodeInfo(this.node, family).addresses : [];
-      hosts.push(...resolveNodePortAddresses(specs, family, addrs[0]).select(addrs));
-    }
-    return hosts;
+    return healthCheckHosts(this.opts.config, this.families, (family) => (this.node ? nodeToNodeInfo(this.node, family).addresses : []));
   }
 
   /** Ports served by the health-check node-port servers (for tests and logs). */
@@ -219,4 +208,25 @@ export class Daemon {
       targets: () => [...this.familyBackends].map(([ipFamily, backend]) => ({ ipFamily, backend, state: this.states.get(ipFamily) })),
     });
   }
+}
+
+/**
+ * Where health-check node ports listen: the addresses NodePorts use in this mode (unset means
+ * every address, one dual-stack socket when IPv6 is proxied, except in nftables mode, where it
+ * means the primary addresses, as upstream), or the node's addresses inside nodePortAddresses.
+ */
+export function healthCheckHosts(
+  config: Pick<ProxyConfig, 'nodePortAddresses' | 'mode'>,
+  families: readonly IPFamily[],
+  nodeAddresses: (family: IPFamily) => readonly string[],
+): string[] {
+  const { nodePortAddresses, mode } = config;
+  const specs = nodePortAddresses.length === 0 && mode === 'nftables' ? ['primary'] : nodePortAddresses;
+  if (specs.length === 0) return [families.includes('IPv6') ? '::' : '0.0.0.0'];
+  const hosts: string[] = [];
+  for (const family of families) {
+    const addrs = nodeAddresses(family);
+    hosts.push(...resolveNodePortAddresses(specs, family, addrs[0]).select(addrs));
+  }
+  return hosts;
 }
