@@ -66,8 +66,10 @@ describe('UserspaceBackend', () => {
     expect(createUserspaceBackend({ ipFamily: 'IPv4', config: proxyConfig() }).name).toBe('userspace');
   });
 
-  it('start() creates the chains and jumps once; a second start adds nothing', async () => {
-    const { backend, ctx } = await setUp();
+  it('start() changes nothing on the node; the first sync creates the chains and jumps, again after a restart', async () => {
+    const { backend, ctx, sync } = await setUp();
+    expect(ctx.runner.calls).toEqual([]);
+    await sync();
     const calls = ctx.runner.callsTo('iptables').map((c) => c.args.join(' '));
     expect(calls).toContain('-w -t nat -N KUBE-PORTALS-CONTAINER');
     expect(calls).toContain('-w -t nat -N KUBE-NODEPORT-HOST');
@@ -76,6 +78,7 @@ describe('UserspaceBackend', () => {
     ctx.runner.reset();
     ctx.runner.on('iptables', { code: 1, stderr: 'Bad rule' }, (args) => args.includes('-C'));
     await backend.start(ctx);
+    await sync();
     const inserted = ctx.runner.callsTo('iptables').map((c) => c.args.slice(3, 6).join(' ')).filter((a) => /^-[IA] /.test(a));
     expect(inserted).toEqual(['-I PREROUTING 1', '-I OUTPUT 1', '-A PREROUTING -m', '-A OUTPUT -m']);
   });

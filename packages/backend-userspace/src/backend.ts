@@ -106,6 +106,7 @@ export class UserspaceBackend implements Backend {
   private readonly ports: PortAllocator;
   private readonly loggedSkips = new Set<string>();
   private jumpsInstalled = false;
+  private prepared = false;
   private fileLimitChecked = false;
   private totals: Totals | undefined;
   /** The rules of the last sync, with stable placeholders instead of ports (for inspect()). */
@@ -133,6 +134,16 @@ export class UserspaceBackend implements Backend {
 
   async start(ctx: BackendContext): Promise<void> {
     this.ctx = ctx;
+    // A (re)start trusts nothing it remembers; the node is prepared by the first sync, so that a
+    // backend started only to clean up (--cleanup) changes nothing.
+    this.prepared = false;
+    // Bad limits are the operator's to fix: refuse them now rather than at the first sync.
+    if (this.options.limits) withLimits(connectionLimits(readFileLimit()), this.options.limits);
+  }
+
+  /** What the first sync needs on the node: the open-file limit raised, our chains and their jumps. */
+  private async prepareNode(): Promise<void> {
+    const ctx = this.context();
     let fileLimit = undefined;
     if (this.options.raiseFileLimit !== false && !this.fileLimitChecked) {
       this.fileLimitChecked = true;
@@ -168,6 +179,10 @@ export class UserspaceBackend implements Backend {
     void changes; // listeners are reconciled in place, so a full pass costs little
     try {
       const ctx = this.context();
+      if (!this.prepared) {
+        await this.prepareNode();
+        this.prepared = true;
+      }
       const plan = planListeners(state);
       for (const skip of plan.skipped) {
         if (this.loggedSkips.has(skip.key)) continue;

@@ -28,5 +28,8 @@ describe('--cleanup with the built-in backends', () => {
     expect(lines.filter((l) => l.startsWith('sysctl') && !l.startsWith('sysctl -n '))).toEqual([]);
     expect(lines.filter((l) => l.startsWith('ipvsadm --set'))).toEqual([]);
     expect(lines.filter((l) => / (add|set) .*kube-ipvs0|link add/.test(l))).toEqual([]);
+    // No chain created nor jump inserted (userspace), no open-file limit raised.
+    expect(lines.filter((l) => / -(N|I|A) /.test(l) && /^(ip6?tables)/.test(l))).toEqual([]);
+    expect(lines.filter((l) => l.startsWith('prlimit'))).toEqual([]);
   });
 });
