@@ -19,8 +19,7 @@ import {
 import { endpointRecord, servicePortRecord } from '@kube-proxy-ts/core/fixtures';
 import { createExecRunner } from '@kube-proxy-ts/netfilter';
 import createIpvsBackend from '@kube-proxy-ts/backend-ipvs';
-// The context helper only (the testing index also carries the vitest conformance suite).
-import { testContext } from '../packages/testing/src/test-context.js';
+import { testContext } from '@kube-proxy-ts/testing';
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);

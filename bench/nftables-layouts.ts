@@ -9,6 +9,14 @@
 //              its endpoints and does `dnat to numgen random mod 10 map { 0 : addr . port, ... }`
 //   cascade-dnat: no endpoint chains and no set: a masquerade rule per endpoint address, then
 //              `numgen random mod (10-k) 0 dnat to addr:port` rules
+//   interval-map: no endpoint chains; `dnat to numgen random mod 65536 map @<service>-endpoints`,
+//              a named map of intervals (one per endpoint) to addr . port, and hairpin traffic
+//              masqueraded in postrouting through one set of `endpoint . endpoint` pairs. An
+//              endpoint change is element updates only: no rule, no verdict, so no validation.
+//   shared-map: no endpoint chains; one map for every service, `dnat to numgen random mod 10
+//              offset 10i map @endpoints`; a change takes 10 fresh slots and rewrites the chain.
+//              Each element added to a map walks the rules bound to it, and each rule binding it
+//              walks its elements: quadratic in the services.
 // The masquerade jumps and the service-ips verdict map are the same in all five, and so are the
 // endpoint chains in the first three (a reduced form of the backend's layout). The last two
 // masquerade a client that is any endpoint of the service, not only the one it lands on. Transactions hold 250 services' chains, as the
@@ -22,10 +30,13 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 
-type Layout = 'anonymous' | 'named-map' | 'cascade' | 'endpoint-map' | 'cascade-dnat';
-const LAYOUTS: readonly Layout[] = ['anonymous', 'named-map', 'cascade', 'endpoint-map', 'cascade-dnat'];
+type Layout = 'anonymous' | 'named-map' | 'cascade' | 'endpoint-map' | 'cascade-dnat' | 'interval-map' | 'shared-map';
+const ALL_LAYOUTS: readonly Layout[] = ['anonymous', 'named-map', 'cascade', 'endpoint-map', 'cascade-dnat', 'interval-map', 'shared-map'];
 const ENDPOINTS = 10;
-const SERVICES_PER_TX = 250;
+const perTxArg = process.argv.indexOf('--per-tx');
+const SERVICES_PER_TX = perTxArg > 0 ? Number(process.argv[perTxArg + 1]) : 250;
+const layoutsArg = process.argv.indexOf('--layouts');
+const LAYOUTS = layoutsArg > 0 ? (process.argv[layoutsArg + 1]!.split(',') as Layout[]) : ALL_LAYOUTS;
 const STEP_LIMIT_MS = 60_000;
 const T = 'ip kpts-layout';
 
@@ -48,7 +59,7 @@ function serviceScript(layout: Layout, i: number, generation = 0): string {
   const svc = `svc-${i}`;
   const ep = (j: number) => `${svc}-ep-${j}-g${j === 3 ? generation : 0}`;
   const ips = Array.from({ length: ENDPOINTS }, (_, j) => (j === 3 && generation > 0 ? endpointIP(1_000_000 + i) : endpointIP(i * ENDPOINTS + j + 1)));
-  const chainless = layout === 'endpoint-map' || layout === 'cascade-dnat';
+  const chainless = layout === 'endpoint-map' || layout === 'cascade-dnat' || layout === 'interval-map' || layout === 'shared-map';
   if (!chainless) {
     for (const [j, ip] of ips.entries()) {
       lines.push(`add chain ${T} ${ep(j)} {`, `\tip saddr ${ip} jump mark-for-masquerade`, `\tmeta l4proto tcp dnat to ${ip}:8080`, '}');
@@ -62,6 +73,24 @@ function serviceScript(layout: Layout, i: number, generation = 0): string {
   if (layout === 'cascade-dnat') {
     for (const ip of ips) pick.push(`ip saddr ${ip} jump mark-for-masquerade`);
     for (const [j, ip] of ips.entries()) pick.push(`${j < ENDPOINTS - 1 ? `numgen random mod ${ENDPOINTS - j} 0 ` : ''}meta l4proto tcp dnat to ${ip}:8080`);
+  }
+  if (layout === 'interval-map') {
+    const m = `${T} ${svc}-endpoints`;
+    const decl = 'typeof numgen random mod 65536 : ip daddr . tcp dport ; flags interval';
+    const old = generation > 0 ? intervals(ips.map((ip, j) => (j === 3 ? endpointIP(i * ENDPOINTS + j + 1) : ip))) : [];
+    const now = intervals(ips);
+    const gone = old.filter((e) => !now.includes(e));
+    if (gone.length > 0) lines.push(`delete element ${m} { ${gone.map((e) => e.split(' : ')[0]).join(', ')} }`);
+    lines.push(`add map ${m} { ${decl} ; elements = { ${now.filter((e) => !old.includes(e)).join(', ')} } ; }`);
+    if (generation > 0) return lines.join('\n'); // the chain does not change
+    lines.push(`add set ${T} hairpin { type ipv4_addr . ipv4_addr ; elements = { ${ips.map((ip) => `${ip} . ${ip}`).join(', ')} } ; }`);
+    pick.push(`meta l4proto tcp dnat to numgen random mod 65536 map @${svc}-endpoints`);
+  }
+  if (layout === 'shared-map') {
+    const offset = (generation > 0 ? 1_000_000 + i : i) * ENDPOINTS;
+    const slots = ips.map((ip, j) => `${offset + j} : ${ip} . 8080`).join(', ');
+    lines.push(`add map ${T} endpoints { typeof numgen random mod 1 : ip daddr . tcp dport ; elements = { ${slots} } ; }`);
+    pick.push(`meta l4proto tcp dnat to numgen random mod ${ENDPOINTS} offset ${offset} map @endpoints`);
   }
   const targets = Array.from({ length: ENDPOINTS }, (_, j) => `${j} : goto ${ep(j)}`).join(', ');
   if (layout === 'anonymous') pick.push(`numgen random mod ${ENDPOINTS} vmap { ${targets} }`);
@@ -81,10 +110,17 @@ function serviceScript(layout: Layout, i: number, generation = 0): string {
   return lines.join('\n');
 }
 
+/** `from-to : addr . 8080`, the numgen range split evenly among the endpoints. */
+function intervals(ips: readonly string[]): string[] {
+  return ips.map((ip, j) => `${Math.floor((j * 65536) / ips.length)}-${Math.floor(((j + 1) * 65536) / ips.length) - 1} : ${ip} . 8080`);
+}
+
 function setupScript(): string {
   return [
     `add table ${T}`,
     `add chain ${T} mark-for-masquerade { mark set mark or 0x4000 ; }`,
+    `add set ${T} hairpin { type ipv4_addr . ipv4_addr ; }`,
+    `add chain ${T} nat-postrouting { type nat hook postrouting priority 100 ; ct status dnat ip saddr . ip daddr @hairpin jump mark-for-masquerade ; }`,
     `add map ${T} service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; }`,
     `add chain ${T} services { ip daddr . meta l4proto . th dport vmap @service-ips ; }`,
     `add chain ${T} nat-prerouting { type nat hook prerouting priority -100 ; jump services ; }`,

@@ -1,7 +1,8 @@
 // nftables backend benchmark, in a network-namespace sandbox (never the host's namespace):
-//  1. control plane: full sync into an empty table, then a sync after one endpoint change, at
-//     1k / 5k / 10k services x 10 endpoints, growing step by step and stopping when a step
-//     exceeds 60 s;
+//  1. control plane: full sync into an empty table, then a sync after one endpoint change, and a
+//     restarted daemon's first sync into the full table, at 1k / 5k / 10k services x 10
+//     endpoints, growing step by step and stopping when a step exceeds 60 s; the iptables
+//     backend's full sync of the same services in the same run, and this process's RSS;
 //  2. data plane: TCP connect time (first packet of a new connection through the NAT rules) to
 //     a ClusterIP at 100 / 1k / 10k services, for the iptables and nftables backends side by side.
 //
@@ -125,8 +126,8 @@ async function main() {
     log(`the sizes grow step by step, stopping after a step slower than ${STEP_LIMIT_MS / 1000} s.\n`);
 
     log('## Control plane (nftables, 10 endpoints per service)\n');
-    log('| services | full sync | transactions | lines | one-endpoint change (median of 5) | min / max | no-op transaction | no-op that lists all chains | restarted daemon\'s full sync |');
-    log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    log('| services | full sync | iptables full sync | transactions | lines | one-endpoint change (median of 5) | min / max | no-op transaction | no-op that lists all chains | restarted daemon\'s full sync | RSS |');
+    log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const n of sizes) {
       const w = world(sb, n, 10);
       const backend = await startBackend(sb, makeNft);
@@ -161,16 +162,28 @@ async function main() {
       };
       const floor = await noop(`add set ip kube-proxy cluster-ips { type ipv4_addr ; comment "Active ClusterIPs" ; elements = { ${clusterIP(0)} } ; }\n`);
       const listing = await noop(`add element ip kube-proxy cluster-ips { ${clusterIP(0)} }\n`);
+      await new Promise((r) => setTimeout(r, 1500)); // the stale-chain timer's deletion, off the restart's clock
       // A restarted daemon: a second instance finds the table full and rewrites it.
       await backend.stop?.();
       const restarted = await startBackend(sb, makeNft, false);
       const restart = await sync(restarted, w.tracker.checkpoint().state, changes);
-      const stats = full.result.stats ?? {};
-      log(
-        `| ${n} | ${fmt(full.ms)} | ${stats.transactions} | ${stats.lines} | ${fmt(median(partial))} | ${fmt(Math.min(...partial))} / ${fmt(Math.max(...partial))} | ${fmt(floor)} | ${fmt(listing)} | ${fmt(restart.ms)} |`,
-      );
+      const rss = process.memoryUsage().rss / 2 ** 20;
       await restarted.cleanup();
       await restarted.stop?.();
+      // The iptables backend, same services, same namespace, into empty tables.
+      let iptables = 'not measured';
+      if (withIptables) {
+        const ipt = await startBackend(sb, makeIpt);
+        const { state: s2, changes: c2 } = w.tracker.checkpoint();
+        const r = await sync(ipt, s2, { ...c2, servicePorts: new Set(s2.services.keys()) });
+        iptables = fmt(r.ms);
+        await ipt.cleanup();
+        await ipt.stop?.();
+      }
+      const stats = full.result.stats ?? {};
+      log(
+        `| ${n} | ${fmt(full.ms)} | ${iptables} | ${stats.transactions} | ${stats.lines} | ${fmt(median(partial))} | ${fmt(Math.min(...partial))} / ${fmt(Math.max(...partial))} | ${fmt(floor)} | ${fmt(listing)} | ${fmt(restart.ms)} | ${rss.toFixed(0)} MiB |`,
+      );
       if (full.ms > STEP_LIMIT_MS) {
         log(`\nStopped: the ${n}-service step took longer than ${STEP_LIMIT_MS / 1000} s.`);
         break;

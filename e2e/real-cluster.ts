@@ -174,6 +174,32 @@ export async function startRelay(netns: string, port: number, socketPath: string
   };
 }
 
+// Runs as `node -e SCRIPT <socket path> <port>` inside another namespace: listens on that
+// namespace's 127.0.0.1:<port> and connects each client to the socket the first relay serves.
+const REVERSE_RELAY_SCRIPT = `
+const net = require('node:net');
+const [path, port] = process.argv.slice(1);
+net.createServer((c) => {
+  const t = net.connect(path);
+  const end = () => { c.destroy(); t.destroy(); };
+  c.pipe(t); t.pipe(c);
+  for (const s of [c, t]) { s.on('error', end); s.on('close', end); }
+}).listen(Number(port), '127.0.0.1', () => process.stdout.write('ready\\n'));
+`;
+
+/**
+ * Makes 127.0.0.1:<port> of namespace `netns` reach the program behind `socketPath` (a socket a
+ * relay of startRelay serves), so a client there uses the same URL as one beside the program.
+ */
+export async function startNamespaceRelay(netns: string, port: number, socketPath: string, logFile: string): Promise<Relay> {
+  const inner = new NetnsProcess(`ns-relay-${port}`, netns, [process.execPath, '-e', REVERSE_RELAY_SCRIPT, socketPath, String(port)], logFile);
+  await waitUntil(`the relay to ${port} in ${netns}`, async () => {
+    if (!inner.running) throw new Error(`relay exited: ${inner.output}`);
+    return inner.output.includes('ready');
+  }, 10_000);
+  return { port, close: () => inner.kill() };
+}
+
 /** Polls `check` every 200 ms until it returns true; a throw ends the wait at once. */
 export async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs: number, context?: () => string): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -447,6 +473,15 @@ export class ControlPlane {
     if (!Number.isInteger(revision) || revision <= 0) throw new Error(`etcd: no revision in ${JSON.stringify(range)}`);
     await post('/v3/kv/compaction', { revision: String(revision), physical: true });
     return revision;
+  }
+
+  /**
+   * Makes `server` reachable at its own URL (https://127.0.0.1:<port>) from inside another
+   * namespace, e.g. a second node's; the relay stops with the control plane.
+   */
+  async exposeApiServer(server: ApiServer, netns: string): Promise<void> {
+    const relay = await startNamespaceRelay(netns, server.port, this.path(`apiserver-${server.name}.sock`), this.logFile(`apiserver-${server.name}-in-${netns}`));
+    this.relays.push(relay);
   }
 
   /** Stops every process and relay; safe to call more than once and after a failed start. */

@@ -20,9 +20,9 @@ import {
   type Sandbox,
 } from '@kube-proxy-ts/testing';
 import { runBackendConformance } from '@kube-proxy-ts/testing/conformance';
-import { stateTracker } from '../../packages/backend-ipvs/src/test-support/state.js';
+import { stateTracker } from '@kube-proxy-ts/backend-ipvs/test-support';
 // Started here rather than by the sandbox: node starts slowly under emulation, past the sandbox's ready timeout.
-import { startEchoServer, type EchoServer } from '../../packages/testing/src/netns/servers.js';
+import { startEchoServer, type EchoServer } from '@kube-proxy-ts/netns';
 import { IPVS_CONFORMANCE, IPVS_SCENARIOS as N, conformanceResultName } from './ipvs-scenarios.js';
 
 console.log(`guest suite started (node ${process.version})`);

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createSandbox, type Sandbox } from '@kube-proxy-ts/testing';
+import { createSandbox, type Sandbox } from '@kube-proxy-ts/netns';
 import { stringify } from 'yaml';
 
 const CLUSTER_IP = '10.96.0.10';

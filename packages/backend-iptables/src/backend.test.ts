@@ -4,7 +4,7 @@ import type { ProxyConfig } from '@kube-proxy-ts/core';
 import { IptablesBackend, type IptablesBackendOptions } from './backend.js';
 import { FULL_SYNC_PERIOD_MS } from './layout.js';
 import { tracePacket } from './packet-tracer.js';
-import { chainsOf, Cluster, TEST_HOSTNAME, TEST_NODE_IP } from './test-fixtures.js';
+import { chainsOf, Cluster, TEST_HOSTNAME, TEST_NODE_IP } from './cluster.test-support.js';
 
 const RESTORE = 'iptables-nft-restore';
 const SAVE = 'iptables-nft-save';
@@ -373,6 +373,12 @@ describe('IptablesBackend sync', () => {
     await v6.sync(six.state, six.changes);
     expect(ctx6.runner.callsTo('sysctl').filter((c) => c.args[0] === '-w')).toEqual([]);
     expect(ctx6.runner.callsTo('ip6tables-nft-restore')).toHaveLength(1);
+    // As upstream: kubelet's KUBE-FIREWALL and its jumps exist in IPv6 too, the chain empty.
+    const payload6 = ctx6.runner.stdinsTo('ip6tables-nft-restore')[0]!;
+    expect(payload6).toContain(':KUBE-FIREWALL - [0:0]\n');
+    expect(payload6).not.toContain('-A KUBE-FIREWALL');
+    expect(payload6).toMatch(/^-I INPUT 1 -j KUBE-FIREWALL$/m);
+    expect(payload6).toMatch(/^-I OUTPUT 1 -j KUBE-FIREWALL$/m);
   });
 
   it('rewrites every service when a rule option all of them depend on changes (large-cluster mode)', async () => {

@@ -5,7 +5,6 @@
 
 import { setImmediate as setImmediatePromise } from 'node:timers/promises';
 import {
-  counter,
   gauge,
   type Backend,
   type BackendContext,
@@ -31,6 +30,7 @@ import {
   ensureNFAcctCounters,
   iptablesCommands,
   iptablesHasRandomFully,
+  iptablesRestoreMetrics,
   isServiceChainName,
   currentNodePortIPs,
   NFACCT_CT_STATE_INVALID_DROPPED,
@@ -180,7 +180,8 @@ export class IptablesBackend implements Backend {
   }
 
   private wantedJumps(): JumpRule[] {
-    return [...JUMP_RULES, ...(this.localhostNodePorts ? KUBELET_FIREWALL_JUMPS : [])];
+    // IPv6 always: the chain is there (empty), as upstream ensures it; see rules.ts.
+    return [...JUMP_RULES, ...(this.localhostNodePorts || this.family === 'IPv6' ? KUBELET_FIREWALL_JUMPS : [])];
   }
 
   private ruleOptions(state: ProxyState): RuleOptions {
@@ -475,10 +476,9 @@ export class IptablesBackend implements Backend {
   private failed(decision: SyncDecision, result: RestoreResult, index: number, count?: number): SyncResult {
     const ctx = this.ctx!;
     const labels = { ip_family: this.family };
-    counter(ctx.metrics, { name: 'sync_proxy_rules_iptables_restore_failures_total', help: 'Cumulative proxy iptables restore failures', labelNames: ['ip_family'] as const }).inc(labels);
-    if (!decision.full) {
-      counter(ctx.metrics, { name: 'sync_proxy_rules_iptables_partial_restore_failures_total', help: 'Cumulative proxy iptables partial restore failures', labelNames: ['ip_family'] as const }).inc(labels);
-    }
+    const restoreMetrics = iptablesRestoreMetrics(ctx.metrics);
+    restoreMetrics.failures.inc(labels);
+    if (!decision.full) restoreMetrics.partialFailures.inc(labels);
     // Earlier transactions may have applied: what the kernel holds is unknown until the next full sync reads it.
     this.needFullSync = true;
     this.model = undefined;

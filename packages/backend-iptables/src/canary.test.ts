@@ -3,7 +3,7 @@ import { SyncRunner } from '@kube-proxy-ts/core';
 import { endpointSlice, proxyConfig, service, testContext } from '@kube-proxy-ts/testing';
 import { IptablesBackend } from './backend.js';
 import { CANARY_TABLES, checkCanaries } from './canary.js';
-import { Cluster, TEST_HOSTNAME, TEST_NODE_IP } from './test-fixtures.js';
+import { Cluster, TEST_HOSTNAME, TEST_NODE_IP } from './cluster.test-support.js';
 
 const IPTABLES = 'iptables-nft';
 const RESTORE = 'iptables-nft-restore';

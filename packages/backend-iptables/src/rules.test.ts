@@ -7,7 +7,7 @@ import type { ProxyState } from '@kube-proxy-ts/core';
 import { masqueradeMark, probability } from './layout.js';
 import { tracePacket } from './packet-tracer.js';
 import { computeRules, renderFullPayload, type RuleOptions } from './rules.js';
-import { chainsOf, Cluster, expectedChains, TEST_CLUSTER_CIDR, TEST_EXTERNAL_CLIENT, TEST_HOSTNAME, TEST_NODE_IP } from './test-fixtures.js';
+import { chainsOf, Cluster, expectedChains, TEST_CLUSTER_CIDR, TEST_EXTERNAL_CLIENT, TEST_HOSTNAME, TEST_NODE_IP } from './cluster.test-support.js';
 
 const options = (overrides: Partial<RuleOptions> = {}): RuleOptions => ({
   masqueradeAll: false,
@@ -343,7 +343,8 @@ describe('computeRules: upstream scenarios', () => {
     const sep = Object.entries(nat!).find(([c]) => c.startsWith('KUBE-SEP-'))![1];
     expect(sep[1]).toBe('-m comment --comment ns1/svc1:p80 -m tcp -p tcp -j DNAT --to-destination [fd00:10:180::1]:80');
     expect(nat!['KUBE-SERVICES']!.at(-1)).toContain('-m addrtype --dst-type LOCAL ! -d ::1/128 -j KUBE-NODEPORTS');
-    expect(filter!['KUBE-FIREWALL']).toBeUndefined();
+    // Upstream ensures kubelet's KUBE-FIREWALL (and its jumps) in IPv6 too; nothing to block there.
+    expect(filter!['KUBE-FIREWALL']).toEqual([]);
     const viaNodePort = tracePacket(payload, { src: '2001:db8::99', dst: '2001:db8::1', dport: 3001, protocol: 'tcp' }, { localAddresses: ['2001:db8::1'] });
     expect(viaNodePort.dnatTargets).toEqual(['[fd00:10:180::1]:80']);
   });

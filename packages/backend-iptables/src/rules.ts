@@ -319,6 +319,10 @@ function topLevelRules(
     filter.set(KUBE_FIREWALL, [
       fmt(['-m', 'comment', '--comment', 'block incoming localnet connections', '-d', '127.0.0.0/8', '!', '-s', '127.0.0.0/8', '-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED,DNAT', '-j', 'DROP']),
     ]);
+  } else if (family === 'IPv6') {
+    // Upstream ensures kubelet's chain and its jumps in both families; IPv6 has nothing to block
+    // (kubelet's own IPv6 KUBE-FIREWALL is empty too, so declaring it removes nothing of kubelet's).
+    filter.set(KUBE_FIREWALL, []);
   }
 
   return { ipFamily: family, filter, nat, services, largeClusterMode, totalEndpoints, fingerprint, skipped };

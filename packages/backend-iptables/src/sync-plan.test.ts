@@ -20,7 +20,7 @@ describe('planSync', () => {
   it('removes thousands of stale chains after the top-level rewrite, in bounded transactions', async () => {
     const { computeRules } = await import('./rules.js');
     const { planSync } = await import('./sync-plan.js');
-    const { Cluster } = await import('./test-fixtures.js');
+    const { Cluster } = await import('./cluster.test-support.js');
     const rules = computeRules(new Cluster().checkpoint().state, {
       masqueradeAll: false, masqueradeBit: 14, localDetector: { kind: 'none', reason: 'test' }, localhostNodePorts: false,
       randomFully: true, conntrackTCPLiberal: false, nodePortsOnAllAddresses: true, nodePortIPs: [], nodeIP: undefined,

@@ -3,21 +3,19 @@
 // Each sync reads the kernel once (addresses, ipsets, virtual services) and applies only the
 // differences, in bounded batches.
 
-import {
-  counter,
-  gauge,
-  type Backend,
-  type BackendContext,
-  type BackendOptions,
-  type ChangeSet,
-  type ExplainPacket,
-  type Explanation,
-  type IPFamily,
-  type KernelView as ServicePortsKernelView,
-  type ProxyConfig,
-  type ProxyState,
-  type ServicePort,
-  type SyncResult,
+import type {
+  Backend,
+  BackendContext,
+  BackendOptions,
+  ChangeSet,
+  ExplainPacket,
+  Explanation,
+  IPFamily,
+  KernelView as ServicePortsKernelView,
+  ProxyConfig,
+  ProxyState,
+  ServicePort,
+  SyncResult,
 } from '@kube-proxy-ts/core';
 import {
   IpsetRestoreWriter,
@@ -26,6 +24,7 @@ import {
   detectIptablesFlavour,
   iptablesCommands,
   iptablesHasRandomFully,
+  iptablesRestoreMetrics,
   ipvsTimeoutArgs,
   listIpvs,
   parseIptablesSave,
@@ -248,19 +247,10 @@ export class IpvsBackend implements Backend {
       this.lastIptablesPayload = restore.ok ? chainsPayload : undefined;
       stats.iptablesRestored = intact ? 0 : 1;
       if (!restore.ok) {
-        counter(ctx.metrics, { name: 'sync_proxy_rules_iptables_restore_failures_total', help: 'Cumulative proxy iptables restore failures', labelNames: ['ip_family'] as const })
-          .inc({ ip_family: this.family });
+        iptablesRestoreMetrics(ctx.metrics).failures.inc({ ip_family: this.family });
         throw new Error(`${iptables.restore} failed${restore.failedLine ? ` at line ${restore.failedLine} (${restore.failedLineText})` : ''}: ${restore.stderr.trim()}`);
       }
       stats.iptablesJumpsAdded = layer.jumpsAdded;
-
-      const noLocal = gauge(ctx.metrics, {
-        name: 'sync_proxy_rules_no_local_endpoints_total',
-        help: 'Number of services with a Local traffic policy and no endpoints',
-        labelNames: ['traffic_policy', 'ip_family'] as const,
-      });
-      noLocal.set({ traffic_policy: 'internal', ip_family: this.family }, desired.noLocalEndpoints.internal.size);
-      noLocal.set({ traffic_policy: 'external', ip_family: this.family }, desired.noLocalEndpoints.external.size);
 
       // Only now do the removed endpoints have no real server left: a UDP client whose
       // conntrack entry still names one would keep sending into it. Kernels since 5.9 expire

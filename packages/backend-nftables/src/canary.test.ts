@@ -33,9 +33,8 @@ function setUp() {
       if (!rules) return { code: 1, stderr: 'Error: No such file or directory\nlist chain ip kube-proxy nat-prerouting\n' };
       return { code: 0, stdout: `table ip kube-proxy {\n\tchain nat-prerouting {\n${rules.map((r) => `\t\t${r}\n`).join('')}\t}\n}\n` };
     }
-    if (args.join(' ') === '-j list tables ip') return { code: 0, stdout: JSON.stringify({ nftables: ours() ? [{ table: { family: 'ip', name: 'kube-proxy' } }] : [] }) };
-    if (args.join(' ') === '-j list chains ip') return { code: 0, stdout: JSON.stringify({ nftables: [...(ours()?.chains.keys() ?? [])].map((name) => ({ chain: { table: 'kube-proxy', name } })) }) };
-    if (args.join(' ') === '-j list sets ip') return { code: 0, stdout: JSON.stringify({ nftables: [] }) };
+    if (args.join(' ') === '-t -j list chains ip') return { code: 0, stdout: JSON.stringify({ nftables: [...(ours()?.chains.keys() ?? [])].map((name) => ({ chain: { table: 'kube-proxy', name } })) }) };
+    if (args.join(' ') === '-t -j list sets ip') return { code: 0, stdout: JSON.stringify({ nftables: [] }) };
     return { code: 0 };
   });
   runner.on('ip', () => ({ stdout: JSON.stringify([{ addr_info: [{ family: 'inet', local: NODE_IP }] }]) }));

@@ -1,5 +1,12 @@
-// Upstream's nftables layout: one table `kube-proxy` per family, fixed base and helper chains,
-// and the sets and verdict maps that dispatch service traffic in one lookup.
+// The nftables layout: upstream's table `kube-proxy` per family, base and helper chains, service
+// chains and the sets and verdict maps that dispatch service traffic in one lookup. Below the
+// service chains it differs (docs/nftables.md): a service chain picks its endpoint with
+// `numgen` rules that DNAT directly, with no chain per endpoint and no anonymous map. The kernel
+// validates every chain reachable from a base chain at each commit that adds a rule, and finds
+// each new anonymous set a name by scanning the table's sets; a map shared by the service chains
+// instead makes every element added walk the rules bound to it (bench/README.md). Only
+// session-affinity services keep upstream's endpoint chains (their rules update the affinity
+// sets), and hairpin traffic is masqueraded in postrouting through hairpin-endpoints.
 
 import type { IPFamily } from '@kube-proxy-ts/core';
 
@@ -24,6 +31,8 @@ export const SERVICE_NODEPORTS_MAP = 'service-nodeports';
 export const NO_ENDPOINT_SERVICES_MAP = 'no-endpoint-services';
 export const NO_ENDPOINT_NODEPORTS_MAP = 'no-endpoint-nodeports';
 export const FIREWALL_IPS_MAP = 'firewall-ips';
+/** `endpoint . endpoint` pairs: a connection DNATed back to its own source is masqueraded (hairpin). */
+export const HAIRPIN_ENDPOINTS_SET = 'hairpin-endpoints';
 
 // per-service and per-endpoint object prefixes
 export const CLUSTER_POLICY_PREFIX = 'service-';
@@ -99,6 +108,11 @@ export interface ContainerSpec {
   readonly kind: 'set' | 'map';
   readonly type: (ipFamily: IPFamily) => string;
   readonly comment: string;
+  /**
+   * Nothing dispatches on a stale element of this container, so its deletion can wait for a
+   * transaction that has nft read the chains anyway (a `delete element` costs that listing).
+   */
+  readonly lazyDeletion?: boolean;
 }
 
 const addrProtoPort = (f: IPFamily): string => `${addrType(f)} . inet_proto . inet_service : verdict`;
@@ -121,4 +135,11 @@ export const SERVICE_CONTAINERS: readonly ContainerSpec[] = [
     comment: 'vmap to drop or reject packets to service nodeports with no endpoints',
   },
   { name: FIREWALL_IPS_MAP, kind: 'map', type: addrProtoPort, comment: 'destinations that are subject to LoadBalancerSourceRanges' },
+  {
+    name: HAIRPIN_ENDPOINTS_SET,
+    kind: 'set',
+    type: (f) => `${addrType(f)} . ${addrType(f)}`,
+    comment: 'endpoint . endpoint: connections from an endpoint to itself via a service',
+    lazyDeletion: true,
+  },
 ];

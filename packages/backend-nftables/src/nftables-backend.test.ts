@@ -38,6 +38,17 @@ async function fixture(opts: Options = {}) {
         return { code: 1, stderr: (e as Error).message };
       }
     }
+    // the names listing a new process starts from
+    const listing = /^-t -j list (chains|sets|maps) ip$/.exec(args.join(' '));
+    if (listing) {
+      const t = model.table('ip', 'kube-proxy');
+      const kind = listing[1]!.slice(0, -1);
+      const objects =
+        kind === 'chain'
+          ? [...(t?.chains.keys() ?? [])].map((name) => ({ chain: { family: 'ip', table: 'kube-proxy', name } }))
+          : [...(t?.containers ?? [])].filter(([, c]) => c.kind === kind).map(([name]) => ({ [kind]: { family: 'ip', table: 'kube-proxy', name } }));
+      return { code: 0, stdout: JSON.stringify({ nftables: objects }) };
+    }
     return { code: 0 };
   });
   runner.on('ip', () => ({ stdout: JSON.stringify([{ addr_info: [{ family: 'inet', local: '127.0.0.1' }, { family: 'inet', local: NODE_IP }] }]) }));
@@ -109,6 +120,15 @@ async function fixture(opts: Options = {}) {
   return f;
 }
 
+/** The model's table: chains with their rules, containers with their elements. */
+function picture(model: NftScriptModel): unknown {
+  const t = model.table('ip', 'kube-proxy');
+  return {
+    chains: Object.fromEntries(t?.chains ?? []),
+    containers: Object.fromEntries([...(t?.containers ?? [])].map(([name, c]) => [name, [...c.elements.keys()].sort()])),
+  };
+}
+
 const svcPort = (name: string, port: number, extra: Record<string, unknown> = {}) => ({ name, port, protocol: 'TCP' as const, ...extra });
 const slice = (ns: string, name: string, endpoints: Parameters<typeof endpointSlice>[2] extends infer _ ? Array<string | { ip: string; nodeName?: string; ready?: boolean; serving?: boolean; terminating?: boolean }> : never, port = 80, protocol: 'TCP' | 'UDP' = 'TCP') =>
   endpointSlice(ns, name, { name: `${name}-1`, endpoints, ports: [{ name: 'p80', port, protocol }] });
@@ -154,7 +174,8 @@ function overallWorld(f: Awaited<ReturnType<typeof fixture>>) {
 
 describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () => {
   it('writes upstream’s base layout', async () => {
-    const f = await fixture();
+    // Upstream's test proxier opens NodePorts on every local address.
+    const f = await fixture({ config: { nodePortAddresses: ['0.0.0.0/0'] } });
     const { scripts, full } = await f.sync();
     expect(full).toBe(true);
     const all = scripts.join('');
@@ -170,7 +191,7 @@ describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () =
     expect(all).toContain('add rule ip kube-proxy filter-output-post-dnat ct state new jump cluster-ips-check\n');
     expect(all).toContain('add rule ip kube-proxy services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports\n');
     expect(all).toContain('add map ip kube-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic" ; }\n');
-    // nodePortAddresses unset: no nodeport-ips set survives the transaction
+    // NodePorts on every address: no nodeport-ips set survives the transaction
     expect(f.table()!.containers.has('nodeport-ips')).toBe(false);
     expect(f.runner.callsTo('ip')).toHaveLength(0);
   });
@@ -183,9 +204,10 @@ describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () =
     const has = (line: string) => expect(all).toContain(`${line}\n`);
     // svc1: ClusterIP
     has('add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 tcp dport 80 ip saddr != 10.0.0.0/8 jump mark-for-masquerade');
-    has('add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 }');
-    has('add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 ip saddr 10.180.0.1 jump mark-for-masquerade');
-    has('add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 meta l4proto tcp dnat to 10.180.0.1:80');
+    // the service chain DNATs itself; hairpin traffic is masqueraded through hairpin-endpoints
+    has('add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 meta l4proto tcp dnat to 10.180.0.1:80');
+    expect(all).not.toContain('endpoint-5OJB2KTY');
+    has('add rule ip kube-proxy masquerading ct status dnat ip saddr . ip daddr @hairpin-endpoints jump mark-for-masquerade');
     // svc2: LoadBalancer, ETP Local, no local endpoint
     has('add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 ip saddr 10.0.0.0/8 goto service-42NFTM6N-ns2/svc2/tcp/p80 comment "short-circuit pod traffic"');
     has('add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 fib saddr type local jump mark-for-masquerade comment "masquerade local traffic"');
@@ -194,11 +216,12 @@ describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () =
     // svc3: NodePort, Cluster policy
     has('add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 jump mark-for-masquerade');
     has('add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 goto service-4AT6LBPK-ns3/svc3/tcp/p80');
-    // svc4: two endpoints balanced with numgen
-    has(
-      'add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 numgen random mod 2 vmap { 0 : goto endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 , 1 : goto endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80 }',
-    );
-    // svc5: affinity set, firewall chain
+    // svc4: two endpoints balanced with numgen, half each
+    has('add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 numgen random mod 2 0 meta l4proto tcp dnat to 10.180.0.4:80');
+    has('add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 meta l4proto tcp dnat to 10.180.0.5:80');
+    // svc5: affinity keeps upstream's endpoint chains (their rule updates the affinity set)
+    has('add rule ip kube-proxy service-HVFWP5L3-ns5/svc5/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 }');
+    has('add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 meta l4proto tcp dnat to 10.180.0.3:80');
     has('add set ip kube-proxy affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 { type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }');
     has('add rule ip kube-proxy service-HVFWP5L3-ns5/svc5/tcp/p80 ip saddr @affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 goto endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80');
     has('add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 update @affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 { ip saddr }');
@@ -235,11 +258,23 @@ describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () =
     expect(f.elements('no-endpoint-nodeports')).toEqual(['tcp . 3001 comment "ns2/svc2:p80" : drop']);
     expect(f.elements('firewall-ips')).toEqual(['5.6.7.8 . tcp . 80 : goto firewall-HVFWP5L3-ns5/svc5/tcp/p80']);
     expect(f.elements('cluster-ips')).toEqual(['172.30.0.41', '172.30.0.42', '172.30.0.43', '172.30.0.44', '172.30.0.45', '172.30.0.46']);
+    // one pair per endpoint address, 10.180.0.3 (svc3 and svc5) once
+    expect(f.elements('hairpin-endpoints')).toEqual(['10.180.0.1 . 10.180.0.1', '10.180.0.2 . 10.180.0.2', '10.180.0.3 . 10.180.0.3', '10.180.0.4 . 10.180.0.4', '10.180.0.5 . 10.180.0.5']);
 
     // inspect() reports what the model table holds
     const picture = (await f.backend.inspect()) as { chains: Record<string, string[]>; containers: Record<string, string[]> };
     expect(picture.chains).toEqual(f.modelChains());
     expect(picture.containers['map service-ips']).toEqual(f.elements('service-ips'));
+  });
+
+  it('opens NodePorts on the node\'s primary IP only when nodePortAddresses is unset (upstream\'s nftables default)', async () => {
+    const f = await fixture();
+    f.runner.on('ip', () => ({ stdout: JSON.stringify([{ addr_info: ['127.0.0.1', NODE_IP, '192.168.7.7'].map((local) => ({ family: 'inet', local })) }]) }));
+    overallWorld(f);
+    const all = (await f.sync()).scripts.join('');
+    expect(all).toContain('add rule ip kube-proxy services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports\n');
+    expect(all).not.toContain('fib daddr type local');
+    expect(f.elements('nodeport-ips')).toEqual([NODE_IP]);
   });
 
   it('restricts NodePorts to nodePortAddresses through nodeport-ips, never localhost', async () => {
@@ -293,7 +328,7 @@ describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () =
     await f.sync();
     const chains = f.modelChains();
     const local = Object.keys(chains).find((c) => c.startsWith('local-') && c.endsWith('ns1/etp/tcp/p80'))!;
-    expect(chains[local]).toEqual([expect.stringMatching(/^numgen random mod 1 vmap \{ 0 : goto endpoint-[A-Z2-7]{8}-ns1\/etp\/tcp\/p80__10\.180\.0\.2\/80 \}$/)]);
+    expect(chains[local]).toEqual(['meta l4proto tcp dnat to 10.180.0.2:80']);
     const ext = Object.keys(chains).find((c) => c.startsWith('external-') && c.endsWith('ns1/etp/tcp/p80'))!;
     expect(chains[ext]!.at(-1)).toBe(`goto ${local}`);
     expect(f.elements('no-endpoint-services')).toEqual(['172.30.0.51 . tcp . 80 comment "ns1/itp:p80" : drop']);
@@ -333,14 +368,36 @@ describe('nftables backend: partial sync', () => {
     // nothing that makes nft read every chain of the table first (rules go in block form)
     expect(raw[0]).not.toMatch(/^(add rule|add element|delete) /m);
     const lines = scripts[0]!.trim().split('\n');
-    // the service chain and the new endpoint chain; unchanged endpoint chains and other services untouched
-    expect([...new Set(lines.filter((l) => l.startsWith('add chain')).map((l) => l.split(' ')[4]))]).toEqual([
-      'service-LAUZTJTB-ns4/svc4/tcp/p80',
-      expect.stringMatching(/^endpoint-[A-Z2-7]{8}-ns4\/svc4\/tcp\/p80__10\.180\.0\.6\/80$/),
+    // the service chain alone, and the new endpoint's hairpin pair; other services untouched
+    expect([...new Set(lines.filter((l) => l.startsWith('add chain')).map((l) => l.split(' ')[4]))]).toEqual(['service-LAUZTJTB-ns4/svc4/tcp/p80']);
+    expect(f.modelChains()['service-LAUZTJTB-ns4/svc4/tcp/p80']).toEqual([
+      'ip daddr 172.30.0.44 tcp dport 80 ip saddr != 10.0.0.0/8 jump mark-for-masquerade',
+      'numgen random mod 3 0 meta l4proto tcp dnat to 10.180.0.4:80',
+      'numgen random mod 2 0 meta l4proto tcp dnat to 10.180.0.5:80',
+      'meta l4proto tcp dnat to 10.180.0.6:80',
     ]);
     expect(scripts[0]).not.toMatch(/ns[12356]\//);
-    expect(scripts[0]).not.toContain('element');
+    expect(lines.filter((l) => l.includes('element'))).toEqual(['add element ip kube-proxy hairpin-endpoints { 10.180.0.6 . 10.180.0.6 }']);
     expect(f.modelChains()).toEqual((await f.backend.inspect() as { chains: unknown }).chains);
+  });
+
+  it('removes an endpoint without making nft list the chains: its hairpin pair goes with the stale-chain timer', async () => {
+    const f = await fixture();
+    overallWorld(f);
+    await f.sync();
+    f.upsert(slice('ns4', 'svc4', ['10.180.0.4']));
+    const { raw } = await f.sync();
+    expect(raw).toHaveLength(1);
+    expect(raw[0]).not.toMatch(/^(add rule|add element|delete) /m);
+    expect(f.modelChains()['service-LAUZTJTB-ns4/svc4/tcp/p80']!.at(-1)).toBe('meta l4proto tcp dnat to 10.180.0.4:80');
+    expect(f.elements('hairpin-endpoints')).toContain('10.180.0.5 . 10.180.0.5');
+    f.runner.reset();
+    await f.ctx.clock.advanceAsync(1100);
+    await f.backend.stop();
+    expect(f.runner.stdinsTo('nft')).toEqual(['delete element ip kube-proxy hairpin-endpoints { 10.180.0.5 . 10.180.0.5 }\n']);
+    expect(f.elements('hairpin-endpoints')).not.toContain('10.180.0.5 . 10.180.0.5');
+    // an unchanged state writes nothing afterwards
+    expect((await f.sync()).raw).toEqual([]);
   });
 
   it('recomputes everything on a node change but rewrites only what changed', async () => {
@@ -422,7 +479,7 @@ describe('nftables backend: partial sync', () => {
     expect(text).toContain('delete element ip kube-proxy service-ips { 172.30.0.41 . tcp . 80 }\n');
     expect(text).toContain('add element ip kube-proxy no-endpoint-services { 172.30.0.41 . tcp . 80 comment "ns1/svc1:p80" : goto reject-chain }\n');
     expect(text).toContain('flush chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80\n');
-    expect(text).toContain('flush chain ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80\n');
+    expect(text).toContain('delete element ip kube-proxy hairpin-endpoints { 10.180.0.1 . 10.180.0.1 }\n');
     expect(text).not.toContain('delete chain');
     expect(f.table()!.chains.has('service-ULMVA6XW-ns1/svc1/tcp/p80')).toBe(true);
 
@@ -432,7 +489,6 @@ describe('nftables backend: partial sync', () => {
     const deletion = f.runner.stdinsTo('nft').join('');
     expect(deletion).toContain('delete chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80\n');
     expect(f.table()!.chains.has('service-ULMVA6XW-ns1/svc1/tcp/p80')).toBe(false);
-    expect(f.table()!.chains.has('endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80')).toBe(false);
   });
 
   it('deletes due stale chains inside the next sync’s transaction when nft reads the chains for it anyway', async () => {
@@ -448,7 +504,7 @@ describe('nftables backend: partial sync', () => {
     expect(scripts).toHaveLength(1);
     expect(scripts[0]).toContain('delete element ip kube-proxy no-endpoint-services');
     expect(scripts[0]).toContain('delete chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80\n');
-    expect(scripts[0]).toContain('ns3/svc3/tcp/p80__10.180.0.9/80');
+    expect(scripts[0]).toContain('add element ip kube-proxy hairpin-endpoints { 10.180.0.9 . 10.180.0.9 }');
     expect(f.table()!.chains.has('service-ULMVA6XW-ns1/svc1/tcp/p80')).toBe(false);
   });
 
@@ -481,7 +537,7 @@ describe('nftables backend: partial sync', () => {
     await f.sync();
     await f.ctx.clock.advanceAsync(2000);
     await f.backend.stop();
-    expect(f.modelChains()['endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80']).toHaveLength(2);
+    expect(f.modelChains()['service-ULMVA6XW-ns1/svc1/tcp/p80']).toHaveLength(2);
     expect(f.elements('service-ips')).toContain('172.30.0.41 . tcp . 80 : goto service-ULMVA6XW-ns1/svc1/tcp/p80');
   });
 
@@ -522,8 +578,7 @@ describe('nftables backend: partial sync', () => {
     expect(failed.ok).toBe(false);
     expect(await f.ctx.metrics.getSingleMetricAsString('kubeproxy_sync_proxy_rules_nftables_sync_failures_total')).toContain('} 1');
 
-    f.runner.on('nft', () => ({ stdout: JSON.stringify({ nftables: [{ table: { family: 'ip', name: 'kube-proxy' } }] }) }), (a) => a.join(' ') === '-j list tables ip');
-    f.runner.on('nft', () => ({ stdout: JSON.stringify({ nftables: [{ chain: { family: 'ip', table: 'kube-proxy', name: 'service-AAAAAAAA-old/gone/tcp/p80' } }] }) }), (a) => a.join(' ') === '-j list chains ip');
+    f.runner.on('nft', () => ({ stdout: JSON.stringify({ nftables: [{ chain: { family: 'ip', table: 'kube-proxy', name: 'service-AAAAAAAA-old/gone/tcp/p80' } }] }) }), (a) => a.join(' ') === '-t -j list chains ip');
     f.model.apply('add chain ip kube-proxy service-AAAAAAAA-old/gone/tcp/p80\n');
     f.runner.reset();
     const retry = await f.backend.sync(state, emptyChangeSet());
@@ -535,12 +590,94 @@ describe('nftables backend: partial sync', () => {
   });
 });
 
+describe('nftables backend: a restarted daemon', () => {
+  /** A second backend over the same (model) kernel, as after a restart of the daemon. */
+  async function restarted(f: Awaited<ReturnType<typeof fixture>>, options: Partial<NftablesBackendOptions> = {}) {
+    const backend = new NftablesBackend({ ipFamily: 'IPv4', config: proxyConfig({ clusterCIDR: '10.0.0.0/8' }), ...options });
+    await backend.start(f.ctx);
+    return backend;
+  }
+
+  /** Every service-ips element leads to a chain that DNATs (directly, or through its endpoint chains). */
+  function servesEveryService(model: NftScriptModel): string[] {
+    const t = model.table('ip', 'kube-proxy')!;
+    const dnats = (chain: string, depth = 0): boolean =>
+      depth < 4 && (t.chains.get(chain) ?? []).some((r) => r.includes(' dnat to ') || [...r.matchAll(/goto (\S+)/g)].some(([, c]) => dnats(c!, depth + 1)));
+    return [...t.containers.get('service-ips')!.elements].filter(([, e]) => !dnats(/goto (\S+)/.exec(e.value ?? '')![1]!)).map(([k]) => k);
+  }
+
+  it('reconciles from the names in the kernel: rewrites in place, traffic served after every transaction', async () => {
+    const f = await fixture();
+    overallWorld(f);
+    await f.sync();
+    const before = structuredClone(picture(f.model));
+    const { state } = f.tracker.checkpoint();
+    const backend = await restarted(f, { servicesPerTransaction: 2 });
+    const checked: string[][] = [];
+    f.runner.reset();
+    f.runner.on(
+      'nft',
+      (_args, stdin) => {
+        f.model.apply(stdin ?? '');
+        checked.push(servesEveryService(f.model));
+        return { code: 0 };
+      },
+      (args) => args[0] === '-f',
+    );
+    const r = await backend.sync(state, emptyChangeSet());
+    expect(r.ok).toBe(true);
+    expect(r.full).toBe(true);
+    // names only: neither the rules nor the elements are read back
+    expect(f.runner.callsTo('nft').filter((c) => c.args[0] !== '-f').map((c) => c.args.join(' '))).toEqual(['-t -j list chains ip', '-t -j list sets ip']);
+    expect(checked.length).toBeGreaterThan(3);
+    expect(checked.flat()).toEqual([]);
+    expect(picture(f.model)).toEqual(before);
+    // and it goes on with partial syncs
+    f.upsert(slice('ns1', 'svc1', ['10.180.0.1', '10.180.0.8']));
+    const next = f.tracker.checkpoint();
+    expect((await backend.sync(next.state, next.changes)).full).toBe(false);
+  });
+
+  it('takes over a table in upstream’s layout: endpoint chains flushed, then deleted', async () => {
+    const f = await fixture();
+    f.upsert(service('ns1', 'svc1', { clusterIP: '172.30.0.41', ports: [svcPort('p80', 80)] }));
+    f.upsert(slice('ns1', 'svc1', ['10.180.0.1']));
+    const { state } = f.tracker.checkpoint();
+    // what upstream's proxier (or an earlier version) left: a service chain through an endpoint chain
+    const ep = 'endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80';
+    const svc = 'service-ULMVA6XW-ns1/svc1/tcp/p80';
+    f.model.apply(
+      [
+        'add table ip kube-proxy { comment "rules for kube-proxy" ; }',
+        'add chain ip kube-proxy mark-for-masquerade',
+        `add chain ip kube-proxy ${ep}`,
+        `add rule ip kube-proxy ${ep} ip saddr 10.180.0.1 jump mark-for-masquerade`,
+        `add rule ip kube-proxy ${ep} meta l4proto tcp dnat to 10.180.0.1:80`,
+        `add chain ip kube-proxy ${svc}`,
+        `add rule ip kube-proxy ${svc} numgen random mod 1 vmap { 0 : goto ${ep} }`,
+        'add map ip kube-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic" ; }',
+        `add element ip kube-proxy service-ips { 172.30.0.41 . tcp . 80 : goto ${svc} }`,
+        '',
+      ].join('\n'),
+    );
+    const backend = await restarted(f);
+    f.runner.reset();
+    const r = await backend.sync(state, emptyChangeSet());
+    expect(r.ok).toBe(true);
+    expect(servesEveryService(f.model)).toEqual([]);
+    expect(f.modelChains()[svc]).toEqual(['ip daddr 172.30.0.41 tcp dport 80 ip saddr != 10.0.0.0/8 jump mark-for-masquerade', 'meta l4proto tcp dnat to 10.180.0.1:80']);
+    expect(f.table()!.chains.get(ep)).toEqual([]);
+    await f.ctx.clock.advanceAsync(1100);
+    await backend.stop();
+    expect(f.table()!.chains.has(ep)).toBe(false);
+  });
+});
+
 describe('nftables backend: bounded transactions', () => {
   it('splits a large full sync, chains before the map elements that point at them', async () => {
     const f = await fixture({ backend: { servicesPerTransaction: 50, linesPerTransaction: 2000 } });
     for (let i = 0; i < 120; i++) {
-      const ip = `172.30.${i >> 8}.${i & 255}`;
-      f.upsert(service('ns', `s${i}`, { clusterIP: ip, ports: [svcPort('p80', 80)] }));
+      f.upsert(service('ns', `s${i}`, { clusterIP: `172.30.${i >> 8}.${i & 255}`, ports: [svcPort('p80', 80)] }));
       f.upsert(slice('ns', `s${i}`, Array.from({ length: 10 }, (_, j) => `10.1.${i % 200}.${j + 1}`)));
     }
     const { scripts } = await f.sync();
@@ -550,12 +687,16 @@ describe('nftables backend: bounded transactions', () => {
       const seen = new Set<string>();
       return script.trim().split('\n').filter((l) => !(l.startsWith('add chain') && seen.has(l)) && seen.add(l)).length;
     };
-    for (const s of scripts) expect(commands(s)).toBeLessThanOrEqual(2000);
-    const firstElement = scripts.findIndex((s) => s.includes('add element ip kube-proxy service-ips'));
-    expect(firstElement).toBe(scripts.length - 1);
+    for (const script of scripts) expect(commands(script)).toBeLessThanOrEqual(2000);
+    expect(scripts.findIndex((script) => script.includes('add element ip kube-proxy service-ips'))).toBe(scripts.length - 1);
     expect(f.elements('service-ips')).toHaveLength(120);
-    expect(Object.keys(f.modelChains()).filter((c) => c.startsWith('endpoint-'))).toHaveLength(1200);
+    const serviceChains = Object.entries(f.modelChains()).filter(([c]) => c.startsWith('service-') && c.includes('/'));
+    expect(serviceChains).toHaveLength(120);
+    for (const [, rules] of serviceChains) expect(rules.filter((r) => r.includes(' dnat to '))).toHaveLength(10);
+    expect(f.elements('hairpin-endpoints')).toHaveLength(1200);
   });
+
+
 
   it('passes a timeout to every nft call', async () => {
     const f = await fixture({ backend: { nftTimeoutMs: 1234 } });
@@ -601,13 +742,13 @@ describe('nftables backend: conntrack and cleanup', () => {
 });
 
 describe('nftables backend: IPv6', () => {
-  it('writes an ip6 table with dotted endpoint names', async () => {
+  it('writes an ip6 table, with dotted endpoint names for affinity', async () => {
     const runner = createRecordingRunner();
     const ctx = testContext({ runner, node: nodeInfo({ name: NODE, ipFamily: 'IPv6', addresses: ['fd00::2'] }) });
     const backend = new NftablesBackend({ ipFamily: 'IPv6', config: proxyConfig({ clusterCIDR: 'fd00:10::/64' }) });
     await backend.start(ctx);
     const tracker = new ProxyStateTracker({ ipFamily: 'IPv6', nodeName: NODE });
-    tracker.onServiceAdd(service('ns1', 'svc1', { clusterIP: 'fd00:172:30::41', ipFamily: 'IPv6', ports: [svcPort('p80', 80)] }));
+    tracker.onServiceAdd(service('ns1', 'svc1', { clusterIP: 'fd00:172:30::41', ipFamily: 'IPv6', ports: [svcPort('p80', 80)], sessionAffinity: 'ClientIP' }));
     tracker.onEndpointSliceAdd(endpointSlice('ns1', 'svc1', { name: 'svc1-1', endpoints: ['fd00:10::1'], ports: [{ name: 'p80', port: 80 }] }));
     const { state, changes } = tracker.checkpoint();
     const r = await backend.sync(state, changes);
@@ -619,5 +760,6 @@ describe('nftables backend: IPv6', () => {
     expect(text).toContain('ip6 daddr != ::1 meta l4proto . th dport vmap @no-endpoint-nodeports');
     expect(text).toMatch(/endpoint-[A-Z2-7]{8}-ns1\/svc1\/tcp\/p80__fd00\.10\.\.1\/80 meta l4proto tcp dnat to \[fd00:10::1\]:80/);
     expect(text).toContain('ip6 saddr != fd00:10::/64 jump mark-for-masquerade');
+    expect(text).toContain('add element ip6 kube-proxy hairpin-endpoints { fd00:10::1 . fd00:10::1 }');
   });
 });

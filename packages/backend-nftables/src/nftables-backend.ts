@@ -1,21 +1,27 @@
-// The nftables backend: upstream's nftables proxier. Every sync computes, per service port, the
-// chains, affinity sets and map elements it needs (service-objects.ts) and writes only what
-// differs from what this process last wrote, which it remembers: the table is never listed on
-// the steady-state path. Large syncs are cut into bounded transactions (chains first, then the
-// map elements that point at them) so that no single netlink batch keeps the kernel busy long.
-// Rules and element additions are written in the block forms of transaction.ts, so that the
-// common sync (chains rewritten, elements added) does not make nft read every chain first;
-// deletions still do, so stale chains are deleted with a sync that needs that anyway, or later
-// by a timer.
+// The nftables backend: upstream's nftables proxier, with the layout of layout.ts. Every sync
+// computes, per service port, the chains, affinity sets and map elements it needs
+// (service-objects.ts) and writes only what differs from what this process last wrote, which it
+// remembers: the table is never listed on the steady-state path, and a partial sync's cost
+// follows what changed (elements are counted per user, not recomputed). Large syncs are cut into
+// bounded transactions (chains first, then the map elements that point at them) so that no single
+// netlink batch keeps the kernel busy long. Rules and element additions are written in the block
+// forms of transaction.ts, so that the common sync does not make nft read every chain first;
+// deletions still do, so stale chains and unused hairpin pairs are deleted with a sync that needs
+// that anyway, or later by a timer. A new process reads only the names in the table.
 
 import type {
   Backend,
   BackendContext,
   BackendOptions,
   ChangeSet,
+  ExplainPacket,
+  Explanation,
   IPFamily,
+  KernelView,
+  NodeInfo,
   ProxyConfig,
   ProxyState,
+  ServicePort,
   ServicePortKey,
   SyncResult,
 } from '@kube-proxy-ts/core';
@@ -26,16 +32,23 @@ import {
   isNftServiceObjectName,
   currentNodePortIPs,
   planStaleUDPFlows,
+  registerDriftSeries,
   resolveNodePortAddresses,
 } from '@kube-proxy-ts/netfilter';
+import { TableWatch } from './canary.js';
 import { listExistingObjects, type ExistingObjects } from './existing-objects.js';
+import { listTableForInspection, nftablesExplain, nftablesKernelView } from './kernel-view.js';
 import { AFFINITY_PREFIX, NODEPORT_IPS_SET, SERVICE_CONTAINERS, TABLE, nftFamily, type NftFamily } from './layout.js';
 import { computeServiceObjects, type ElementValue, type RuleContext, type ServiceObjects } from './service-objects.js';
 import { baseChainRules, containerDeclaration, helperChainRules, writeClusterIPsCheck, writeNodePortIPs, writeSetup, type SetupOptions } from './setup.js';
 import { NftTransaction, renderElement } from './transaction.js';
 
 export interface NftablesBackendOptions extends BackendOptions {
-  /** Service ports whose chains go into one nft transaction. Default 250 (at 10k services the kernel spends about as long per service with 1000, in 4x longer stretches). */
+  /**
+   * Service ports whose chains go into one nft transaction. Default 1000: each commit that adds
+   * rules validates the whole table, so a restarted daemon rewriting a full table pays that once
+   * per transaction (10k services: 11 transactions of about 0.3 s each at load 4).
+   */
   readonly servicesPerTransaction?: number;
   /** A transaction is closed before it would exceed this many commands and rules. Default 50000. */
   readonly linesPerTransaction?: number;
@@ -45,7 +58,15 @@ export interface NftablesBackendOptions extends BackendOptions {
   readonly staleChainDelayMs?: number;
 }
 
-type Elements = Map<string, Map<string, ElementValue>>;
+/** An element in the kernel, and how many service ports want it (a ClusterIP, an endpoint pair). */
+interface HeldElement {
+  readonly value: ElementValue;
+  readonly refs: number;
+}
+/** Container name -> element key -> element. */
+type Elements = Map<string, Map<string, HeldElement>>;
+/** What a sync changes in Elements: a new entry, or null for an element deleted. */
+type ElementPatch = Map<string, Map<string, HeldElement | null>>;
 
 /** What one sync would send to nft, and the bookkeeping it leads to once applied. */
 export interface SyncPlan {
@@ -54,7 +75,10 @@ export interface SyncPlan {
   readonly transactions: readonly NftTransaction[];
   readonly next: {
     readonly services: Map<ServicePortKey, ServiceObjects>;
-    readonly elements: Elements;
+    /** Full syncs replace the bookkeeping; the others patch it, so their cost follows what changed. */
+    readonly elements: { readonly replace: Elements } | { readonly patch: ElementPatch };
+    /** Elements left in lazy containers, unused, for a later deletion. */
+    readonly staleElements: Map<string, Set<string>>;
     readonly affinitySets: Map<string, number>;
     readonly newlyStale: readonly string[];
     readonly reactivated: readonly string[];
@@ -79,6 +103,8 @@ export class NftablesBackend implements Backend {
   // What this process has written and the kernel accepted.
   private services = new Map<ServicePortKey, ServiceObjects>();
   private elements: Elements = new Map();
+  /** Unused elements of lazy containers still in the kernel (see ContainerSpec.lazyDeletion). */
+  private staleElements = new Map<string, Set<string>>();
   private affinitySets = new Map<string, number>();
   private setup: SetupOptions | undefined;
   /** Flushed chains waiting to be deleted, with the time they were flushed. */
@@ -88,6 +114,7 @@ export class NftablesBackend implements Backend {
   private kernelUnknown = true;
   private baseChainsRecreated = false;
   private staleTimer: unknown;
+  private readonly tableWatch: TableWatch;
   private queue: Promise<unknown> = Promise.resolve();
   /** Transactions of the last sync, as sent (for logs and tests); empty when they exceeded 1 MB. */
   lastTransactions: readonly string[] = [];
@@ -96,15 +123,17 @@ export class NftablesBackend implements Backend {
     this.ipFamily = options.ipFamily;
     this.family = nftFamily(options.ipFamily);
     this.config = options.config;
-    this.servicesPerTransaction = options.servicesPerTransaction ?? 250;
+    this.servicesPerTransaction = options.servicesPerTransaction ?? 1000;
     this.linesPerTransaction = options.linesPerTransaction ?? 50_000;
     this.timeoutMs = options.nftTimeoutMs ?? 60_000;
     this.staleDelayMs = options.staleChainDelayMs ?? 1000;
+    this.tableWatch = new TableWatch(options.ipFamily, options.config.nftables.syncPeriod, this.timeoutMs);
   }
 
   async start(ctx: BackendContext): Promise<void> {
     this.ctx = ctx;
     this.metrics(); // register the series at start, as upstream does
+    registerDriftSeries(ctx.metrics, this.ipFamily);
   }
 
   sync(state: ProxyState, changes: ChangeSet): Promise<SyncResult> {
@@ -129,6 +158,18 @@ export class NftablesBackend implements Backend {
     await this.queue.catch(() => undefined);
   }
 
+  /** `kube-proxy inspect`: what the kernel's table holds for each service port, from one listing. */
+  async kernelView(servicePorts: readonly ServicePort[]): Promise<KernelView> {
+    if (!this.ctx) throw new Error('the nftables backend has not started');
+    return nftablesKernelView(await listTableForInspection(this.ctx.runner, this.ipFamily, this.timeoutMs), servicePorts, this.ipFamily);
+  }
+
+  /** `kube-proxy explain`: `packet` walked through the table the kernel holds. */
+  async explain(packet: ExplainPacket, node: NodeInfo): Promise<Explanation> {
+    if (!this.ctx) throw new Error('the nftables backend has not started');
+    return nftablesExplain(await listTableForInspection(this.ctx.runner, this.ipFamily, this.timeoutMs), packet, node.addresses, this.ipFamily);
+  }
+
   /** The table as this backend programmed it: chains with rules, sets and maps with elements. */
   async inspect(): Promise<unknown> {
     await this.queue.catch(() => undefined);
@@ -139,8 +180,8 @@ export class NftablesBackend implements Backend {
     for (const objects of this.services.values()) for (const [name, rules] of objects.chains) chains[name] = [...rules];
     const containers: Record<string, string[]> = {};
     for (const c of SERVICE_CONTAINERS) {
-      const els = this.elements.get(c.name) ?? new Map<string, ElementValue>();
-      containers[`${c.kind} ${c.name}`] = [...els].map(([k, v]) => renderElement(k, v)).sort();
+      const els = this.elements.get(c.name) ?? new Map<string, HeldElement>();
+      containers[`${c.kind} ${c.name}`] = [...els].filter(([, e]) => e.refs > 0).map(([k, e]) => renderElement(k, e.value)).sort();
     }
     if (this.setup.nodePortIPs) containers[`set ${NODEPORT_IPS_SET}`] = [...this.setup.nodePortIPs].sort();
     for (const [name, timeout] of this.affinitySets) containers[`set ${name}`] = [`timeout ${timeout}s`];
@@ -265,39 +306,53 @@ export class NftablesBackend implements Backend {
       servicesInTx++;
     }
 
-    // 5. Map and set elements: diffed against what was written (full: flushed and re-added).
-    const desired: Elements = new Map();
-    for (const o of next.values()) {
-      for (const [container, els] of o.elements) {
-        let m = desired.get(container);
-        if (!m) desired.set(container, (m = new Map()));
-        for (const [k, v] of els) m.set(k, v);
-      }
-    }
+    // 5. Map and set elements. Full: flushed and re-added. Otherwise only the elements of the
+    // recomputed service ports are looked at: counted in and out, and written where the kernel's
+    // element has to appear, go or change value.
     const final = newTx();
     let elementChanges = 0;
-    for (const c of SERVICE_CONTAINERS) {
-      const want = desired.get(c.name) ?? new Map<string, ElementValue>();
-      if (full) {
+    let nextElements: SyncPlan['next']['elements'];
+    const lazyDeletions: [string, string][] = [];
+    if (full) {
+      const store: Elements = new Map();
+      for (const o of next.values()) countElements(store, o, 1);
+      for (const c of SERVICE_CONTAINERS) {
+        const want = [...(store.get(c.name) ?? [])].map(([k, e]) => [k, e.value] as const);
         final.flushContainer(c.kind, c.name);
-        final.addElements(c.name, [...want], containerDeclaration(c, this.ipFamily));
-        elementChanges += want.size;
-        continue;
+        final.addElements(c.name, want, containerDeclaration(c, this.ipFamily));
+        elementChanges += want.length;
       }
-      const have = this.elements.get(c.name) ?? new Map<string, ElementValue>();
-      const toDelete: string[] = [];
-      const toAdd: [string, ElementValue][] = [];
-      for (const [k, v] of have) {
-        const w = want.get(k);
-        if (!w) toDelete.push(k);
-        else if (w.value !== v.value || w.comment !== v.comment) toDelete.push(k);
+      nextElements = { replace: store };
+    } else {
+      const counted: Elements = new Map();
+      for (const key of new Set([...recomputed, ...[...this.services.keys()].filter((k) => !state.services.has(k))])) {
+        const before = this.services.get(key);
+        const after = next.get(key);
+        if (before === after) continue;
+        if (before) countElements(counted, before, -1, this.elements);
+        if (after) countElements(counted, after, 1, this.elements);
       }
-      for (const [k, w] of want) {
-        const v = have.get(k);
-        if (!v || w.value !== v.value || w.comment !== v.comment) toAdd.push([k, w]);
+      const patch: ElementPatch = new Map();
+      for (const c of SERVICE_CONTAINERS) {
+        const toDelete: string[] = [];
+        const toAdd: [string, ElementValue][] = [];
+        const changed = new Map<string, HeldElement | null>();
+        for (const [k, e] of counted.get(c.name) ?? []) {
+          const held = this.elements.get(c.name)?.get(k);
+          if (held && e.refs === held.refs && sameElement(held.value, e.value)) continue;
+          const differs = held !== undefined && !sameElement(held.value, e.value);
+          // An unused element of a lazy container stays (counted 0) until a deletion that costs nothing extra.
+          const lazy = c.lazyDeletion && e.refs <= 0 && held !== undefined;
+          changed.set(k, e.refs > 0 || lazy ? { value: e.value, refs: Math.max(0, e.refs) } : null);
+          if (lazy) lazyDeletions.push([c.name, k]);
+          else if (held && (e.refs <= 0 || differs)) toDelete.push(k);
+          if (e.refs > 0 && (!held || differs)) toAdd.push([k, e.value]);
+        }
+        if (changed.size > 0) patch.set(c.name, changed);
+        final.deleteElements(c.name, toDelete).addElements(c.name, toAdd, containerDeclaration(c, this.ipFamily));
+        elementChanges += toDelete.length + toAdd.length;
       }
-      final.deleteElements(c.name, toDelete).addElements(c.name, toAdd, containerDeclaration(c, this.ipFamily));
-      elementChanges += toDelete.length + toAdd.length;
+      nextElements = { patch };
     }
 
     // 6. Stale chains are flushed now (deleted later); unused affinity sets go at once.
@@ -313,10 +368,35 @@ export class NftablesBackend implements Backend {
     }
     // Chains flushed by an earlier sync go with this one when it makes nft read the chains
     // anyway; otherwise the stale-chain timer deletes them, off the sync's path.
-    const deleteNow = full || tx.needsChainCache || final.needsChainCache || tail.some((t) => t.needsChainCache) || flushTx.needsChainCache ? dueStale : [];
+    const listsChains = full || tx.needsChainCache || final.needsChainCache || tail.some((t) => t.needsChainCache) || flushTx.needsChainCache;
+    const deleteNow = listsChains ? dueStale : [];
     for (const name of deleteNow) {
       if (flushTx.size >= this.linesPerTransaction) tail.push((flushTx = newTx()));
       flushTx.deleteChain(name);
+    }
+    // Unused elements of lazy containers: the same, with no delay to wait for.
+    const staleElements = new Map<string, Set<string>>();
+    if (!full) {
+      const patch = 'patch' in nextElements ? nextElements.patch : new Map<string, Map<string, HeldElement | null>>();
+      for (const [container, keys] of this.staleElements) {
+        const wanted = patch.get(container);
+        staleElements.set(container, new Set([...keys].filter((k) => !wanted?.get(k)?.refs)));
+      }
+      for (const [container, k] of lazyDeletions) {
+        if (!staleElements.has(container)) staleElements.set(container, new Set());
+        staleElements.get(container)!.add(k);
+      }
+      if (listsChains) {
+        for (const [container, keys] of staleElements) {
+          if (keys.size === 0) continue;
+          if (flushTx.size >= this.linesPerTransaction) tail.push((flushTx = newTx()));
+          flushTx.deleteElements(container, [...keys]);
+          let changed = patch.get(container);
+          if (!changed) patch.set(container, (changed = new Map()));
+          for (const k of keys) changed.set(k, null);
+          keys.clear();
+        }
+      }
     }
     // A small sync is one atomic transaction.
     if (tx.size + final.size <= this.linesPerTransaction) {
@@ -331,7 +411,7 @@ export class NftablesBackend implements Backend {
     return {
       full,
       transactions,
-      next: { services: next, elements: desired, affinitySets: nextSets, newlyStale, reactivated, deleted: deleteNow, setup: setup ?? this.setup },
+      next: { services: next, elements: nextElements, staleElements, affinitySets: nextSets, newlyStale, reactivated, deleted: deleteNow, setup: setup ?? this.setup },
       stats: { recomputedAll: recomputeAll ? 1 : 0, services: next.size, servicesWritten, chainsWritten, elementChanges, staleChains: newlyStale.length },
     };
   }
@@ -340,6 +420,8 @@ export class NftablesBackend implements Backend {
     const ctx = this.ctx;
     if (!ctx) return { ok: false, full: true, error: new Error('nftables backend: sync before start') };
     const m = this.metrics();
+    // Someone deleted or flushed the table: nothing we remember having written is there.
+    if (await this.tableWatch.lost(ctx, this.needFullSync || !this.setup)) this.forget();
     const full = this.needFullSync || changes.nodeChanged || !this.setup;
     try {
       const existing = this.kernelUnknown && (this.needFullSync || !this.setup) ? await listExistingObjects(ctx.runner, this.family, TABLE, this.timeoutMs) : undefined;
@@ -379,7 +461,19 @@ export class NftablesBackend implements Backend {
   private commit(plan: SyncPlan): void {
     const now = this.requireCtx().clock.now();
     this.services = plan.next.services;
-    this.elements = plan.next.elements;
+    const els = plan.next.elements;
+    this.staleElements = plan.next.staleElements;
+    if ('replace' in els) this.elements = els.replace;
+    else {
+      for (const [container, changed] of els.patch) {
+        let held = this.elements.get(container);
+        if (!held) this.elements.set(container, (held = new Map()));
+        for (const [k, e] of changed) {
+          if (e) held.set(k, e);
+          else held.delete(k);
+        }
+      }
+    }
     this.affinitySets = plan.next.affinitySets;
     this.setup = plan.next.setup;
     for (const name of plan.next.reactivated) this.staleChains.delete(name);
@@ -390,13 +484,18 @@ export class NftablesBackend implements Backend {
       this.kernelUnknown = false;
       this.baseChainsRecreated = true;
     }
-    if (this.staleChains.size > 0) this.scheduleStaleDeletion();
+    if (this.staleChains.size > 0 || this.hasStaleElements()) this.scheduleStaleDeletion();
+  }
+
+  private hasStaleElements(): boolean {
+    return [...this.staleElements.values()].some((keys) => keys.size > 0);
   }
 
   /** Deletes the stale chains flushed at least staleChainDelayMs ago, in bounded transactions. */
   private async deleteStaleChains(): Promise<void> {
-    if (this.staleChains.size === 0) return;
     const ctx = this.requireCtx();
+    await this.deleteStaleElements();
+    if (this.staleChains.size === 0) return;
     const due = [...this.staleChains].filter(([, at]) => ctx.clock.now() - at >= this.staleDelayMs).map(([name]) => name);
     for (let i = 0; i < due.length; i += this.linesPerTransaction) {
       const batch = due.slice(i, i + this.linesPerTransaction);
@@ -414,6 +513,24 @@ export class NftablesBackend implements Backend {
     }
   }
 
+  /** Deletes the unused elements of lazy containers, in one transaction. */
+  private async deleteStaleElements(): Promise<void> {
+    if (!this.hasStaleElements()) return;
+    const ctx = this.requireCtx();
+    const tx = new NftTransaction(this.family, TABLE);
+    for (const [container, keys] of this.staleElements) tx.deleteElements(container, [...keys]);
+    const r = await ctx.runner.run('nft', ['-f', '-'], { stdin: tx.toString(), timeoutMs: this.timeoutMs });
+    if (r.code !== 0) {
+      // Left in the kernel, they go with the next full sync's flush.
+      this.metrics().cleanupFailures.inc({ ip_family: this.ipFamily });
+      ctx.logger.warn({ stderr: r.stderr.trim().slice(0, 500) }, 'deleting unused nftables elements failed');
+      this.kernelUnknown = true;
+    } else {
+      for (const [container, keys] of this.staleElements) for (const k of keys) this.elements.get(container)?.delete(k);
+    }
+    this.staleElements = new Map();
+  }
+
   private scheduleStaleDeletion(): void {
     if (this.staleTimer !== undefined) return;
     const ctx = this.requireCtx();
@@ -421,7 +538,7 @@ export class NftablesBackend implements Backend {
       this.staleTimer = undefined;
       void this.serialized(() => this.deleteStaleChains()).then(
         () => {
-          if (this.staleChains.size > 0) this.scheduleStaleDeletion();
+          if (this.staleChains.size > 0 || this.hasStaleElements()) this.scheduleStaleDeletion();
         },
         (err: unknown) => ctx.logger.warn({ err: String(err) }, 'stale chain deletion failed'),
       );
@@ -433,9 +550,12 @@ export class NftablesBackend implements Backend {
     this.staleTimer = undefined;
   }
 
-  /** null when NodePorts are open on every local address; else the local addresses selected. */
+  /**
+   * null when NodePorts are open on every local address; else the local addresses selected.
+   * Unset nodePortAddresses means the node's primary IP in nftables mode (upstream's default).
+   */
   private async nodePortIPs(state: ProxyState): Promise<string[] | null> {
-    const resolved = resolveNodePortAddresses(this.config.nodePortAddresses, this.ipFamily, state.node.addresses[0]);
+    const resolved = resolveNodePortAddresses(this.config.nodePortAddresses, this.ipFamily, state.node.addresses[0], { whenUnset: 'primary' });
     if (resolved.matchAll) return null;
     const ctx = this.requireCtx();
     const ips = await currentNodePortIPs(ctx.runner, this.ipFamily, resolved, this.setup?.nodePortIPs ?? undefined, ctx.logger);
@@ -446,6 +566,7 @@ export class NftablesBackend implements Backend {
   private forget(): void {
     this.services = new Map();
     this.elements = new Map();
+    this.staleElements = new Map();
     this.affinitySets = new Map();
     this.setup = undefined;
     this.staleChains.clear();
@@ -485,6 +606,26 @@ export class NftablesBackend implements Backend {
       }),
     };
   }
+}
+
+/**
+ * Adds (sign 1) or removes (-1) the elements of one service port to `into`, whose entries
+ * start from `base` (what is held) when first touched. An element another service port also
+ * wants keeps its count above zero.
+ */
+function countElements(into: Elements, objects: ServiceObjects, sign: 1 | -1, base?: Elements): void {
+  for (const [container, els] of objects.elements) {
+    let m = into.get(container);
+    if (!m) into.set(container, (m = new Map()));
+    for (const [k, v] of els) {
+      const e = m.get(k) ?? base?.get(container)?.get(k) ?? { value: v, refs: 0 };
+      m.set(k, { value: sign > 0 ? v : e.value, refs: e.refs + sign });
+    }
+  }
+}
+
+function sameElement(a: ElementValue, b: ElementValue): boolean {
+  return a.value === b.value && a.comment === b.comment;
 }
 
 function sameRules(a: readonly string[] | undefined, b: readonly string[]): boolean {

@@ -22,6 +22,7 @@ import {
   EXTERNAL_PREFIX,
   FIREWALL_IPS_MAP,
   FIREWALL_PREFIX,
+  HAIRPIN_ENDPOINTS_SET,
   LOCAL_POLICY_PREFIX,
   MARK_MASQ_CHAIN,
   NO_ENDPOINT_NODEPORTS_MAP,
@@ -92,7 +93,7 @@ export function computeServiceObjects(
 
   const { clusterEndpoints, localEndpoints, allReachableEndpoints, hasAnyEndpoints } = categorizeEndpoints(svc, endpoints, node);
   const endpointNames = new Map<Endpoint, string>();
-  for (const ep of allReachableEndpoints) endpointNames.set(ep, nftEndpointChainBase(svc.name, ep.ip, ep.port));
+  if (affinity > 0) for (const ep of allReachableEndpoints) endpointNames.set(ep, nftEndpointChainBase(svc.name, ep.ip, ep.port));
 
   const usesClusterPolicyChain = clusterEndpoints.length > 0 && usesClusterEndpoints(svc);
   const usesLocalPolicyChain = localEndpoints.length > 0 && usesLocalEndpoints(svc);
@@ -132,7 +133,7 @@ export function computeServiceObjects(
     if (!hasExternalEndpoints) addElement(NO_ENDPOINT_NODEPORTS_MAP, key, noEndpoint(externalFilterVerdict));
   }
 
-  // Chains exist in this order: policy chains, external, firewall, endpoints.
+  // Chains exist in this order: policy chains, external, firewall, endpoints (affinity only).
   if (usesClusterPolicyChain) rules(clusterPolicyChain);
   if (usesLocalPolicyChain) rules(localPolicyChain);
 
@@ -165,17 +166,20 @@ export function computeServiceObjects(
     rules(firewallChain).push(`${ipX} saddr != { ${sources.join(', ')} } drop`);
   }
 
-  if (affinity > 0) {
-    for (const ep of allReachableEndpoints) affinitySets.set(AFFINITY_PREFIX + endpointNames.get(ep)!, affinity);
-  }
-
+  // Session affinity needs a chain per endpoint (its rule updates the endpoint's affinity set),
+  // as upstream. Without it, the policy chain DNATs itself: rule k of n matches with probability
+  // 1/(n-k), so each endpoint gets 1/n, and nothing below the service chain exists for the
+  // kernel to validate or to name (see layout.ts).
+  const dnat = (ep: Endpoint) => `meta l4proto ${protocol} dnat to ${ep.hostPort}`;
   const writeBalancing = (chain: string, eps: readonly Endpoint[]): void => {
     const r = rules(chain);
-    if (affinity > 0) {
-      for (const ep of eps) {
-        const name = endpointNames.get(ep)!;
-        r.push(`${ipX} saddr @${AFFINITY_PREFIX}${name} goto ${ENDPOINT_PREFIX}${name}`);
-      }
+    if (affinity === 0) {
+      eps.forEach((ep, i) => r.push(i < eps.length - 1 ? `numgen random mod ${eps.length - i} 0 ${dnat(ep)}` : dnat(ep)));
+      return;
+    }
+    for (const ep of eps) {
+      const name = endpointNames.get(ep)!;
+      r.push(`${ipX} saddr @${AFFINITY_PREFIX}${name} goto ${ENDPOINT_PREFIX}${name}`);
     }
     const targets = eps.map((ep, i) => `${i} : goto ${ENDPOINT_PREFIX}${endpointNames.get(ep)!}`);
     r.push(`numgen random mod ${eps.length} vmap { ${targets.join(' , ')} }`);
@@ -183,13 +187,18 @@ export function computeServiceObjects(
   if (usesClusterPolicyChain) writeBalancing(clusterPolicyChain, clusterEndpoints);
   if (usesLocalPolicyChain) writeBalancing(localPolicyChain, localEndpoints);
 
-  for (const ep of allReachableEndpoints) {
-    const name = endpointNames.get(ep)!;
-    const r = rules(ENDPOINT_PREFIX + name);
-    // hairpin: an endpoint reaching itself through the service must be masqueraded
-    r.push(`${ipX} saddr ${ep.ip} jump ${MARK_MASQ_CHAIN}`);
-    if (affinity > 0) r.push(`update @${AFFINITY_PREFIX}${name} { ${ipX} saddr }`);
-    r.push(`meta l4proto ${protocol} dnat to ${ep.hostPort}`);
+  // hairpin: an endpoint reaching itself through the service is masqueraded (in postrouting,
+  // where the DNATed destination is known; see setup.ts)
+  for (const ep of allReachableEndpoints) addElement(HAIRPIN_ENDPOINTS_SET, `${ep.ip} . ${ep.ip}`, { value: '' });
+  if (affinity > 0) {
+    for (const ep of allReachableEndpoints) {
+      const name = endpointNames.get(ep)!;
+      affinitySets.set(AFFINITY_PREFIX + name, affinity);
+      const r = rules(ENDPOINT_PREFIX + name);
+      r.push(`${ipX} saddr ${ep.ip} jump ${MARK_MASQ_CHAIN}`);
+      r.push(`update @${AFFINITY_PREFIX}${name} { ${ipX} saddr }`);
+      r.push(dnat(ep));
+    }
   }
 
   return {
@@ -199,3 +208,4 @@ export function computeServiceObjects(
     noLocalEndpoints: { internal: hasAnyEndpoints && !hasInternalEndpoints, external: hasAnyEndpoints && !hasExternalEndpoints },
   };
 }
+

@@ -9,6 +9,7 @@ import {
   CLUSTER_IPS_SET,
   FIREWALL_CHECK_CHAIN,
   FIREWALL_IPS_MAP,
+  HAIRPIN_ENDPOINTS_SET,
   HELPER_CHAINS,
   JUMPS,
   MARK_MASQ_CHAIN,
@@ -62,6 +63,8 @@ export function helperChainRules(options: SetupOptions): Map<string, string[]> {
   const add = (chain: string, rule: string) => rules.get(chain)!.push(rule);
 
   add(MARK_MASQ_CHAIN, `mark set mark or ${mark}`);
+  // After DNAT the destination is the endpoint: one that is also the source reached itself.
+  add(MASQUERADING_CHAIN, `ct status dnat ${ipX} saddr . ${ipX} daddr @${HAIRPIN_ENDPOINTS_SET} jump ${MARK_MASQ_CHAIN}`);
   add(MASQUERADING_CHAIN, `mark and ${mark} == 0 return`);
   add(MASQUERADING_CHAIN, `mark set mark xor ${mark}`);
   add(MASQUERADING_CHAIN, 'masquerade fully-random');

@@ -5,7 +5,7 @@ import { UserspaceBackend, listenAddress, type UserspaceBackendOptions } from '.
 type V1Service = ReturnType<typeof service>;
 type V1EndpointSlice = ReturnType<typeof endpointSlice>;
 import { CONTAINER_NODEPORT_CHAIN, CONTAINER_PORTAL_CHAIN, HOST_PORTAL_CHAIN } from './portals.js';
-import { connectTcp, echoServer, fetchTcp, metricValue, nextData, udpClient, udpServer, nameServer, type TestServer } from './test-support.js';
+import { connectTcp, echoServer, fetchTcp, metricValue, nextData, udpClient, udpServer, nameServer, type TestServer } from './sockets.test-support.js';
 import createUserspaceBackend from './index.js';
 
 const cleanups: Array<() => unknown> = [];

@@ -20,7 +20,7 @@ import {
   nextData,
   tcpServer,
   type TestServer,
-} from './test-support.js';
+} from './sockets.test-support.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {

@@ -5,7 +5,7 @@ import { RoundRobinBalancer, type BalancerEndpoint } from './balancer.js';
 import { ConnectionBudget, ListenerBudget } from './limits.js';
 import { ListenerMetrics } from './metrics.js';
 import { UdpServiceListener } from './udp-listener.js';
-import { deadPort, endpointAt, eventually, metricValue, udpClient, udpServer } from './test-support.js';
+import { deadPort, endpointAt, eventually, metricValue, udpClient, udpServer } from './sockets.test-support.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {

@@ -27,7 +27,10 @@ export interface Clock {
 export interface ProxyState {
   readonly ipFamily: IPFamily;
   readonly services: ReadonlyMap<ServicePortKey, ServicePort>;
-  /** All endpoints (ready, serving, terminating) per service port, sorted by ip then port. */
+  /**
+   * All endpoints (ready, serving, terminating) per service port, one per `hostPort`, sorted by
+   * `hostPort` as a string (code-unit order: "10.0.0.100:80" < "10.0.0.10:80" < "10.0.0.9:80").
+   */
   readonly endpoints: ReadonlyMap<ServicePortKey, readonly Endpoint[]>;
   readonly node: NodeInfo;
   /**

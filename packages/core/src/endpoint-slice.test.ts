@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { endpointSliceToEndpoints, mergeEndpointSlices, parseTriggerTime } from './endpoint-slice.js';
 import { EndpointsChangeTracker } from './endpoints-change-tracker.js';
 import type { Endpoint } from './model.js';
-import { slice } from './test-fixtures.js';
+import { slice } from './builders.test-support.js';
 
 /** Upstream's generateEndpointSliceWithOffset: endpoint i is unready when i % unreadyMod == 0, terminating when i % terminatingMod == 0. */
 function generate(service: string, ns: string, sliceNum: number, offset: number, count: number, unreadyMod: number, terminatingMod: number, hosts: string[], ports: (number | undefined)[]): V1EndpointSlice {

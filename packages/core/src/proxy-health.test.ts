@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { ProxyHealth } from './proxy-health.js';
-import { testClock, v1Node } from './test-fixtures.js';
+import { testClock, v1Node } from './builders.test-support.js';
 
 const SYNC_PERIOD = 30_000;
 

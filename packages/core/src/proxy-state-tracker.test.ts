@@ -7,7 +7,7 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import type { ChangeSet } from './contract.js';
 import { ProxyStateTracker } from './proxy-state-tracker.js';
-import { slice, svc, testClock, v1Node } from './test-fixtures.js';
+import { slice, svc, testClock, v1Node } from './builders.test-support.js';
 
 const HOST = 'test-hostname';
 const udp = (name: string, port: number) => ({ name, port, protocol: 'UDP' as const });

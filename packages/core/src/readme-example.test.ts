@@ -12,7 +12,7 @@ import type { CommandOptions } from './command.js';
 import { defaultProxyConfig } from './config.js';
 import { ProxyStateTracker } from './proxy-state-tracker.js';
 import { realClock } from './clock.js';
-import { slice, svc } from './test-fixtures.js';
+import { slice, svc } from './builders.test-support.js';
 import { emptyNodeInfo } from './node.js';
 import { Registry } from 'prom-client';
 

@@ -13,7 +13,7 @@ import {
   usesLocalEndpoints,
 } from './service-port.js';
 import { servicePortRecord } from './fixtures.js';
-import { svc } from './test-fixtures.js';
+import { svc } from './builders.test-support.js';
 
 interface Case {
   name: string;

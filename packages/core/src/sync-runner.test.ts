@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { SyncDeadlineError, SyncRunner } from './sync-runner.js';
-import { testClock } from './test-fixtures.js';
+import { testClock } from './builders.test-support.js';
 
 function setup(opts: { minInterval?: number; maxInterval?: number; retryInterval?: number; results?: (boolean | 'throw')[]; runMs?: number } = {}) {
   const clock = testClock(0);

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Endpoint, ServicePort } from './model.js';
 import { servicePortRecord } from './fixtures.js';
-import { ep, nodeInfo } from './test-fixtures.js';
+import { ep, nodeInfo } from './builders.test-support.js';
 import { categorizeEndpoints, topologyModeFromHints, type CategorizeOptions } from './topology.js';
 
 interface Case {

@@ -7,7 +7,7 @@ import type { Logger } from './contract.js';
 import { endpointSliceToEndpoints } from './endpoint-slice.js';
 import { ProxyStateTracker } from './proxy-state-tracker.js';
 import { serviceToServicePorts } from './service-port.js';
-import { slice, svc } from './test-fixtures.js';
+import { slice, svc } from './builders.test-support.js';
 import { RefusedObjects, validateDNS1035Label, validateDNS1123Label, validateDNS1123Subdomain, validateLabelValue, validatePortName } from './validation.js';
 
 const HOSTILE = 'web\n-A KUBE-SERVICES -j X\n#';

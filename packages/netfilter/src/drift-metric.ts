@@ -4,14 +4,12 @@
 // the name follows its sync_proxy_rules_* counters, and every kernel backend shares it.
 
 import { counter, type BackendContext, type IPFamily } from '@kube-proxy-ts/core';
+import type { FamilyCounter } from './metrics.js';
 
 /** The series name without the `kubeproxy_` prefix. */
 export const DRIFT_METRIC = 'sync_proxy_rules_drift_detected_total';
 
-/** The one operation backends need, so that this package's types do not name prom-client's. */
-export interface DriftCounter {
-  inc(labels: { ip_family: IPFamily }, value?: number): void;
-}
+export type DriftCounter = FamilyCounter;
 
 export function driftCounter(registry: BackendContext['metrics']): DriftCounter {
   return counter(registry, {

@@ -11,4 +11,5 @@ export * from './conntrack.js';
 export * from './ipset.js';
 export * from './ipvs.js';
 export * from './drift-metric.js';
+export * from './metrics.js';
 export * from './nfacct.js';

@@ -9,8 +9,8 @@ export * from './test-logger.js';
 export * from './test-context.js';
 export * from './cluster-feed.js';
 export * from './recording-backend.js';
-export * from './netns/plan.js';
-export * from './netns/sandbox.js';
+// The sandbox lives in its own package (the demo uses it at run time); re-exported for e2e suites.
+export * from '@kube-proxy-ts/netns';
 export * from './conformance/compare.js';
 export * from './conformance/universe.js';
 export * from './conformance/harness.js';

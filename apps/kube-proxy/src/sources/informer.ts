@@ -7,7 +7,9 @@
 //    list goes through this class, which diffs it against what the handler last saw, so a relist or
 //    a restart emits only real changes (including deletes of objects gone meanwhile).
 //  - An optional API the server does not have (404) or does not let us list (403): said once, then
-//    looked for again now and then.
+//    looked for again after a delay that grows from the first backoff to unavailableRetryMs. Not a
+//    fixed long wait: a kube-apiserver that has just started answers 403 until its RBAC caches are
+//    filled, and that must not cost the ServiceCIDRs for the whole interval.
 // Every restart is logged and counted in kubeproxy_informer_restarts_total{resource}.
 
 import { type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
@@ -23,6 +25,8 @@ export interface ListPageRequest {
   fieldSelector?: string;
   limit: number;
   _continue?: string;
+  /** "0" on the very first list: any recent state will do, so the API server answers from its watch cache, in one response. */
+  resourceVersion?: string;
 }
 
 export interface InformerSpec<T extends KubernetesObject> {
@@ -33,15 +37,16 @@ export interface InformerSpec<T extends KubernetesObject> {
   labelSelector?: string;
   fieldSelector?: string;
   listPage(request: ListPageRequest): Promise<KubernetesListObject<T>>;
-  /** Watch events carry plain JSON; this gives them the shape list items have. */
+  /** Gives list items and watch events (plain JSON) one shape: what handlers receive and the diff keeps. */
   normalize(raw: unknown): T;
   diff: ObjectDiff<T>;
   /** Objects per list page (default 500, as client-go's reflector). */
   pageSize?: number;
   /**
    * The API may be unavailable: not served (404, a resource newer than the cluster) or not allowed
-   * (403, RBAC older than it). Then say so once and list again after this long, without counting a
-   * restart. Unset: a 404 or 403 is a failure like any other.
+   * (403, RBAC older than it, or a starting kube-apiserver whose RBAC caches are still empty). Then
+   * say so once and list again after a growing delay capped at this, without counting a restart.
+   * Unset: a 404 or 403 is a failure like any other.
    */
   unavailableRetryMs?: number;
 }
@@ -67,6 +72,8 @@ export class ResilientInformer<T extends KubernetesObject> {
   private readonly idleTimeoutMs: number;
   private readonly watchTimeoutSeconds: () => number;
   private readonly backoff: Backoff;
+  /** Delays between looks at an unavailable optional API. */
+  private readonly unavailableBackoff: Backoff | undefined;
   private readonly logger: Logger;
   private current: Generation | undefined;
   private nextId = 0;
@@ -87,6 +94,9 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.idleTimeoutMs = w.idleTimeoutMs ?? 5 * 60_000;
     const maxBackoffMs = w.maxBackoffMs ?? 30_000;
     this.backoff = new Backoff({ initialMs: w.initialBackoffMs ?? 1000, maxMs: maxBackoffMs, jitter: w.jitter ?? 0.5 });
+    if (spec.unavailableRetryMs !== undefined) {
+      this.unavailableBackoff = new Backoff({ initialMs: w.initialBackoffMs ?? 1000, maxMs: spec.unavailableRetryMs, jitter: w.jitter ?? 0.5 });
+    }
     // Ask the server to end each watch before the watchdog would, as client-go does with a random
     // timeout, so a quiet but healthy watch is renewed rather than declared stalled.
     this.watchTimeoutSeconds =
@@ -153,12 +163,13 @@ export class ResilientInformer<T extends KubernetesObject> {
   }
 
   private failed(what: string, err: unknown): void {
-    const retryMs = this.spec.unavailableRetryMs;
+    const unavailableBackoff = this.unavailableBackoff;
     const notServed = isNotFound(err);
-    if (retryMs === undefined || !(notServed || isForbidden(err))) {
+    if (unavailableBackoff === undefined || !(notServed || isForbidden(err))) {
       this.restart(`${what}: ${describeError(err)}`);
       return;
     }
+    const retryMs = unavailableBackoff.next();
     if (!this.unavailable) {
       this.unavailable = true;
       const fields = { path: this.spec.path, retryInMs: retryMs };
@@ -198,9 +209,15 @@ export class ResilientInformer<T extends KubernetesObject> {
     }, this.idleTimeoutMs);
   }
 
-  /** Lists every page, then brings the handler to exactly that state. */
+  /**
+   * Lists every page, then brings the handler to exactly that state. As client-go's reflector, the
+   * first list asks for resourceVersion "0": the API server answers it from its watch cache, whole
+   * (the limit does not apply), instead of reading etcd page by page under the client's rate limit.
+   * Later lists (after a 410 or a restart) read the current state, page by page.
+   */
   private async list(gen: Generation): Promise<KubernetesListObject<KubernetesObject>> {
     const items: T[] = [];
+    const fromCache = !this.synced;
     let resourceVersion: string | undefined;
     let next: string | undefined;
     do {
@@ -208,11 +225,18 @@ export class ResilientInformer<T extends KubernetesObject> {
         labelSelector: this.spec.labelSelector,
         fieldSelector: this.spec.fieldSelector,
         limit: this.spec.pageSize ?? DEFAULT_LIST_PAGE_SIZE,
-        ...(next ? { _continue: next } : {}),
+        ...(next ? { _continue: next } : fromCache ? { resourceVersion: '0' } : {}),
       });
       // A newer informer took over while this list was in flight: make this one give up quietly.
       if (!this.isCurrent(gen)) throw new Error('superseded');
-      items.push(...page.items);
+      // The same compact form as watch events: the page's full objects are garbage from here on.
+      for (const item of page.items) {
+        try {
+          items.push(this.spec.normalize(item));
+        } catch (err) {
+          this.logger.warn({ err: describeError(err), name: item.metadata?.name, namespace: item.metadata?.namespace }, 'skipping undecodable listed object');
+        }
+      }
       resourceVersion ??= page.metadata?.resourceVersion;
       next = page.metadata?._continue || undefined;
       this.feedWatchdog(gen);
@@ -221,6 +245,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.logger.debug({ ...changes, count: items.length, resourceVersion }, 'listed');
     if (this.unavailable) {
       this.unavailable = false;
+      this.unavailableBackoff?.reset();
       this.logger.info({ path: this.spec.path }, 'the API server serves this resource now');
     }
     if (!this.synced) {

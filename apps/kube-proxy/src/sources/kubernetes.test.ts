@@ -11,7 +11,7 @@ import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RecordingHandler, type RecordedKind, type FailureRule, type ResourceName, type StoredObject, TestApiServer, serviceCIDR, writeKubeconfig } from '../testing-apiserver/index.js';
 import { LABEL_HEADLESS, LABEL_SERVICE_PROXY_NAME, PROXIED_OBJECTS_LABEL_SELECTOR } from './kinds.js';
-import { loadKubeConfig, startKubernetesSource } from './kubernetes.js';
+import { WATCH_IDLE_TIMEOUT_ENV, loadKubeConfig, startKubernetesSource, watchdogFromEnvironment } from './kubernetes.js';
 import { toTyped } from './typed.js';
 import type { Source, WatchdogOptions } from './types.js';
 
@@ -113,16 +113,16 @@ describe('Kubernetes source (client-node informers against the test API server)'
     await s.ready;
     expect(handler.synced).toEqual({ Service: 1, EndpointSlice: 1, Node: 1 });
     await converged();
-    // One object per page: every page was fetched, the later ones with a continue token.
-    expect(server.requestsOf('list', 'services').map((r) => [r.query.limit, r.query.continue !== undefined])).toEqual([
-      ['1', false],
-      ['1', true],
-    ]);
+    // The first list asks for resourceVersion 0, which the API server answers whole from its watch cache.
+    expect(server.requestsOf('list', 'services').map((r) => [r.query.resourceVersion, r.query.continue !== undefined])).toEqual([['0', false]]);
     expect([...handler.objects.Service.keys()].sort()).toEqual(['ns1/db', 'ns1/web']);
     expect([...handler.objects.EndpointSlice.keys()].sort()).toEqual(['ns1/db-abcde', 'ns1/web-abcde']);
     expect([...handler.objects.Node.keys()]).toEqual([NODE]);
-    // Typed like list items: the generated model's fields are there after the watch too.
-    expect(handler.objects.Service.get('ns1/web')?.metadata?.creationTimestamp).toBeInstanceOf(Date);
+    // Listed and watched objects alike arrive compact: what a proxy reads, not uid or timestamps.
+    const web = handler.objects.Service.get('ns1/web');
+    expect(web?.metadata?.resourceVersion).toBeTypeOf('string');
+    expect(web?.metadata?.uid).toBeUndefined();
+    expect(web?.metadata?.creationTimestamp).toBeUndefined();
 
     for (const r of server.requestsOf('list', 'services').concat(server.requestsOf('list', 'endpointslices'))) {
       expect(r.query.labelSelector).toBe(PROXIED_OBJECTS_LABEL_SELECTOR);
@@ -134,7 +134,7 @@ describe('Kubernetes source (client-node informers against the test API server)'
     // Longer than the idle timeout with no change: bookmarks alone keep the watchdog quiet.
     await new Promise((r) => setTimeout(r, WATCHDOG.idleTimeoutMs! + 300));
     expect(await restarts(registry)).toEqual({});
-    expect(server.requestsOf('list')).toHaveLength(5);
+    expect(server.requestsOf('list')).toHaveLength(3);
   });
 
   it('delivers adds, updates with the previous object, deletes, and selector moves', async () => {
@@ -167,7 +167,7 @@ describe('Kubernetes source (client-node informers against the test API server)'
   });
 
   it('resumes after a watch is closed by the server, and restarts with backoff after a reset connection', async () => {
-    await (await start()).ready;
+    await (await start(1)).ready;
     await converged();
     await waitFor('three watches', () => server.activeWatches() === 3);
 
@@ -186,6 +186,10 @@ describe('Kubernetes source (client-node informers against the test API server)'
     server.delete('services', 'ns1', 'after-close');
     await converged();
     await waitFor('relists', () => server.requestsOf('list').length >= 6);
+    // A relist reads the current state (not the cache's), page by page (one object per page here).
+    const relists = server.requestsOf('list', 'services').slice(1);
+    expect(relists.map((r) => r.query.resourceVersion)).toEqual(relists.map(() => undefined));
+    expect(relists.map((r) => r.query.continue !== undefined)).toEqual(relists.map((_, i) => i > 0));
     expect(handler.callsSince(mark).map((c) => `${c.kind} ${c.op} ${c.key}`).sort()).toEqual(['Service add ns1/during-reset', 'Service delete ns1/after-close']);
     const counted = await restarts(registry);
     expect(counted).toEqual({ services: 1, endpointslices: 1, nodes: 1 });
@@ -264,6 +268,26 @@ describe('Kubernetes source (client-node informers against the test API server)'
     const lines = logger.at('warn').filter((e) => e.msg === 'restarting informer');
     expect(lines.map((e) => e.fields.resource).sort()).toEqual(['endpointslices', 'nodes', 'services']);
     expect(String(lines[0]?.fields.reason)).toMatch(/^no event for 1000 ms/);
+  });
+
+  it('takes the idle timeout from KUBE_PROXY_WATCH_IDLE_TIMEOUT when the daemon sets none', async () => {
+    const saved = process.env[WATCH_IDLE_TIMEOUT_ENV];
+    process.env[WATCH_IDLE_TIMEOUT_ENV] = '1s';
+    try {
+      const kubeConfig = loadKubeConfig(await writeKubeconfig(dir, server.url));
+      source = startKubernetesSource({ kubeConfig, nodeName: NODE, handler, logger, metrics: registry });
+      await source.ready;
+      await waitFor('three watches', () => server.activeWatches() === 3);
+      server.stallWatches();
+      server.apply('services', service('ns1', 'while-stalled'));
+      // 1 s idle, then the default first backoff (1 s, up to +50 %).
+      await waitFor('the stalled watches to be restarted', () => logger.at('warn').filter((e) => e.msg === 'restarting informer').length === 3, 6000);
+      expect(String(logger.at('warn').find((e) => e.msg === 'restarting informer')?.fields.reason)).toMatch(/^no event for 1000 ms/);
+      await waitFor('the service created while stalled', () => 'ns1/while-stalled' in handler.versions('Service'), 6000);
+    } finally {
+      if (saved === undefined) delete process.env[WATCH_IDLE_TIMEOUT_ENV];
+      else process.env[WATCH_IDLE_TIMEOUT_ENV] = saved;
+    }
   });
 
   it('retries failing lists with backoff before the first sync, and only then reports ready', async () => {
@@ -405,17 +429,31 @@ describe('Kubernetes source: ServiceCIDRs', () => {
     await waitFor('the Service', () => handler.objects.Service.has('ns1/web'));
   });
 
-  it('starts when RBAC forbids listing ServiceCIDRs (403): ready, one warning, no restart', async () => {
+  it('starts when RBAC forbids listing ServiceCIDRs (403): ready, one warning, no restart, retries slowing down', async () => {
     const forbidden: FailureRule = { status: 403, verb: 'list', resource: 'servicecidrs', count: 1000 };
     const { handler, logger, registry, source } = await start(['services', 'endpointslices', 'nodes', 'servicecidrs'], [forbidden]);
     await source.ready;
     expect(handler.synced).toEqual({ Service: 1, EndpointSlice: 1, Node: 1 });
     await waitFor('the 403 to be noted', () => logger.at('warn').length > 0);
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((r) => setTimeout(r, 400));
     expect(logger.at('warn')).toMatchObject([{ msg: 'not allowed to list this resource (RBAC); going on without it', fields: { resource: 'servicecidrs' } }]);
     expect(await restarts(registry)).toEqual({});
-    expect(server.requestsOf('list', 'servicecidrs')).toHaveLength(1);
+    // Delays from the first backoff (20 ms here) doubling: a handful of lists, not one per backoff ceiling.
+    const lists = server.requestsOf('list', 'servicecidrs').length;
+    expect(lists).toBeGreaterThanOrEqual(2);
+    expect(lists).toBeLessThanOrEqual(6);
     expect(handler.serviceCIDRs).toEqual([]);
+  });
+
+  it('picks ServiceCIDRs up soon after a 403 of a starting kube-apiserver (RBAC caches not filled yet)', async () => {
+    const starting: FailureRule = { status: 403, verb: 'list', resource: 'servicecidrs', count: 2 };
+    const { handler, logger, registry, source } = await start(['services', 'endpointslices', 'nodes', 'servicecidrs'], [starting]);
+    server.apply('servicecidrs', serviceCIDR('kubernetes', ['10.96.0.0/16']));
+    await source.ready;
+    await waitFor('the ServiceCIDRs after the 403s', () => handler.serviceCIDRs.at(-1)?.length === 1, 2000);
+    expect(logger.at('warn')).toHaveLength(1);
+    expect(logger.entries.some((e) => e.msg === 'the API server serves this resource now')).toBe(true);
+    expect(await restarts(registry)).toEqual({});
   });
 });
 
@@ -438,6 +476,17 @@ function fanOut(...handlers: ProxyEventHandler[]): ProxyEventHandler {
 function sortKeys(o: Record<string, string | undefined>): Record<string, string | undefined> {
   return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : 1)));
 }
+
+describe('watchdogFromEnvironment', () => {
+  it('reads a Go duration, and logs and ignores anything that is not one of at least 1 s', () => {
+    const logger = createTestLogger();
+    expect(watchdogFromEnvironment({}, logger)).toEqual({});
+    expect(watchdogFromEnvironment({ [WATCH_IDLE_TIMEOUT_ENV]: '45s' }, logger)).toEqual({ idleTimeoutMs: 45_000 });
+    expect(watchdogFromEnvironment({ [WATCH_IDLE_TIMEOUT_ENV]: '1m30s' }, logger)).toEqual({ idleTimeoutMs: 90_000 });
+    for (const bad of ['45', 'soon', '500ms', '-1m']) expect(watchdogFromEnvironment({ [WATCH_IDLE_TIMEOUT_ENV]: bad }, logger), bad).toEqual({});
+    expect(logger.at('warn')).toHaveLength(4);
+  });
+});
 
 describe('loadKubeConfig', () => {
   let dir: string;

@@ -16,12 +16,14 @@ import {
   type V1Service,
   type V1ServiceCIDR,
 } from '@kubernetes/client-node';
-import { counter } from '@kube-proxy-ts/core';
+import { counter, type Logger } from '@kube-proxy-ts/core';
+import { parseDuration } from '../config/duration.js';
 import { type KindHandler, PROXIED_OBJECTS_LABEL_SELECTOR, type ProxiedKind, endpointSliceHandler, nodeHandler, serviceCIDRHandler, serviceHandler } from './kinds.js';
 import { type ListPageRequest, ResilientInformer } from './informer.js';
+import { RestClientKubeConfig } from './rest-client.js';
 import { ObjectDiff, sameResourceVersion } from './object-diff.js';
 import { toTyped } from './typed.js';
-import type { KubernetesSourceOptions, Source } from './types.js';
+import type { KubernetesSourceOptions, Source, WatchdogOptions } from './types.js';
 
 /**
  * The client configuration kube-proxy uses: the kubeconfig file when given (with `master`
@@ -77,7 +79,35 @@ interface Resource<T extends KubernetesObject> {
   optional?: boolean;
 }
 
-/** How often an optional API that was not served or not allowed is asked for again. */
+/**
+ * The environment variable that sets how long a watch may deliver nothing (not even a bookmark)
+ * before it is restarted: a Go duration such as "30s". The 5-minute default suits most clusters;
+ * lower it where connections can die silently (a load balancer or NAT that drops them without a
+ * reset, an API server frozen with its sockets open) and 5 minutes of stale rules is too long.
+ */
+export const WATCH_IDLE_TIMEOUT_ENV = 'KUBE_PROXY_WATCH_IDLE_TIMEOUT';
+
+/** The watchdog settings the environment asks for; a value that is not a positive duration is logged and ignored. */
+export function watchdogFromEnvironment(env: NodeJS.ProcessEnv, logger: Logger): WatchdogOptions {
+  const text = env[WATCH_IDLE_TIMEOUT_ENV];
+  if (text === undefined || text === '') return {};
+  let idleTimeoutMs: number;
+  try {
+    idleTimeoutMs = parseDuration(text);
+  } catch (err) {
+    logger.warn({ env: WATCH_IDLE_TIMEOUT_ENV, err: (err as Error).message }, 'ignoring the watch idle timeout');
+    return {};
+  }
+  // Below 1 s the server-side watch timeout (whole seconds, under the idle timeout) cannot be set.
+  if (!(idleTimeoutMs >= 1000)) {
+    logger.warn({ env: WATCH_IDLE_TIMEOUT_ENV, value: text }, 'ignoring the watch idle timeout: it must be at least 1s');
+    return {};
+  }
+  logger.info({ env: WATCH_IDLE_TIMEOUT_ENV, idleTimeoutMs }, 'watch idle timeout set from the environment');
+  return { idleTimeoutMs };
+}
+
+/** The longest wait before an optional API that was not served or not allowed is asked for again. */
 const UNAVAILABLE_RETRY_MS = 10 * 60_000;
 
 /**
@@ -86,8 +116,11 @@ const UNAVAILABLE_RETRY_MS = 10 * 60_000;
  * waits, as upstream does).
  */
 export function startKubernetesSource(options: KubernetesSourceOptions): Source {
-  const { kubeConfig, nodeName, handler } = options;
+  const { nodeName, handler } = options;
+  // Every request below goes through it: clientConnection.qps/burst and the rest_client_* series.
+  const kubeConfig = new RestClientKubeConfig(options.kubeConfig, { ...options.clientConnection, ...(options.metrics ? { registry: options.metrics } : {}) });
   const logger = options.logger.child({ component: 'kubernetes-source' });
+  const watchdog = { ...watchdogFromEnvironment(process.env, logger), ...options.watchdog };
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
   const networking = kubeConfig.makeApiClient(NetworkingV1Api);
@@ -156,7 +189,7 @@ export function startKubernetesSource(options: KubernetesSourceOptions): Source 
           kubeConfig,
           logger,
           ...(restarts ? { restarts } : {}),
-          ...(options.watchdog ? { watchdog: options.watchdog } : {}),
+          watchdog,
           onSynced: () => {
             diff.synced();
             logger.info({ resource: r.resource, count: diff.size }, 'informer synced');

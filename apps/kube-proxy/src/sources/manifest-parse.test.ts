@@ -106,4 +106,19 @@ describe('parseManifest', () => {
     expect(parseManifest('')).toMatchObject({ services: [], endpointSlices: [], nodes: [], problems: [] });
     expect(parseManifest('# nothing yet\n---\n')).toMatchObject({ services: [], problems: [] });
   });
+
+  it('reads again only the documents an edit touched, and numbers documents as the YAML parser does', () => {
+    const services = Array.from({ length: 50 }, (_, i) => SERVICE.replace('name: web', `name: web${i}`));
+    const first = parseManifest(`# header comment\n---\n${services.join('---\n')}---\n${SLICE}`);
+    expect(first.services).toHaveLength(50);
+    const edited = parseManifest(`# header comment\n---\n${services.join('---\n')}---\n${SLICE.replace('10.244.1.5', '10.244.1.6')}`, first);
+    // Unchanged documents are handed back as the very objects read before; the edited one is new.
+    expect(edited.services.every((svc, i) => svc === first.services[i])).toBe(true);
+    expect(edited.endpointSlices[0]).not.toBe(first.endpointSlices[0]);
+    expect(edited.endpointSlices[0]?.endpoints[0]?.addresses).toEqual(['10.244.1.6']);
+    // A bad document keeps its number when documents before it are cached.
+    const broken = parseManifest(`${services.slice(0, 3).join('---\n')}---\nkind: Service\nmetadata: { name: [unclosed\n---\n${SLICE}`, first);
+    expect(broken.problems.map((p) => [p.document, p.invalidYaml])).toEqual([[4, true]]);
+    expect(broken.endpointSlices).toHaveLength(1);
+  });
 });

@@ -16,7 +16,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import type { KubernetesObject, V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
 import { endpointSliceHandler, isProxiedByUs, nodeHandler, objectKey, serviceCIDRHandler, serviceHandler } from './kinds.js';
-import { type ManifestObjects, parseManifest } from './manifest-parse.js';
+import { type ManifestObjects, type ParsedManifest, parseManifest } from './manifest-parse.js';
 import { ObjectDiff } from './object-diff.js';
 import type { ManifestSourceOptions, Source } from './types.js';
 
@@ -33,13 +33,15 @@ type FileRead =
 /** What the source knows of one file. */
 interface FileState {
   /** The objects in use: from the last version that settled and could be used. */
-  good?: { readonly hash: string; readonly objects: ManifestObjects };
+  good?: { readonly hash: string; readonly objects: ParsedManifest };
   /** A version other than the good one, first read at `since`; used once it is unchanged for the settle time. */
   pending?: { readonly version: string; readonly since: number };
   /** A settled version that could not be used, already warned about. */
   refused?: string;
   /** The read error already warned about. */
   unreadable?: string;
+  /** Size and mtime when last read: a periodic rescan reads the file again only when they moved. */
+  stamp?: string;
 }
 
 /** Reads at most `limit` bytes, so that a file growing while it is read cannot exhaust memory. */
@@ -104,6 +106,10 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
   let rescanTimer: NodeJS.Timeout | undefined;
   let loading: Promise<void> | undefined;
   let reloadAgain = false;
+  /** Files named by file-system events and not read since; 'all' when any file may have changed. */
+  let dirty: Set<string> | 'all' = new Set();
+  /** A file's objects changed during the current reload. */
+  let viewChanged = false;
 
   async function listFiles(): Promise<{ files: string[]; isDirectory: boolean }> {
     const st = await stat(path);
@@ -119,8 +125,13 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
     return { files: found, isDirectory: true };
   }
 
-  /** Reads every file; returns how long until the next changed file may have settled, if any. */
-  async function readFiles(first: boolean): Promise<number | undefined> {
+  /**
+   * Reads the files that may have changed: those in `changed` (named by file-system events), new
+   * ones, and ones still settling; with `changed` unset (start-up, a periodic rescan, an event
+   * without a name), every file whose size or mtime moved. Returns how long until the next changed
+   * file may have settled, if any.
+   */
+  async function readFiles(first: boolean, changed?: ReadonlySet<string>): Promise<number | undefined> {
     let listing: Awaited<ReturnType<typeof listFiles>>;
     try {
       listing = await listFiles();
@@ -137,6 +148,7 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
     for (const file of [...new Set([...listing.files, ...files.keys()])]) {
       let read: FileRead = { state: 'absent' };
       if (listed.has(file)) {
+        if (!first && !(await mayHaveChanged(file, changed))) continue;
         try {
           read = await readManifestFile(file, maxFileBytes);
         } catch (err) {
@@ -155,6 +167,14 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
     return wait;
   }
 
+  async function mayHaveChanged(file: string, changed: ReadonlySet<string> | undefined): Promise<boolean> {
+    const st = files.get(file);
+    if (st?.stamp === undefined || st.pending || st.unreadable !== undefined) return true;
+    if (changed) return changed.has(file);
+    const now = await stat(file).catch(() => undefined);
+    return now === undefined || `${now.size}:${now.mtimeMs}` !== st.stamp;
+  }
+
   function warnUnreadable(file: string, message: string): void {
     const st = files.get(file) ?? {};
     files.set(file, st);
@@ -168,6 +188,7 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
     const st = files.get(file) ?? {};
     files.set(file, st);
     st.unreadable = undefined;
+    st.stamp = read.state === 'absent' ? undefined : read.version.slice(0, read.version.lastIndexOf(':'));
     if (read.state === 'read' && read.hash === st.good?.hash) {
       // Back to (or still at) what is in use: nothing to apply, and nothing to warn about again.
       st.pending = undefined;
@@ -195,7 +216,10 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
   function use(file: string, st: FileState, read: FileRead, first: boolean): void {
     if (read.state === 'absent') {
       files.delete(file);
-      if (st.good) logger.info({ file }, 'manifest file removed');
+      if (st.good) {
+        viewChanged = true;
+        logger.info({ file }, 'manifest file removed');
+      }
       return;
     }
     if (read.state === 'too-large') {
@@ -204,7 +228,8 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
       refuse(file, st, read.version, reason);
       return;
     }
-    const parsed = parseManifest(read.text);
+    // Documents unchanged since the good version are not read again (an edit costs what it touched).
+    const parsed = parseManifest(read.text, st.good?.objects);
     const usable = parsed.services.length + parsed.endpointSlices.length + parsed.nodes.length + parsed.serviceCIDRs.length + Object.keys(parsed.ignored).length;
     // Invalid YAML, or nothing valid at all, reads as a broken edit rather than an intent to drop the
     // file's Services. With no good version yet (start-up, a new file) the valid documents apply.
@@ -218,6 +243,7 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
     }
     if (Object.keys(parsed.ignored).length > 0) logger.debug({ file, kinds: parsed.ignored }, 'ignoring kinds a proxy does not use');
     st.good = { hash: read.hash, objects: parsed };
+    viewChanged = true;
     st.refused = undefined;
   }
 
@@ -260,9 +286,10 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
     };
   }
 
-  async function reload(first: boolean): Promise<void> {
+  async function reload(first: boolean, named?: ReadonlySet<string>): Promise<void> {
+    viewChanged = false;
     for (let round = 1; ; round++) {
-      const wait = await readFiles(first);
+      const wait = await readFiles(first, round === 1 ? named : undefined);
       if (stopped) return;
       if (wait === undefined) break;
       if (!first) {
@@ -270,7 +297,8 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
         if (settleTimer) clearTimeout(settleTimer);
         settleTimer = setTimeout(() => {
           settleTimer = undefined;
-          requestReload();
+          // Only the files still settling (and new ones) are read again.
+          requestReload(new Set());
         }, wait);
         break;
       }
@@ -278,6 +306,8 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
       if (round === 2) logger.info({ settleMs }, 'manifest files still changing; waiting for them to settle before the first sync');
       await delay(wait);
     }
+    // No file's objects changed: the view is what the handler has.
+    if (!first && !viewChanged) return;
     const view = merged();
     const s = services.replaceAll(view.services);
     const e = slices.replaceAll(view.slices);
@@ -289,29 +319,42 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
     }
   }
 
-  function requestReload(): void {
+  /** Reload soon; `changed` names the files that may have changed (unset: any may have). */
+  function requestReload(changed?: ReadonlySet<string>): void {
     if (stopped) return;
+    if (changed === undefined || dirty === 'all') dirty = 'all';
+    else for (const f of changed) dirty.add(f);
     if (loading) {
       reloadAgain = true;
       return;
     }
-    loading = reload(false)
+    const files = dirty === 'all' ? undefined : dirty;
+    dirty = new Set();
+    loading = reload(false, files)
       .catch((err: unknown) => logger.error({ err }, 'manifest reload failed'))
       .finally(() => {
         loading = undefined;
         if (reloadAgain) {
           reloadAgain = false;
-          requestReload();
+          requestReload(new Set());
         }
       });
   }
 
-  function onFsEvent(): void {
+  /**
+   * An event naming one of the manifest files marks that file alone; any other (a ConfigMap's
+   * "..data" swap, an event without a name) has every file checked, by size and mtime.
+   */
+  function onFsEvent(dir: string, isDirectory: boolean, name: string | null): void {
     if (stopped) return;
+    const file = name === null ? undefined : join(dir, name);
+    const ours = file !== undefined && (isDirectory ? MANIFEST_EXTENSIONS.has(extname(file).toLowerCase()) && !name?.startsWith('.') : file === join(path));
+    if (!ours || dirty === 'all') dirty = 'all';
+    else dirty.add(isDirectory ? file : path);
     if (debounceTimer) clearTimeout(debounceTimer);
     debounceTimer = setTimeout(() => {
       debounceTimer = undefined;
-      requestReload();
+      requestReload(new Set());
     }, debounceMs);
   }
 
@@ -322,7 +365,7 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
     const isDirectory = (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
     const dir = isDirectory ? path : dirname(path);
     try {
-      const w = fsWatch(dir, () => onFsEvent());
+      const w = fsWatch(dir, (_event, name) => onFsEvent(dir, isDirectory, name));
       w.on('error', (err) => {
         logger.warn({ err: err.message, dir }, 'file watch failed; relying on the periodic rescan');
         w.close();

@@ -53,9 +53,11 @@ export interface KubernetesSourceOptions {
   readonly nodeName: string;
   readonly handler: ProxyEventHandler;
   readonly logger: Logger;
-  /** Where kubeproxy_informer_restarts_total{resource} is registered. */
+  /** Where kubeproxy_informer_restarts_total{resource} and the rest_client_* series are registered. */
   readonly metrics?: Registry;
   readonly watchdog?: WatchdogOptions;
   /** Objects per list page (default 500). */
   readonly listPageSize?: number;
+  /** clientConnection.qps and burst (client-side rate limit of API calls); none when unset. */
+  readonly clientConnection?: { readonly qps: number; readonly burst: number };
 }

@@ -5,8 +5,9 @@
 // compacted history (410 Gone), slow and failing responses.
 //
 // Protocol points followed:
-//  - list: resourceVersion ""/unset (most recent), "0" (any), N with resourceVersionMatch=Exact
-//    (as of N, 410 once compacted); limit + continue (410 when the continue snapshot is compacted).
+//  - list: resourceVersion ""/unset (most recent), "0" (any, from the watch cache: whole, the limit
+//    ignored), N with resourceVersionMatch=Exact (as of N, 410 once compacted); limit + continue
+//    (410 when the continue snapshot is compacted).
 //  - watch: unset/"0" starts with synthetic ADDED events for the current state; N replays history
 //    after N, or sends an ERROR event with a 410 Status and closes when N is compacted (the watch
 //    cache answers 200 and then the error). Selector-filtered watches turn a change that moves an
@@ -327,7 +328,9 @@ export class TestApiServer {
       throw err;
     }
     if (after !== undefined) items = items.filter((o) => keyOf(o) > (after as string));
-    const limit = query.limit ? Number(query.limit) : 0;
+    // resourceVersion "0" is answered from the watch cache, which does not paginate: the limit does not apply.
+    const fromCache = query.resourceVersion === '0' && !query.continue;
+    const limit = query.limit && !fromCache ? Number(query.limit) : 0;
     const metadata: Record<string, unknown> = { resourceVersion: String(atRv) };
     if (limit > 0 && items.length > limit) {
       const remaining = items.length - limit;
