@@ -333,8 +333,6 @@ describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () =
     expect(chains[ext]!.at(-1)).toBe(`goto ${local}`);
     expect(f.elements('no-endpoint-services')).toEqual(['172.30.0.51 . tcp . 80 comment "ns1/itp:p80" : drop']);
     expect(Object.keys(chains).some((c) => c.includes('ns1/itp/'))).toBe(false);
-    const metrics = await f.ctx.metrics.getSingleMetricAsString('kubeproxy_sync_proxy_rules_no_local_endpoints_total');
-    expect(metrics).toContain('traffic_policy="internal",ip_family="IPv4"} 1');
   });
 
   it('adds the LB IPs to the allowed sources when a source range holds the node IP', async () => {

@@ -25,7 +25,7 @@ import type {
   ServicePortKey,
   SyncResult,
 } from '@kube-proxy-ts/core';
-import { counter, gauge } from '@kube-proxy-ts/core';
+import { counter } from '@kube-proxy-ts/core';
 import {
   createLocalTrafficDetector,
   deleteConntrackFlows,
@@ -436,14 +436,6 @@ export class NftablesBackend implements Backend {
         }
       }
       this.commit(plan);
-      let noLocalInternal = 0;
-      let noLocalExternal = 0;
-      for (const o of plan.next.services.values()) {
-        if (o.noLocalEndpoints.internal) noLocalInternal++;
-        if (o.noLocalEndpoints.external) noLocalExternal++;
-      }
-      m.noLocalEndpoints.set({ traffic_policy: 'internal', ip_family: this.ipFamily }, noLocalInternal);
-      m.noLocalEndpoints.set({ traffic_policy: 'external', ip_family: this.ipFamily }, noLocalExternal);
       await deleteConntrackFlows(ctx.runner, this.ipFamily, planStaleUDPFlows(state, changes), ctx.logger);
       const lines = texts.reduce((n, t) => n + countLines(t), 0);
       return { ok: true, full: plan.full || changes.nodeChanged, stats: { ...plan.stats, transactions: texts.length, lines } };
@@ -598,11 +590,6 @@ export class NftablesBackend implements Backend {
         name: 'sync_proxy_rules_nftables_cleanup_failures_total',
         help: 'Cumulative proxy nftables cleanup failures',
         labelNames: ['ip_family'] as const,
-      }),
-      noLocalEndpoints: gauge(registry, {
-        name: 'sync_proxy_rules_no_local_endpoints_total',
-        help: 'Number of services with a Local traffic policy and no endpoints',
-        labelNames: ['traffic_policy', 'ip_family'] as const,
       }),
     };
   }

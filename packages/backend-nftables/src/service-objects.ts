@@ -46,8 +46,6 @@ export interface ServiceObjects {
   readonly affinitySets: ReadonlyMap<string, number>;
   /** Container name -> element key (`a . b . c`) -> value. */
   readonly elements: ReadonlyMap<string, ReadonlyMap<string, ElementValue>>;
-  /** Traffic to this service is dropped for lack of local endpoints (upstream's no_local_endpoints metric). */
-  readonly noLocalEndpoints: { readonly internal: boolean; readonly external: boolean };
 }
 
 export interface RuleContext {
@@ -205,7 +203,6 @@ export function computeServiceObjects(
     chains,
     affinitySets,
     elements,
-    noLocalEndpoints: { internal: hasAnyEndpoints && !hasInternalEndpoints, external: hasAnyEndpoints && !hasExternalEndpoints },
   };
 }
 
