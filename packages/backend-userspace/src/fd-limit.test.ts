@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { connectionLimits, parseFileLimit, withLimits, WANTED_FILE_LIMIT } from './fd-limit.js';
+import { connectionLimits, MAX_TCP_CONNECTIONS, MAX_UDP_SESSIONS, parseFileLimit, withLimits, WANTED_FILE_LIMIT } from './fd-limit.js';
 
 describe('parseFileLimit', () => {
   it('reads the soft and hard limits of /proc/<pid>/limits', () => {
@@ -31,6 +31,12 @@ describe('connectionLimits', () => {
     // Unknown (not Linux): the usual default of 1024. Unlimited: what the proxy asks for.
     expect(connectionLimits(undefined)).toEqual(connectionLimits({ soft: 1024, hard: 1024 }));
     expect(connectionLimits({ soft: Infinity, hard: Infinity })).toEqual(connectionLimits({ soft: WANTED_FILE_LIMIT, hard: WANTED_FILE_LIMIT }));
+  });
+
+  it('keeps connections and sessions within memory bounds when descriptors are plentiful', () => {
+    const l = connectionLimits({ soft: WANTED_FILE_LIMIT, hard: WANTED_FILE_LIMIT });
+    expect([l.tcpConnections, l.udpSessions]).toEqual([MAX_TCP_CONNECTIONS, MAX_UDP_SESSIONS]);
+    expect(connectionLimits({ soft: 65_536, hard: 65_536 }).tcpConnections).toBe(16_128);
   });
 
   it('keeps ClientIP pins bounded whatever the limit', () => {

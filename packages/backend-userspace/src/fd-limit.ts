@@ -83,6 +83,13 @@ export interface ConnectionLimits {
 const UNKNOWN_FILE_LIMIT = 1024;
 /** Descriptors left for everything but proxied traffic: listeners, the API watch, metrics, logs. */
 const MAX_RESERVED_DESCRIPTORS = 1024;
+/**
+ * Memory bounds the totals too: an idle relayed TCP connection (two sockets) costs about 9 KiB
+ * of RSS on Node 20, a UDP session about half, more while data is buffered. A million
+ * descriptors would allow 2+ GiB of idle connections; these keep a flood near 300 MiB each.
+ */
+export const MAX_TCP_CONNECTIONS = 32_768;
+export const MAX_UDP_SESSIONS = 65_536;
 /** Pins cost memory, not descriptors: about 150 bytes each, so the total stays near 40 MiB. */
 export const AFFINITY_CLIENTS = 262_144;
 export const AFFINITY_CLIENTS_PER_SERVICE_PORT = 65_536;
@@ -90,14 +97,14 @@ export const AFFINITY_CLIENTS_PER_SERVICE_PORT = 65_536;
 /**
  * The default bounds for an open-file limit: after a reserve (a quarter of the limit, at most
  * 1024), TCP connections (two descriptors each) and UDP sessions (one) get half of the rest
- * each, so a flood of either leaves the proxy able to accept the other; one service port may
+ * each, up to the memory bounds, so a flood of either leaves the proxy able to accept the other; one service port may
  * take half of a protocol's total, so a flood at one service leaves room for the others.
  */
 export function connectionLimits(limit: FileLimit | undefined): ConnectionLimits {
   const soft = Math.min(limit?.soft ?? UNKNOWN_FILE_LIMIT, WANTED_FILE_LIMIT);
   const usable = soft - Math.min(MAX_RESERVED_DESCRIPTORS, Math.floor(soft / 4));
-  const tcp = Math.max(1, Math.floor(usable / 4));
-  const udp = Math.max(1, Math.floor(usable / 2));
+  const tcp = Math.max(1, Math.min(MAX_TCP_CONNECTIONS, Math.floor(usable / 4)));
+  const udp = Math.max(1, Math.min(MAX_UDP_SESSIONS, Math.floor(usable / 2)));
   return {
     tcpConnections: tcp,
     tcpConnectionsPerServicePort: Math.max(1, Math.floor(tcp / 2)),

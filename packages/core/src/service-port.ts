@@ -131,12 +131,8 @@ export function serviceToServicePorts(svc: V1Service, family: IPFamily, opts: Se
   // Names reach chain names, comments and log lines: refuse what the API server would refuse.
   const badName = invalidServiceName(namespace, name);
   if (badName) return { ports: [], invalid: badName, problems };
-  // "" is the unnamed single port; any other name is part of ServicePortName.
-  for (const p of Array.isArray(spec?.ports) ? spec.ports : []) {
-    const portName: unknown = p?.name ?? '';
-    const badPortName = portName === '' ? undefined : validatePortName(portName);
-    if (badPortName) return { ports: [], invalid: invalidValueMessage('port name', portName, badPortName), problems };
-  }
+  const badPorts = invalidPortNames(spec?.ports);
+  if (badPorts) return { ports: [], invalid: badPorts, problems };
   if (!spec) return none('the Service has no spec');
   if (belongsToOtherProxy(svc.metadata?.labels, opts.proxyName)) {
     return none(`the Service is labelled ${LABEL_SERVICE_PROXY_NAME}=${svc.metadata?.labels?.[LABEL_SERVICE_PROXY_NAME]}`);
@@ -187,7 +183,6 @@ export function serviceToServicePorts(svc: V1Service, family: IPFamily, opts: Se
   const topologyMode = topologyModeOf(svc);
 
   const ports: ServicePort[] = [];
-  const seen = new Set<string>();
   for (const p of Array.isArray(spec.ports) ? spec.ports : []) {
     if (!p || typeof p !== 'object') {
       problems.push(`port ${JSON.stringify(p)} is not a port object`);
@@ -214,11 +209,6 @@ export function serviceToServicePorts(svc: V1Service, family: IPFamily, opts: Se
     }
     const spn: ServicePortName = { namespace, name, port: portName, protocol };
     const key = servicePortKey(spn);
-    if (seen.has(key)) {
-      problems.push(`port ${label}: duplicate port name ${JSON.stringify(spn.port)} for ${protocol}`);
-      continue;
-    }
-    seen.add(key);
     ports.push(
       Object.freeze({
         key,
@@ -250,6 +240,24 @@ export function invalidServiceName(namespace: unknown, name: unknown): string | 
   if (badNamespace) return invalidValueMessage('namespace', namespace, badNamespace);
   const badName = validateDNS1035Label(name);
   return badName ? invalidValueMessage('name', name, badName) : undefined;
+}
+
+/**
+ * Why the port names would not pass the API server's validation, or undefined: "" only for a
+ * single port, every name an IANA_SVC_NAME, no name twice whatever the protocols.
+ */
+function invalidPortNames(ports: unknown): string | undefined {
+  const list: unknown[] = Array.isArray(ports) ? ports : [];
+  const names = new Set<unknown>();
+  for (const [i, p] of list.entries()) {
+    const portName: unknown = (p as V1ServicePort | null)?.name ?? '';
+    if (portName === '' && list.length > 1) return `port ${i} has no name; every port of a multi-port Service must be named`;
+    const bad = portName === '' ? undefined : validatePortName(portName);
+    if (bad) return invalidValueMessage('port name', portName, bad);
+    if (names.has(portName)) return `port name ${JSON.stringify(portName)} is used twice`;
+    names.add(portName);
+  }
+  return undefined;
 }
 
 function portLabel(p: V1ServicePort): string {

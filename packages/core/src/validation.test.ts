@@ -79,6 +79,17 @@ describe('hostile names in Services and EndpointSlices', () => {
     );
   });
 
+  it('refuses a multi-port Service with an unnamed port or a name used twice, as the API server does', () => {
+    const unnamed = serviceToServicePorts(svc('default', 'web', { ports: [{ name: 'http', port: 80 }, { port: 81 }] }), 'IPv4');
+    expect([unnamed.ports, unnamed.invalid]).toEqual([[], 'port 1 has no name; every port of a multi-port Service must be named']);
+    const twice = serviceToServicePorts(svc('default', 'dns', { ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns', port: 53, protocol: 'TCP' }] }), 'IPv4');
+    expect([twice.ports, twice.invalid]).toEqual([[], 'port name "dns" is used twice']);
+    // A single unnamed port stays valid, and so do distinct names.
+    expect(serviceToServicePorts(svc('default', 'web', { ports: [{ port: 80 }] }), 'IPv4').ports.map((p) => p.key)).toEqual(['default/web:/TCP']);
+    const dns = serviceToServicePorts(svc('default', 'dns', { ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53, protocol: 'TCP' }] }), 'IPv4');
+    expect(dns.ports.map((p) => p.key)).toEqual(['default/dns:dns/UDP', 'default/dns:dns-tcp/TCP']);
+  });
+
   it('keeps the longest valid names: 63-character namespace and name, 15-character port name', () => {
     const [ns, name, port] = [`n${'s'.repeat(62)}`, `s${'v'.repeat(62)}`, `p${'o'.repeat(14)}`];
     const got = serviceToServicePorts(svc(ns, name, { ports: [{ name: port, port: 80 }] }), 'IPv4');
