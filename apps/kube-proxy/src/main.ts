@@ -210,5 +210,5 @@ async function startSource(
     throw new StartupError(`cannot create the Kubernetes client: ${(err as Error).message}`);
   }
   const { qps, burst } = options.config.clientConnection;
-  return sources.startKubernetesSource({ kubeConfig, nodeName: deps.nodeName, handler, logger, metrics: deps.registry, clientConnection: { qps, burst } });
+  return sources.startKubernetesSource({ kubeConfig, nodeName: deps.nodeName, handler, logger, metrics: deps.registry, clientConnection: { qps, burst }, resyncPeriodMs: options.config.configSyncPeriod });
 }

@@ -10,6 +10,8 @@
 //    looked for again after a delay that grows from the first backoff to unavailableRetryMs. Not a
 //    fixed long wait: a kube-apiserver that has just started answers 403 until its RBAC caches are
 //    filled, and that must not cost the ServiceCIDRs for the whole interval.
+//  - Every resyncPeriodMs (configSyncPeriod) the informer lists again and diffs: a change found
+//    then is one the watch never delivered, and is applied and logged as such.
 // Every restart is logged and counted in kubeproxy_informer_restarts_total{resource}.
 
 import { type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
@@ -58,12 +60,16 @@ export interface InformerOptions {
   watchdog?: WatchdogOptions;
   /** Called once, after the first complete list reached the handler. */
   onSynced(): void;
+  /** List again this long after the last complete list (configSyncPeriod); unset: never. */
+  resyncPeriodMs?: number;
 }
 
 const DEFAULT_LIST_PAGE_SIZE = 500;
 
 interface Generation {
   id: number;
+  /** Started by the periodic resync, not by a failure or the start. */
+  resync: boolean;
   listWatch?: ListWatch<KubernetesObject>;
   controllers: Set<AbortController>;
 }
@@ -81,6 +87,7 @@ export class ResilientInformer<T extends KubernetesObject> {
   private synced = false;
   private idleTimer: NodeJS.Timeout | undefined;
   private restartTimer: NodeJS.Timeout | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
   /** When the current watch connected; a watch that lived long enough ends a failure streak. */
   private watchHealthySince = 0;
   /** The server answered 404 or 403 for this resource, and it was logged. */
@@ -114,6 +121,7 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.stopped = true;
     clearTimeout(this.idleTimer);
     clearTimeout(this.restartTimer);
+    clearTimeout(this.resyncTimer);
     await this.retire();
   }
 
@@ -131,9 +139,9 @@ export class ResilientInformer<T extends KubernetesObject> {
     return !this.stopped && this.current === gen;
   }
 
-  private launch(): void {
+  private launch(resync = false): void {
     if (this.stopped) return;
-    const gen: Generation = { id: ++this.nextId, controllers: new Set() };
+    const gen: Generation = { id: ++this.nextId, resync, controllers: new Set() };
     this.current = gen;
     const watch = new GuardedWatch(this.options.kubeConfig, this.watchHooks(gen));
     const lw = new ListWatch<KubernetesObject>(
@@ -196,6 +204,21 @@ export class ResilientInformer<T extends KubernetesObject> {
     this.restartTimer = setTimeout(() => this.launch(), delayMs);
   }
 
+  /** After each complete list: the next resync is one period from now. */
+  private scheduleResync(): void {
+    const period = this.options.resyncPeriodMs;
+    if (period === undefined || this.stopped) return;
+    clearTimeout(this.resyncTimer);
+    this.resyncTimer = setTimeout(() => {
+      // A failing informer relists on its own once it recovers.
+      if (this.stopped || this.current === undefined) return;
+      clearTimeout(this.idleTimer);
+      void this.retire();
+      this.launch(true);
+    }, period);
+    this.resyncTimer.unref?.();
+  }
+
   private backoffCeiling(): number {
     return this.options.watchdog?.maxBackoffMs ?? 30_000;
   }
@@ -242,7 +265,10 @@ export class ResilientInformer<T extends KubernetesObject> {
       this.feedWatchdog(gen);
     } while (next);
     const changes = this.spec.diff.replaceAll(items);
-    this.logger.debug({ ...changes, count: items.length, resourceVersion }, 'listed');
+    const missed = changes.added + changes.updated + changes.deleted;
+    if (gen.resync && missed > 0) this.logger.warn({ ...changes, resourceVersion }, 'resync found changes the watch had not delivered');
+    else this.logger.debug({ ...changes, count: items.length, resourceVersion, resync: gen.resync }, 'listed');
+    this.scheduleResync();
     if (this.unavailable) {
       this.unavailable = false;
       this.unavailableBackoff?.reset();

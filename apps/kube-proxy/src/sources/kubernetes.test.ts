@@ -270,6 +270,22 @@ describe('Kubernetes source (client-node informers against the test API server)'
     expect(String(lines[0]?.fields.reason)).toMatch(/^no event for 1000 ms/);
   });
 
+  it('lists again every configSyncPeriod and applies what a silent watch missed', async () => {
+    const kubeConfig = loadKubeConfig(await writeKubeconfig(dir, server.url));
+    // The watchdog would not notice within the test: only the resync can.
+    source = startKubernetesSource({ kubeConfig, nodeName: NODE, handler, logger, metrics: registry, watchdog: { ...WATCHDOG, idleTimeoutMs: 60_000 }, resyncPeriodMs: 400 });
+    await source.ready;
+    await waitFor('three watches', () => server.activeWatches() === 3);
+    const listsBefore = server.requestsOf('list', 'services').length;
+    expect(server.stallWatches()).toBe(3);
+    server.apply('services', service('ns1', 'missed'));
+    await waitFor('the service the watch never delivered', () => 'ns1/missed' in handler.versions('Service'), 3000);
+    expect(server.requestsOf('list', 'services').length).toBeGreaterThan(listsBefore);
+    expect(logger.at('warn').filter((e) => e.msg === 'resync found changes the watch had not delivered').map((e) => [e.fields.resource, e.fields.added])).toContainEqual(['services', 1]);
+    // A resync is not a failure.
+    expect(await restarts(registry)).toEqual({});
+  });
+
   it('takes the idle timeout from KUBE_PROXY_WATCH_IDLE_TIMEOUT when the daemon sets none', async () => {
     const saved = process.env[WATCH_IDLE_TIMEOUT_ENV];
     process.env[WATCH_IDLE_TIMEOUT_ENV] = '1s';

@@ -190,6 +190,7 @@ export function startKubernetesSource(options: KubernetesSourceOptions): Source 
           logger,
           ...(restarts ? { restarts } : {}),
           watchdog,
+          ...(options.resyncPeriodMs !== undefined ? { resyncPeriodMs: options.resyncPeriodMs } : {}),
           onSynced: () => {
             diff.synced();
             logger.info({ resource: r.resource, count: diff.size }, 'informer synced');

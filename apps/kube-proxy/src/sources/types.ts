@@ -58,6 +58,8 @@ export interface KubernetesSourceOptions {
   readonly watchdog?: WatchdogOptions;
   /** Objects per list page (default 500). */
   readonly listPageSize?: number;
+  /** configSyncPeriod: each informer lists again this often and applies what its watch missed; unset: never. */
+  readonly resyncPeriodMs?: number;
   /** clientConnection.qps and burst (client-side rate limit of API calls); none when unset. */
   readonly clientConnection?: { readonly qps: number; readonly burst: number };
 }
