@@ -16,7 +16,9 @@ import { fileURLToPath } from 'node:url';
 import {
   CoreV1Api,
   DiscoveryV1Api,
+  EventsV1Api,
   RbacAuthorizationV1Api,
+  type EventsV1Event,
   type V1ClusterRole,
   type V1ClusterRoleBinding,
   type V1EndpointSlice,
@@ -175,6 +177,7 @@ describe.skipIf(unsupported !== undefined)(`kube-proxy against the real kube-api
   let core: CoreV1Api;
   let discovery: DiscoveryV1Api;
   let rbac: RbacAuthorizationV1Api;
+  let events: EventsV1Api;
   let daemon: NetnsProcess | undefined;
   let kubeconfig: string;
   let limitedKubeconfig: string;
@@ -253,6 +256,7 @@ describe.skipIf(unsupported !== undefined)(`kube-proxy against the real kube-api
     core = kc.makeApiClient(CoreV1Api);
     discovery = kc.makeApiClient(DiscoveryV1Api);
     rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+    events = kc.makeApiClient(EventsV1Api);
 
     // deploy/rbac.yaml as it is, and a copy of its role without ServiceCIDRs for the 403 case.
     await waitFor('namespace kube-system', async () => (await core.readNamespace({ name: 'kube-system' })).metadata?.name === 'kube-system', 30_000);
@@ -308,6 +312,17 @@ describe.skipIf(unsupported !== undefined)(`kube-proxy against the real kube-api
     await waitFor('the service without endpoints to be refused', async () => !(await sb.tryHttp('client', EMPTY_IP, 80, { timeoutMs: 1000 })).ok, 10_000);
     await expectRefusedAtOnce(sb, 'client', EMPTY_IP, 80);
     await rulesMatchApi(10_000);
+  });
+
+  it('records a "Starting" Event on its Node, as upstream does', async () => {
+    let found: EventsV1Event | undefined;
+    await waitFor('the Starting event', async () => {
+      const list = await events.listNamespacedEvent({ namespace: 'default' });
+      found = list.items.find((e) => e.regarding?.kind === 'Node' && e.regarding.name === NODE_NAME && e.reason === 'Starting');
+      return found !== undefined;
+    }, 10_000);
+    expect(found).toMatchObject({ type: 'Normal', action: 'StartKubeProxy', reportingController: 'kube-proxy' });
+    expect(found?.reportingInstance).toMatch(/^kube-proxy-/);
   });
 
   it("deploy/rbac.yaml grants what the daemon uses; differences from upstream's system:node-proxier are printed", async () => {

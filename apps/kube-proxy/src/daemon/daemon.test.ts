@@ -1,3 +1,5 @@
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultProxyConfig, ProxyStateTracker, realClock, type ProxyConfig, type ProxyEventHandler, type ProxyState } from '@kube-proxy-ts/core';
 import { createTestLogger, endpointSlice, node, recordingBackends, RecordingBackend, service } from '@kube-proxy-ts/testing';
@@ -7,15 +9,16 @@ import { createRegistry } from './metrics.js';
 import { chooseFamilies } from './families.js';
 import { missingRequirements } from './requirements.js';
 import { cleanupAll } from './cleanup.js';
+import type { NodeEvent } from '../sources/node-events.js';
 
 /** A source the test drives by hand. */
 function fakeSource() {
-  const s: { handler: ProxyEventHandler | undefined; stopped: boolean } = { handler: undefined, stopped: false };
+  const s: { handler: ProxyEventHandler | undefined; stopped: boolean; events: NodeEvent[] } = { handler: undefined, stopped: false, events: [] };
   return {
     s,
     start: (h: ProxyEventHandler) => {
       s.handler = h;
-      return { stop: () => void (s.stopped = true) };
+      return { stop: () => void (s.stopped = true), recordNodeEvent: (e: NodeEvent) => void s.events.push(e) };
     },
   };
 }
@@ -127,6 +130,26 @@ describe('daemon assembly', () => {
     expect(b.stopped).toBe(1);
     expect(b.cleaned).toBe(0);
     expect(src.s.stopped).toBe(true);
+  });
+
+  it('records "Starting" on the Node when the proxy starts, after a warning for a server that could not listen', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    try {
+      const { daemon, backends, src } = setup({ metricsBindAddress: `127.0.0.1:${(taken.address() as AddressInfo).port}` });
+      const { started, h } = await startDaemon(daemon, src);
+      expect(src.s.events.map((e) => [e.type, e.reason, e.action])).toEqual([['Warning', 'FailedToStartMetricServer', 'StartKubeProxy']]);
+      expect(src.s.events[0]?.note).toMatch(/EADDRINUSE/);
+      markSynced(h, node('node1', { addresses: ['192.168.50.1'] }));
+      await started;
+      expect(backends).toHaveLength(1);
+      expect(src.s.events.map((e) => [e.type, e.reason, e.action])).toEqual([
+        ['Warning', 'FailedToStartMetricServer', 'StartKubeProxy'],
+        ['Normal', 'Starting', 'StartKubeProxy'],
+      ]);
+    } finally {
+      taken.close();
+    }
   });
 
   it('keeps the changes of a failed sync for the retry, and /healthz turns 503 then back to 200', async () => {

@@ -13,6 +13,7 @@ import type { RunningServer } from '../server/listen.js';
 import { debugHandler } from '../server/debug-handler.js';
 import { startMetricsServer } from '../server/metrics-server.js';
 import { ServiceHealthServer } from '../server/service-health.js';
+import type { NodeEvent } from '../sources/node-events.js';
 import { chooseFamilies } from './families.js';
 import { FamilyProxier, type FamilyTracker } from './family-proxier.js';
 import { EventFanout } from './fanout.js';
@@ -26,6 +27,8 @@ export interface RunningSource {
   /** Rejects when the source cannot start (for example, a manifest path that cannot be read). */
   readonly ready?: Promise<void>;
   stop(): Promise<void> | void;
+  /** Events about this Node go to the API server, when the source is one. */
+  readonly recordNodeEvent?: (event: NodeEvent) => void;
 }
 
 export interface DaemonOptions {
@@ -66,6 +69,8 @@ export class Daemon {
   private families: readonly IPFamily[] = ['IPv4'];
   private node: V1Node | undefined;
   private source: RunningSource | undefined;
+  /** Servers that could not start, reported as Node events once the source can take them. */
+  private readonly serverFailures: NodeEvent[] = [];
   private stopped = false;
   /** Bound addresses of the health and metrics servers, when they run. */
   healthzAddress: { host: string; port: number } | undefined;
@@ -91,6 +96,7 @@ export class Daemon {
     for (const f of ['IPv4', 'IPv6'] as const) trackers.set(f, this.opts.createTracker(f, this.opts.nodeName));
     const fanout = new EventFanout(trackers, this.health);
     this.source = await this.opts.startSource(fanout);
+    for (const failure of this.serverFailures) this.source.recordNodeEvent?.(failure);
     logger.info({ nodeName: this.opts.nodeName }, 'Waiting for Services, EndpointSlices and the Node to sync');
     await this.source.ready?.catch((err: Error) => {
       throw new StartupError(`the source of Services, EndpointSlices and the Node failed: ${err.message}`);
@@ -146,6 +152,8 @@ export class Daemon {
       fanout.listen(family, proxier);
     }
     if (this.stopped) return;
+    // Upstream's "birth cry", just before its sync loop starts.
+    this.source.recordNodeEvent?.({ type: 'Normal', reason: 'Starting', action: 'StartKubeProxy' });
     for (const p of this.proxiers.values()) p.start();
   }
 
@@ -184,7 +192,7 @@ export class Daemon {
 
   private async startServers(): Promise<void> {
     const { config, logger, registry } = this.opts;
-    const bind = async (what: string, address: string, start: () => Promise<RunningServer>) => {
+    const bind = async (what: string, address: string, failureReason: string, start: () => Promise<RunningServer>) => {
       if (address === '') return undefined;
       try {
         const s = await start();
@@ -195,11 +203,12 @@ export class Daemon {
         // Upstream keeps running without the server unless bindAddressHardFail is set.
         if (config.bindAddressHardFail) throw new StartupError(`failed to serve ${what} on ${address}: ${(err as Error).message}`);
         logger.error({ err, address }, `Failed to serve ${what}; continuing without it`);
+        this.serverFailures.push({ type: 'Warning', reason: failureReason, action: 'StartKubeProxy', note: (err as Error).message });
         return undefined;
       }
     };
-    this.healthzAddress = await bind('healthz', config.healthzBindAddress, () => startHealthServer(config.healthzBindAddress, this.health, registry));
-    this.metricsAddress = await bind('metrics', config.metricsBindAddress, () => startMetricsServer(config.metricsBindAddress, registry, config, this.debugHandler()));
+    this.healthzAddress = await bind('healthz', config.healthzBindAddress, 'FailedToStartProxierHealthcheck', () => startHealthServer(config.healthzBindAddress, this.health, registry));
+    this.metricsAddress = await bind('metrics', config.metricsBindAddress, 'FailedToStartMetricServer', () => startMetricsServer(config.metricsBindAddress, registry, config, this.debugHandler()));
   }
 
   private debugHandler() {

@@ -19,3 +19,4 @@ export type { Source, ManifestSourceOptions, KubernetesSourceOptions, WatchdogOp
 export { startManifestSource } from './manifest.js';
 export { startKubernetesSource, loadKubeConfig } from './kubernetes.js';
 export { PROXIED_OBJECTS_LABEL_SELECTOR } from './kinds.js';
+export type { NodeEvent, NodeEventRecorder } from './node-events.js';

@@ -20,6 +20,7 @@ import { counter, type Logger } from '@kube-proxy-ts/core';
 import { parseDuration } from '../config/duration.js';
 import { type KindHandler, PROXIED_OBJECTS_LABEL_SELECTOR, type ProxiedKind, endpointSliceHandler, nodeHandler, serviceCIDRHandler, serviceHandler } from './kinds.js';
 import { type ListPageRequest, ResilientInformer } from './informer.js';
+import { nodeEventRecorder } from './node-events.js';
 import { RestClientKubeConfig } from './rest-client.js';
 import { ObjectDiff, sameResourceVersion } from './object-diff.js';
 import { toTyped } from './typed.js';
@@ -208,6 +209,7 @@ export function startKubernetesSource(options: KubernetesSourceOptions): Source 
 
   return {
     ready: Promise.all(synced).then(() => undefined),
+    recordNodeEvent: nodeEventRecorder(kubeConfig, nodeName, logger),
     async stop() {
       if (stopped) return;
       stopped = true;

@@ -3,6 +3,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger, ProxyEventHandler } from '@kube-proxy-ts/core';
 import type { Registry } from 'prom-client';
+import type { NodeEventRecorder } from './node-events.js';
 
 /**
  * A running source. It calls the handler as objects come and go, and each `on...Synced` once
@@ -13,6 +14,8 @@ export interface Source {
   readonly ready: Promise<void>;
   /** Stops watching; no handler call happens after it resolves. */
   stop(): Promise<void>;
+  /** Records an Event about this Node, where the source is an API server. */
+  readonly recordNodeEvent?: NodeEventRecorder;
 }
 
 export interface ManifestSourceOptions {
