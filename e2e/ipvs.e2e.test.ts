@@ -4,7 +4,6 @@
 // The host bundles the guest suite, boots the VM once, and turns its result lines into tests.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundleForGuest } from './vm/bundle-guest.js';
@@ -22,12 +21,7 @@ function unsupportedReason(): string | undefined {
   for (const cmd of ['qemu-system-x86_64', 'busybox', 'cpio', 'ipvsadm', 'ipset', 'socat', 'curl']) {
     if (!has(cmd)) return `${cmd} is not installed (apt-get install qemu-system-x86 busybox-static cpio ipvsadm ipset socat curl)`;
   }
-  const kernels = existsSync('/boot') ? readdirSync('/boot').filter((f) => f.startsWith('vmlinuz-')) : [];
-  const withIpvs = kernels.some((k) => {
-    const dir = `/lib/modules/${k.slice('vmlinuz-'.length)}/kernel/net/netfilter/ipvs`;
-    return existsSync(dir) && readdirSync(dir).some((f) => f.startsWith('ip_vs.ko'));
-  });
-  if (!withIpvs) return 'no /boot/vmlinuz-* with IPVS modules (apt-get install linux-image-amd64)';
+  if (spawnSync(join(here, 'vm/kernel.sh'), ['find']).status !== 0) return 'no kernel with IPVS modules (bash e2e/vm/kernel.sh fetch unpacks Debian\'s into a cache)';
   return undefined;
 }
 

@@ -25,7 +25,7 @@ demo_only=false
 [ "${1:-}" = --demo ] && demo_only=true
 
 debs=(iptables nftables ipset conntrack iproute2 ipvsadm kmod procps curl nfacct)
-$demo_only || debs+=(socat haproxy cpio qemu-system-x86 linux-image-amd64 busybox-static)
+$demo_only || debs+=(socat haproxy cpio qemu-system-x86 busybox-static)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -46,6 +46,11 @@ if [ "$(pnpm --version 2>/dev/null || true)" != "12.4.2" ]; then
 fi
 
 pnpm install --frozen-lockfile
+
+# The IPVS VM's kernel, unpacked into a cache (not installed: the host's boot stays as it is).
+if ! $demo_only && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  bash e2e/vm/kernel.sh fetch
+fi
 
 # The real Kubernetes programs the e2e suites run (kube-apiserver, etcd, upstream kube-proxy), built
 # once from the Go modules pinned in e2e/kubernetes into a cache; nothing to do when they are there.

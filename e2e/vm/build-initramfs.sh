@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds a tiny initramfs for the IPVS test VM: static busybox, the modules needed to mount the
 # host's root over virtio-9p, and an /init that mounts it read-only and switches into it.
-# Usage: build-initramfs.sh KERNEL_VERSION OUTPUT.cpio.gz
+# Usage: build-initramfs.sh KERNEL_VERSION OUTPUT.cpio.gz [MODULE_ROOT]
+#   MODULE_ROOT holds lib/modules/KERNEL_VERSION (default /).
 set -euo pipefail
 kver=$1
 out=$2
+modroot=${3:-/}
 busybox=$(command -v busybox)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -18,13 +20,15 @@ done
 # Module files in load order (dependencies first), as modprobe would insert them.
 : >"$work/modules.order"
 for mod in virtio_pci 9pnet_virtio 9p; do
-  modprobe -S "$kver" -D "$mod" | awk '$1 == "insmod" { print $2 }' | while read -r path; do
-    grep -qxF "/lib/modules/${path#/lib/modules/}" "$work/modules.order" && continue
+  # modprobe prints paths under MODULE_ROOT; inside the initramfs they live under /lib/modules.
+  modprobe -d "$modroot" -S "$kver" -D "$mod" | awk '$1 == "insmod" { print $2 }' | while read -r src; do
+    path=/lib/modules/${src#*/lib/modules/}
+    grep -qxF "$path" "$work/modules.order" && continue
     mkdir -p "$work$(dirname "$path")"
     case $path in
-      *.ko.xz) xz -dc "$path" >"$work${path%.xz}"; path=${path%.xz} ;;
-      *.ko.zst) zstd -qdc "$path" >"$work${path%.zst}"; path=${path%.zst} ;;
-      *) cp "$path" "$work$path" ;;
+      *.ko.xz) xz -dc "$src" >"$work${path%.xz}"; path=${path%.xz} ;;
+      *.ko.zst) zstd -qdc "$src" >"$work${path%.zst}"; path=${path%.zst} ;;
+      *) cp "$src" "$work$path" ;;
     esac
     echo "$path" >>"$work/modules.order"
   done

@@ -5,6 +5,9 @@
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/tmp TMPDIR=/tmp
 mount -t tmpfs tmpfs /run
+# A kernel unpacked into a cache (kernel.sh) brings its modules from there.
+modules=$(sed -n 's/.*kpts.modules=\([^ ]*\).*/\1/p' /proc/cmdline)
+[ -z "$modules" ] || mount --bind "$modules" /lib/modules
 cmdfile=$(sed -n 's/.*kpts.cmd=\([^ ]*\).*/\1/p' /proc/cmdline)
 # The guest needs a writable /tmp, but a checkout may itself live under the host's /tmp: keep
 # that top-level directory visible at its own path through a bind mount.

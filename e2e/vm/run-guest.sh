@@ -6,7 +6,7 @@
 #
 # Usage: run-guest.sh [--timeout SECONDS] -- COMMAND...
 #   COMMAND runs under /bin/sh in the guest, in the current directory (seen at the same path).
-# Env: KPTS_VM_KERNEL (vmlinuz path), KPTS_VM_MEM (MiB, default 2048), KPTS_VM_SMP (default 2),
+# Env: KPTS_VM_KERNEL (vmlinuz path) and KPTS_VM_MODULE_ROOT (see kernel.sh), KPTS_VM_MEM (MiB, default 2048), KPTS_VM_SMP (default 2),
 #      KPTS_VM_ACCEL (kvm|tcg, default kvm when usable).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,21 +21,19 @@ while [ $# -gt 0 ]; do
 done
 [ $# -gt 0 ] || { echo "usage: $0 [--timeout S] -- COMMAND..." >&2; exit 2; }
 
-# The kernel: the newest /boot/vmlinuz-* whose modules include IPVS.
-kernel=${KPTS_VM_KERNEL:-}
-if [ -z "$kernel" ]; then
-  for k in $(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V -r); do
-    v=${k#/boot/vmlinuz-}
-    if ls /lib/modules/"$v"/kernel/net/netfilter/ipvs/ip_vs.ko* >/dev/null 2>&1; then kernel=$k; break; fi
-  done
-fi
-[ -n "$kernel" ] || { echo "run-guest: no /boot/vmlinuz-* with IPVS modules (install linux-image-amd64)" >&2; exit 125; }
-kver=${kernel#/boot/vmlinuz-}
+# The kernel: the newest with IPVS modules, from the cache kernel.sh unpacks into, or /boot.
+found=$("$here/kernel.sh" find) || { echo "run-guest: no kernel with IPVS modules (run e2e/vm/kernel.sh fetch)" >&2; exit 125; }
+kernel=${found% *}
+modroot=${found##* }
+kver=${kernel##*/vmlinuz-}
+# The guest sees the host's root: modules outside /lib/modules are bound there in the guest.
+modules_arg=
+[ "$modroot" = / ] || modules_arg="kpts.modules=$modroot/lib/modules"
 
 mkdir -p "$state"
 initrd=$state/initramfs-$kver.cpio.gz
 if [ ! -s "$initrd" ] || [ "$here/build-initramfs.sh" -nt "$initrd" ]; then
-  "$here/build-initramfs.sh" "$kver" "$initrd"
+  "$here/build-initramfs.sh" "$kver" "$initrd" "$modroot"
 fi
 
 # The command file lives on the host; the guest reads it through the shared root.
@@ -59,7 +57,7 @@ set +e
 timeout --kill-after=5 "$timeout_s" qemu-system-x86_64 \
   -accel "$accel" -cpu "$cpu" -m "${KPTS_VM_MEM:-2048}" -smp "${KPTS_VM_SMP:-2}" \
   -kernel "$kernel" -initrd "$initrd" \
-  -append "console=ttyS0 quiet loglevel=3 panic=-1 kpts.stage2=$here/guest-init.sh kpts.cmd=$cmdfile" \
+  -append "console=ttyS0 quiet loglevel=3 panic=-1 kpts.stage2=$here/guest-init.sh kpts.cmd=$cmdfile $modules_arg" \
   -fsdev local,id=r,path=/,security_model=none,readonly=on,multidevs=remap \
   -device virtio-9p-pci,fsdev=r,mount_tag=hostroot \
   -nic none -display none -monitor none -serial stdio -no-reboot </dev/null | tee "$console"
