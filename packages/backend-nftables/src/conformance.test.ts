@@ -3,7 +3,7 @@ import { describeBackendConformance } from '@kube-proxy-ts/testing';
 import { nftablesBackendFactory } from './index.js';
 import { NftScriptModel } from './nft-script-model.js';
 import { NftablesBackend, type NftablesBackendOptions } from './nftables-backend.js';
-import { HAIRPIN_ENDPOINTS_SET } from './layout.js';
+import { HAIRPIN_CONNECTIONS_SET } from './layout.js';
 
 const config = { clusterCIDR: '10.0.0.0/8' };
 const seeds = [1, 2, 3, 4, 5, 6, 7, 8];
@@ -30,15 +30,19 @@ function modelRunner(model: NftScriptModel, fallback: CommandRunner): CommandRun
 
 /**
  * The model table: non-empty chains (flushed stale chains are waiting for deletion), sets and
- * maps, without the hairpin pairs of endpoints no rule DNATs to any more (they wait for a lazy
- * deletion).
+ * maps, without the hairpin connections of endpoints no rule DNATs to any more (they wait for a
+ * lazy deletion).
  */
 function picture(model: NftScriptModel): unknown {
   const t = model.table('ip', 'kube-proxy');
   if (!t) return null;
   const chains = Object.fromEntries([...t.chains].filter(([, rules]) => rules.length > 0));
-  const endpoints = new Set(Object.values(chains).flatMap((rules) => rules.flatMap((r) => [...r.matchAll(/dnat to \[?([0-9a-f.:]+?)\]?:\d+/g)].map(([, ip]) => ip!))));
-  const inUse = (container: string, key: string) => container !== HAIRPIN_ENDPOINTS_SET || endpoints.has(key.split(' . ')[0]!);
+  const targets = new Set(Object.values(chains).flatMap((rules) => rules.flatMap((r) => [...r.matchAll(/dnat to \[?([0-9a-f.:]+?)\]?:(\d+)/g)].map(([, ip, port]) => `${ip}:${port}`))));
+  const inUse = (container: string, key: string) => {
+    if (container !== HAIRPIN_CONNECTIONS_SET) return true;
+    const [ip, , , port] = key.split(' . ');
+    return targets.has(`${ip}:${port}`);
+  };
   return {
     chains,
     containers: Object.fromEntries(

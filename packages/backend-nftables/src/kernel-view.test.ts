@@ -68,7 +68,7 @@ describe('nftables explain', () => {
     ]);
     expect(fromPod.paths[0]!.steps).toEqual(expect.arrayContaining(['nat-prerouting', 'services', 'service-5YTVDXPB-e2e/web/tcp/http', 'filter-forward', 'nat-postrouting']));
     expect(explain('192.168.50.2', '10.96.0.10', 80).paths.every((p) => p.masquerade)).toBe(true);
-    // An endpoint reaching itself through the Service: masqueraded in postrouting (hairpin-endpoints).
+    // An endpoint reaching itself through the Service: masqueraded in postrouting (hairpin-connections).
     const hairpin = explain('10.244.1.11', '10.96.0.10', 80).paths;
     expect(hairpin.map((p) => [p.endpoint, p.masquerade])).toEqual([['10.244.1.11:8080', true], ['10.244.1.12:8080', false]]);
   });

@@ -6,7 +6,7 @@
 // each new anonymous set a name by scanning the table's sets; a map shared by the service chains
 // instead makes every element added walk the rules bound to it (bench/README.md). Only
 // session-affinity services keep upstream's endpoint chains (their rules update the affinity
-// sets), and hairpin traffic is masqueraded in postrouting through hairpin-endpoints.
+// sets), and hairpin traffic is masqueraded in postrouting through hairpin-connections.
 
 import type { IPFamily } from '@kube-proxy-ts/core';
 
@@ -31,8 +31,8 @@ export const SERVICE_NODEPORTS_MAP = 'service-nodeports';
 export const NO_ENDPOINT_SERVICES_MAP = 'no-endpoint-services';
 export const NO_ENDPOINT_NODEPORTS_MAP = 'no-endpoint-nodeports';
 export const FIREWALL_IPS_MAP = 'firewall-ips';
-/** `endpoint . endpoint` pairs: a connection DNATed back to its own source is masqueraded (hairpin). */
-export const HAIRPIN_ENDPOINTS_SET = 'hairpin-endpoints';
+/** `endpoint . endpoint . proto . port` of local endpoints: a connection DNATed back to its own source is masqueraded (hairpin). */
+export const HAIRPIN_CONNECTIONS_SET = 'hairpin-connections';
 
 // per-service and per-endpoint object prefixes
 export const CLUSTER_POLICY_PREFIX = 'service-';
@@ -61,20 +61,25 @@ export interface BaseChain {
 }
 
 /**
- * Filter chains run before DNAT so that they see the service address, not the endpoint's.
- * Priorities are upstream's dstnat-10 / dstnat+10 / dstnat / srcnat, written as numbers: nft 1.0.6
- * accepts the symbolic names only in some hooks.
+ * Upstream's base chains. The firewall check must see the service address, so it runs before
+ * DNAT (dstnat-10); the other filter chains run at the filter priority, after DNAT, where a
+ * packet still addressed to a ClusterIP was not sent to any endpoint. Priorities are written as
+ * numbers: nft 1.0.6 accepts the symbolic names only in some hooks.
  */
 export const BASE_CHAINS: readonly BaseChain[] = [
-  { name: 'filter-prerouting', type: 'filter', hook: 'prerouting', priority: '-110' },
-  { name: 'filter-input', type: 'filter', hook: 'input', priority: '-110' },
-  { name: 'filter-forward', type: 'filter', hook: 'forward', priority: '-110' },
-  { name: 'filter-output', type: 'filter', hook: 'output', priority: '-110' },
-  { name: 'filter-output-post-dnat', type: 'filter', hook: 'output', priority: '-90' },
+  { name: 'filter-prerouting-pre-dnat', type: 'filter', hook: 'prerouting', priority: '-110' },
+  { name: 'filter-output-pre-dnat', type: 'filter', hook: 'output', priority: '-110' },
+  { name: 'filter-input', type: 'filter', hook: 'input', priority: '0' },
+  { name: 'filter-forward', type: 'filter', hook: 'forward', priority: '0' },
+  { name: 'filter-output', type: 'filter', hook: 'output', priority: '0' },
   { name: 'nat-prerouting', type: 'nat', hook: 'prerouting', priority: '-100' },
   { name: 'nat-output', type: 'nat', hook: 'output', priority: '-100' },
   { name: 'nat-postrouting', type: 'nat', hook: 'postrouting', priority: '100' },
 ];
+
+/** Base chains and sets that earlier versions of this layout created: deleted when found. */
+export const OBSOLETE_BASE_CHAINS: readonly string[] = ['filter-prerouting', 'filter-output-post-dnat'];
+export const OBSOLETE_SETS: readonly string[] = ['hairpin-endpoints'];
 
 /** Jumps from base chains to helper chains, in rule order. */
 export const JUMPS: readonly { readonly from: string; readonly to: string; readonly match: string }[] = [
@@ -83,13 +88,13 @@ export const JUMPS: readonly { readonly from: string; readonly to: string; reado
   { from: 'filter-input', to: SERVICE_ENDPOINTS_CHECK_CHAIN, match: 'ct state new' },
   { from: 'filter-forward', to: SERVICE_ENDPOINTS_CHECK_CHAIN, match: 'ct state new' },
   { from: 'filter-output', to: SERVICE_ENDPOINTS_CHECK_CHAIN, match: 'ct state new' },
-  { from: 'filter-prerouting', to: FIREWALL_CHECK_CHAIN, match: 'ct state new' },
-  { from: 'filter-output', to: FIREWALL_CHECK_CHAIN, match: 'ct state new' },
+  { from: 'filter-prerouting-pre-dnat', to: FIREWALL_CHECK_CHAIN, match: 'ct state new' },
+  { from: 'filter-output-pre-dnat', to: FIREWALL_CHECK_CHAIN, match: 'ct state new' },
   { from: 'nat-output', to: SERVICES_CHAIN, match: '' },
   { from: 'nat-prerouting', to: SERVICES_CHAIN, match: '' },
   { from: 'nat-postrouting', to: MASQUERADING_CHAIN, match: '' },
   { from: 'filter-forward', to: CLUSTER_IPS_CHECK_CHAIN, match: 'ct state new' },
-  { from: 'filter-output-post-dnat', to: CLUSTER_IPS_CHECK_CHAIN, match: 'ct state new' },
+  { from: 'filter-output', to: CLUSTER_IPS_CHECK_CHAIN, match: 'ct state new' },
 ];
 
 export const HELPER_CHAINS: readonly string[] = [
@@ -136,10 +141,10 @@ export const SERVICE_CONTAINERS: readonly ContainerSpec[] = [
   },
   { name: FIREWALL_IPS_MAP, kind: 'map', type: addrProtoPort, comment: 'destinations that are subject to LoadBalancerSourceRanges' },
   {
-    name: HAIRPIN_ENDPOINTS_SET,
+    name: HAIRPIN_CONNECTIONS_SET,
     kind: 'set',
-    type: (f) => `${addrType(f)} . ${addrType(f)}`,
-    comment: 'endpoint . endpoint: connections from an endpoint to itself via a service',
+    type: (f) => `${addrType(f)} . ${addrType(f)} . inet_proto . inet_service`,
+    comment: 'service hairpin connections',
     lazyDeletion: true,
   },
 ];

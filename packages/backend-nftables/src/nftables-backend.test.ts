@@ -165,11 +165,12 @@ function overallWorld(f: Awaited<ReturnType<typeof fixture>>) {
   f.upsert(service('ns4', 'svc4', { type: 'NodePort', clusterIP: '172.30.0.44', externalIPs: ['192.168.99.33'], ports: [svcPort('p80', 80, { nodePort: 3004 })] }));
   f.upsert(affinityLoadBalancer(10800));
   f.upsert(service('ns6', 'svc6', { clusterIP: '172.30.0.46', ports: [svcPort('p80', 80)] }));
-  f.upsert(slice('ns1', 'svc1', ['10.180.0.1']));
+  // Local endpoints as upstream's: 10.180.0.1, .3 and .5 on this node.
+  f.upsert(slice('ns1', 'svc1', [{ ip: '10.180.0.1', nodeName: NODE }]));
   f.upsert(slice('ns2', 'svc2', ['10.180.0.2']));
-  f.upsert(slice('ns3', 'svc3', ['10.180.0.3']));
+  f.upsert(slice('ns3', 'svc3', [{ ip: '10.180.0.3', nodeName: NODE }]));
   f.upsert(slice('ns4', 'svc4', ['10.180.0.4', { ip: '10.180.0.5', nodeName: NODE }]));
-  f.upsert(slice('ns5', 'svc5', ['10.180.0.3']));
+  f.upsert(slice('ns5', 'svc5', [{ ip: '10.180.0.3', nodeName: NODE }]));
 }
 
 describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () => {
@@ -180,15 +181,18 @@ describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () =
     expect(full).toBe(true);
     const all = scripts.join('');
     expect(all).toContain('add table ip kube-proxy { comment "rules for kube-proxy" ; }\n');
-    expect(all).toContain('add chain ip kube-proxy filter-prerouting { type filter hook prerouting priority -110 ; }\n');
-    expect(all).toContain('add chain ip kube-proxy filter-output-post-dnat { type filter hook output priority -90 ; }\n');
+    expect(all).toContain('add chain ip kube-proxy filter-prerouting-pre-dnat { type filter hook prerouting priority -110 ; }\n');
+    expect(all).toContain('add chain ip kube-proxy filter-output-pre-dnat { type filter hook output priority -110 ; }\n');
+    expect(all).toContain('add chain ip kube-proxy filter-output { type filter hook output priority 0 ; }\n');
+    expect(all).toContain('add set ip kube-proxy hairpin-connections { type ipv4_addr . ipv4_addr . inet_proto . inet_service ; comment "service hairpin connections" ; }\n');
     expect(all).toContain('add chain ip kube-proxy nat-postrouting { type nat hook postrouting priority 100 ; }\n');
     expect(all).toContain('add rule ip kube-proxy mark-for-masquerade mark set mark or 0x004000\n');
     expect(all).toContain('add rule ip kube-proxy masquerading mark and 0x004000 == 0 return\n');
     expect(all).toContain('add rule ip kube-proxy masquerading masquerade fully-random\n');
     expect(all).toContain('add rule ip kube-proxy cluster-ips-check ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"\n');
     expect(all).toContain('add rule ip kube-proxy filter-input ct state new jump nodeport-endpoints-check\n');
-    expect(all).toContain('add rule ip kube-proxy filter-output-post-dnat ct state new jump cluster-ips-check\n');
+    expect(all).toContain('add rule ip kube-proxy filter-output ct state new jump cluster-ips-check\n');
+    expect(all).toContain('add rule ip kube-proxy filter-prerouting-pre-dnat ct state new jump firewall-check\n');
     expect(all).toContain('add rule ip kube-proxy services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports\n');
     expect(all).toContain('add map ip kube-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic" ; }\n');
     // NodePorts on every address: no nodeport-ips set survives the transaction
@@ -204,10 +208,10 @@ describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () =
     const has = (line: string) => expect(all).toContain(`${line}\n`);
     // svc1: ClusterIP
     has('add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 tcp dport 80 ip saddr != 10.0.0.0/8 jump mark-for-masquerade');
-    // the service chain DNATs itself; hairpin traffic is masqueraded through hairpin-endpoints
+    // the service chain DNATs itself; hairpin traffic is masqueraded through hairpin-connections
     has('add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 meta l4proto tcp dnat to 10.180.0.1:80');
     expect(all).not.toContain('endpoint-5OJB2KTY');
-    has('add rule ip kube-proxy masquerading ct status dnat ip saddr . ip daddr @hairpin-endpoints jump mark-for-masquerade');
+    has('add rule ip kube-proxy masquerading ct status dnat ip saddr . ip daddr . meta l4proto . th dport @hairpin-connections jump mark-for-masquerade');
     // svc2: LoadBalancer, ETP Local, no local endpoint
     has('add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 ip saddr 10.0.0.0/8 goto service-42NFTM6N-ns2/svc2/tcp/p80 comment "short-circuit pod traffic"');
     has('add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 fib saddr type local jump mark-for-masquerade comment "masquerade local traffic"');
@@ -258,8 +262,8 @@ describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () =
     expect(f.elements('no-endpoint-nodeports')).toEqual(['tcp . 3001 comment "ns2/svc2:p80" : drop']);
     expect(f.elements('firewall-ips')).toEqual(['5.6.7.8 . tcp . 80 : goto firewall-HVFWP5L3-ns5/svc5/tcp/p80']);
     expect(f.elements('cluster-ips')).toEqual(['172.30.0.41', '172.30.0.42', '172.30.0.43', '172.30.0.44', '172.30.0.45', '172.30.0.46']);
-    // one pair per endpoint address, 10.180.0.3 (svc3 and svc5) once
-    expect(f.elements('hairpin-endpoints')).toEqual(['10.180.0.1 . 10.180.0.1', '10.180.0.2 . 10.180.0.2', '10.180.0.3 . 10.180.0.3', '10.180.0.4 . 10.180.0.4', '10.180.0.5 . 10.180.0.5']);
+    // upstream's elements: one per local endpoint, 10.180.0.3:80 (svc3 and svc5) once
+    expect(f.elements('hairpin-connections')).toEqual(['10.180.0.1 . 10.180.0.1 . tcp . 80', '10.180.0.3 . 10.180.0.3 . tcp . 80', '10.180.0.5 . 10.180.0.5 . tcp . 80']);
 
     // inspect() reports what the model table holds
     const picture = (await f.backend.inspect()) as { chains: Record<string, string[]>; containers: Record<string, string[]> };
@@ -358,7 +362,7 @@ describe('nftables backend: partial sync', () => {
     const f = await fixture();
     overallWorld(f);
     await f.sync();
-    f.upsert(slice('ns4', 'svc4', ['10.180.0.4', { ip: '10.180.0.5', nodeName: NODE }, '10.180.0.6']));
+    f.upsert(slice('ns4', 'svc4', ['10.180.0.4', { ip: '10.180.0.5', nodeName: NODE }, { ip: '10.180.0.6', nodeName: NODE }]));
     const { scripts, raw, full } = await f.sync();
     expect(full).toBe(false);
     expect(f.runner.callsTo('nft').map((c) => c.args.join(' '))).toEqual(['-f -']);
@@ -375,7 +379,7 @@ describe('nftables backend: partial sync', () => {
       'meta l4proto tcp dnat to 10.180.0.6:80',
     ]);
     expect(scripts[0]).not.toMatch(/ns[12356]\//);
-    expect(lines.filter((l) => l.includes('element'))).toEqual(['add element ip kube-proxy hairpin-endpoints { 10.180.0.6 . 10.180.0.6 }']);
+    expect(lines.filter((l) => l.includes('element'))).toEqual(['add element ip kube-proxy hairpin-connections { 10.180.0.6 . 10.180.0.6 . tcp . 80 }']);
     expect(f.modelChains()).toEqual((await f.backend.inspect() as { chains: unknown }).chains);
   });
 
@@ -388,12 +392,12 @@ describe('nftables backend: partial sync', () => {
     expect(raw).toHaveLength(1);
     expect(raw[0]).not.toMatch(/^(add rule|add element|delete) /m);
     expect(f.modelChains()['service-LAUZTJTB-ns4/svc4/tcp/p80']!.at(-1)).toBe('meta l4proto tcp dnat to 10.180.0.4:80');
-    expect(f.elements('hairpin-endpoints')).toContain('10.180.0.5 . 10.180.0.5');
+    expect(f.elements('hairpin-connections')).toContain('10.180.0.5 . 10.180.0.5 . tcp . 80');
     f.runner.reset();
     await f.ctx.clock.advanceAsync(1100);
     await f.backend.stop();
-    expect(f.runner.stdinsTo('nft')).toEqual(['delete element ip kube-proxy hairpin-endpoints { 10.180.0.5 . 10.180.0.5 }\n']);
-    expect(f.elements('hairpin-endpoints')).not.toContain('10.180.0.5 . 10.180.0.5');
+    expect(f.runner.stdinsTo('nft')).toEqual(['delete element ip kube-proxy hairpin-connections { 10.180.0.5 . 10.180.0.5 . tcp . 80 }\n']);
+    expect(f.elements('hairpin-connections')).not.toContain('10.180.0.5 . 10.180.0.5 . tcp . 80');
     // an unchanged state writes nothing afterwards
     expect((await f.sync()).raw).toEqual([]);
   });
@@ -477,7 +481,7 @@ describe('nftables backend: partial sync', () => {
     expect(text).toContain('delete element ip kube-proxy service-ips { 172.30.0.41 . tcp . 80 }\n');
     expect(text).toContain('add element ip kube-proxy no-endpoint-services { 172.30.0.41 . tcp . 80 comment "ns1/svc1:p80" : goto reject-chain }\n');
     expect(text).toContain('flush chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80\n');
-    expect(text).toContain('delete element ip kube-proxy hairpin-endpoints { 10.180.0.1 . 10.180.0.1 }\n');
+    expect(text).toContain('delete element ip kube-proxy hairpin-connections { 10.180.0.1 . 10.180.0.1 . tcp . 80 }\n');
     expect(text).not.toContain('delete chain');
     expect(f.table()!.chains.has('service-ULMVA6XW-ns1/svc1/tcp/p80')).toBe(true);
 
@@ -497,12 +501,12 @@ describe('nftables backend: partial sync', () => {
     await f.sync();
     f.ctx.clock.advance(1010); // due, but the deletion timer (a little later) has not fired
     f.remove(service('ns6', 'svc6', { clusterIP: '172.30.0.46', ports: [svcPort('p80', 80)] })); // deletes its element
-    f.upsert(slice('ns3', 'svc3', ['10.180.0.3', '10.180.0.9']));
+    f.upsert(slice('ns3', 'svc3', [{ ip: '10.180.0.3', nodeName: NODE }, { ip: '10.180.0.9', nodeName: NODE }]));
     const { scripts } = await f.sync();
     expect(scripts).toHaveLength(1);
     expect(scripts[0]).toContain('delete element ip kube-proxy no-endpoint-services');
     expect(scripts[0]).toContain('delete chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80\n');
-    expect(scripts[0]).toContain('add element ip kube-proxy hairpin-endpoints { 10.180.0.9 . 10.180.0.9 }');
+    expect(scripts[0]).toContain('add element ip kube-proxy hairpin-connections { 10.180.0.9 . 10.180.0.9 . tcp . 80 }');
     expect(f.table()!.chains.has('service-ULMVA6XW-ns1/svc1/tcp/p80')).toBe(false);
   });
 
@@ -513,7 +517,7 @@ describe('nftables backend: partial sync', () => {
     f.upsert(slice('ns1', 'svc1', []));
     await f.sync();
     f.ctx.clock.advance(1010);
-    f.upsert(slice('ns3', 'svc3', ['10.180.0.3', '10.180.0.9']));
+    f.upsert(slice('ns3', 'svc3', [{ ip: '10.180.0.3', nodeName: NODE }, { ip: '10.180.0.9', nodeName: NODE }]));
     const { scripts, raw } = await f.sync();
     expect(scripts).toHaveLength(1);
     expect(raw[0]).not.toMatch(/^(add rule|add element|delete) /m);
@@ -669,6 +673,38 @@ describe('nftables backend: a restarted daemon', () => {
     await backend.stop();
     expect(f.table()!.chains.has(ep)).toBe(false);
   });
+
+  it('deletes the base chains and the hairpin set an earlier version created', async () => {
+    const f = await fixture();
+    f.upsert(service('ns1', 'svc1', { clusterIP: '172.30.0.41', ports: [svcPort('p80', 80)] }));
+    f.upsert(slice('ns1', 'svc1', [{ ip: '10.180.0.1', nodeName: NODE }]));
+    const { state } = f.tracker.checkpoint();
+    f.model.apply(
+      [
+        'add table ip kube-proxy { comment "rules for kube-proxy" ; }',
+        'add chain ip kube-proxy firewall-check',
+        'add chain ip kube-proxy cluster-ips-check',
+        'add chain ip kube-proxy mark-for-masquerade',
+        'add chain ip kube-proxy masquerading',
+        'add chain ip kube-proxy filter-prerouting { type filter hook prerouting priority -110 ; }',
+        'add rule ip kube-proxy filter-prerouting ct state new jump firewall-check',
+        'add chain ip kube-proxy filter-output-post-dnat { type filter hook output priority -90 ; }',
+        'add rule ip kube-proxy filter-output-post-dnat ct state new jump cluster-ips-check',
+        'add set ip kube-proxy hairpin-endpoints { type ipv4_addr . ipv4_addr ; comment "endpoint . endpoint: connections from an endpoint to itself via a service" ; }',
+        'add element ip kube-proxy hairpin-endpoints { 10.180.0.1 . 10.180.0.1 }',
+        'add rule ip kube-proxy masquerading ct status dnat ip saddr . ip daddr @hairpin-endpoints jump mark-for-masquerade',
+        '',
+      ].join('\n'),
+    );
+    const backend = await restarted(f);
+    expect((await backend.sync(state, emptyChangeSet())).ok).toBe(true);
+    const t = f.table()!;
+    expect(['filter-prerouting', 'filter-output-post-dnat'].filter((c) => t.chains.has(c))).toEqual([]);
+    expect(t.containers.has('hairpin-endpoints')).toBe(false);
+    expect(['filter-prerouting-pre-dnat', 'filter-output-pre-dnat', 'filter-input', 'filter-forward', 'filter-output'].every((c) => t.chains.has(c))).toBe(true);
+    expect(f.elements('hairpin-connections')).toEqual(['10.180.0.1 . 10.180.0.1 . tcp . 80']);
+    await backend.stop();
+  });
 });
 
 describe('nftables backend: bounded transactions', () => {
@@ -676,7 +712,7 @@ describe('nftables backend: bounded transactions', () => {
     const f = await fixture({ backend: { servicesPerTransaction: 50, linesPerTransaction: 2000 } });
     for (let i = 0; i < 120; i++) {
       f.upsert(service('ns', `s${i}`, { clusterIP: `172.30.${i >> 8}.${i & 255}`, ports: [svcPort('p80', 80)] }));
-      f.upsert(slice('ns', `s${i}`, Array.from({ length: 10 }, (_, j) => `10.1.${i % 200}.${j + 1}`)));
+      f.upsert(slice('ns', `s${i}`, Array.from({ length: 10 }, (_, j) => ({ ip: `10.1.${i % 200}.${j + 1}`, nodeName: NODE }))));
     }
     const { scripts } = await f.sync();
     expect(scripts.length).toBeGreaterThanOrEqual(4); // setup, 3 chain chunks, elements
@@ -691,7 +727,7 @@ describe('nftables backend: bounded transactions', () => {
     const serviceChains = Object.entries(f.modelChains()).filter(([c]) => c.startsWith('service-') && c.includes('/'));
     expect(serviceChains).toHaveLength(120);
     for (const [, rules] of serviceChains) expect(rules.filter((r) => r.includes(' dnat to '))).toHaveLength(10);
-    expect(f.elements('hairpin-endpoints')).toHaveLength(1200);
+    expect(f.elements('hairpin-connections')).toHaveLength(1200);
   });
 
 
@@ -747,7 +783,7 @@ describe('nftables backend: IPv6', () => {
     await backend.start(ctx);
     const tracker = new ProxyStateTracker({ ipFamily: 'IPv6', nodeName: NODE });
     tracker.onServiceAdd(service('ns1', 'svc1', { clusterIP: 'fd00:172:30::41', ipFamily: 'IPv6', ports: [svcPort('p80', 80)], sessionAffinity: 'ClientIP' }));
-    tracker.onEndpointSliceAdd(endpointSlice('ns1', 'svc1', { name: 'svc1-1', endpoints: ['fd00:10::1'], ports: [{ name: 'p80', port: 80 }] }));
+    tracker.onEndpointSliceAdd(endpointSlice('ns1', 'svc1', { name: 'svc1-1', endpoints: [{ ip: 'fd00:10::1', nodeName: NODE }], ports: [{ name: 'p80', port: 80 }] }));
     const { state, changes } = tracker.checkpoint();
     const r = await backend.sync(state, changes);
     expect(r.ok).toBe(true);
@@ -758,6 +794,7 @@ describe('nftables backend: IPv6', () => {
     expect(text).toContain('ip6 daddr != ::1 meta l4proto . th dport vmap @no-endpoint-nodeports');
     expect(text).toMatch(/endpoint-[A-Z2-7]{8}-ns1\/svc1\/tcp\/p80__fd00\.10\.\.1\/80 meta l4proto tcp dnat to \[fd00:10::1\]:80/);
     expect(text).toContain('ip6 saddr != fd00:10::/64 jump mark-for-masquerade');
-    expect(text).toContain('add element ip6 kube-proxy hairpin-endpoints { fd00:10::1 . fd00:10::1 }');
+    expect(text).toContain('add set ip6 kube-proxy hairpin-connections { type ipv6_addr . ipv6_addr . inet_proto . inet_service ; comment "service hairpin connections" ; }');
+    expect(text).toContain('add element ip6 kube-proxy hairpin-connections { fd00:10::1 . fd00:10::1 . tcp . 80 }');
   });
 });

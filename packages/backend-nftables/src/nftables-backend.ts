@@ -40,7 +40,7 @@ import { listExistingObjects, type ExistingObjects } from './existing-objects.js
 import { listTableForInspection, nftablesExplain, nftablesKernelView } from './kernel-view.js';
 import { AFFINITY_PREFIX, NODEPORT_IPS_SET, SERVICE_CONTAINERS, TABLE, nftFamily, type NftFamily } from './layout.js';
 import { computeServiceObjects, type ElementValue, type RuleContext, type ServiceObjects } from './service-objects.js';
-import { baseChainRules, containerDeclaration, helperChainRules, writeClusterIPsCheck, writeNodePortIPs, writeSetup, type SetupOptions } from './setup.js';
+import { baseChainRules, containerDeclaration, helperChainRules, obsoleteObjects, writeClusterIPsCheck, writeNodePortIPs, writeSetup, type SetupOptions } from './setup.js';
 import { NftTransaction, renderElement } from './transaction.js';
 
 export interface NftablesBackendOptions extends BackendOptions {
@@ -263,6 +263,7 @@ export class NftablesBackend implements Backend {
           nodePortIPs,
           serviceCIDRs,
           recreateBaseChains: !this.baseChainsRecreated,
+          ...(existing ? { obsolete: obsoleteObjects(existing) } : {}),
         }
       : this.setup && (cidrsMoved || nodePortIPsMoved)
         ? { ...this.setup, serviceCIDRs, nodePortIPs }

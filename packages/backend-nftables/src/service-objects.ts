@@ -22,7 +22,7 @@ import {
   EXTERNAL_PREFIX,
   FIREWALL_IPS_MAP,
   FIREWALL_PREFIX,
-  HAIRPIN_ENDPOINTS_SET,
+  HAIRPIN_CONNECTIONS_SET,
   LOCAL_POLICY_PREFIX,
   MARK_MASQ_CHAIN,
   NO_ENDPOINT_NODEPORTS_MAP,
@@ -185,9 +185,12 @@ export function computeServiceObjects(
   if (usesClusterPolicyChain) writeBalancing(clusterPolicyChain, clusterEndpoints);
   if (usesLocalPolicyChain) writeBalancing(localPolicyChain, localEndpoints);
 
-  // hairpin: an endpoint reaching itself through the service is masqueraded (in postrouting,
-  // where the DNATed destination is known; see setup.ts)
-  for (const ep of allReachableEndpoints) addElement(HAIRPIN_ENDPOINTS_SET, `${ep.ip} . ${ep.ip}`, { value: '' });
+  // hairpin: a local endpoint reaching itself through the service is masqueraded (in
+  // postrouting, where the DNATed destination is known; see setup.ts). A remote endpoint's own
+  // traffic never passes through this node's NAT.
+  for (const ep of allReachableEndpoints) {
+    if (ep.isLocal) addElement(HAIRPIN_CONNECTIONS_SET, `${ep.ip} . ${ep.ip} . ${protocol} . ${ep.port}`, { value: '' });
+  }
   if (affinity > 0) {
     for (const ep of allReachableEndpoints) {
       const name = endpointNames.get(ep)!;

@@ -9,13 +9,15 @@ import {
   CLUSTER_IPS_SET,
   FIREWALL_CHECK_CHAIN,
   FIREWALL_IPS_MAP,
-  HAIRPIN_ENDPOINTS_SET,
+  HAIRPIN_CONNECTIONS_SET,
   HELPER_CHAINS,
   JUMPS,
   MARK_MASQ_CHAIN,
   MASQUERADING_CHAIN,
   NODEPORT_ENDPOINTS_CHECK_CHAIN,
   NODEPORT_IPS_SET,
+  OBSOLETE_BASE_CHAINS,
+  OBSOLETE_SETS,
   NO_ENDPOINT_NODEPORTS_MAP,
   NO_ENDPOINT_SERVICES_MAP,
   REJECT_CHAIN,
@@ -41,6 +43,8 @@ export interface SetupOptions {
   readonly serviceCIDRs: readonly string[];
   /** Delete and re-create the base chains first, so changed priorities can apply (once per process). */
   readonly recreateBaseChains: boolean;
+  /** Objects of an earlier layout found in the table, to delete (OBSOLETE_BASE_CHAINS, OBSOLETE_SETS). */
+  readonly obsolete?: { readonly chains: readonly string[]; readonly sets: readonly string[] };
 }
 
 /** How a service set or map is declared; element additions repeat it word for word. */
@@ -64,7 +68,7 @@ export function helperChainRules(options: SetupOptions): Map<string, string[]> {
 
   add(MARK_MASQ_CHAIN, `mark set mark or ${mark}`);
   // After DNAT the destination is the endpoint: one that is also the source reached itself.
-  add(MASQUERADING_CHAIN, `ct status dnat ${ipX} saddr . ${ipX} daddr @${HAIRPIN_ENDPOINTS_SET} jump ${MARK_MASQ_CHAIN}`);
+  add(MASQUERADING_CHAIN, `ct status dnat ${ipX} saddr . ${ipX} daddr . meta l4proto . th dport @${HAIRPIN_CONNECTIONS_SET} jump ${MARK_MASQ_CHAIN}`);
   add(MASQUERADING_CHAIN, `mark and ${mark} == 0 return`);
   add(MASQUERADING_CHAIN, `mark set mark xor ${mark}`);
   add(MASQUERADING_CHAIN, 'masquerade fully-random');
@@ -112,6 +116,14 @@ export function writeSetup(tx: NftTransaction, options: SetupOptions): void {
   writeNodePortIPs(tx, options);
   for (const [chain, rules] of baseChainRules()) for (const rule of rules) tx.addRule(chain, rule);
   for (const [chain, rules] of helperChainRules(options)) for (const rule of rules) tx.addRule(chain, rule);
+  // Last: the rules that referred to them were flushed above. Deleting a chain deletes its rules.
+  for (const chain of options.obsolete?.chains ?? []) tx.deleteChain(chain);
+  for (const set of options.obsolete?.sets ?? []) tx.deleteContainer('set', set);
+}
+
+/** The objects of an earlier layout among `existing` names of the table. */
+export function obsoleteObjects(existing: { readonly chains: ReadonlySet<string>; readonly sets: ReadonlySet<string> }): NonNullable<SetupOptions['obsolete']> {
+  return { chains: OBSOLETE_BASE_CHAINS.filter((c) => existing.chains.has(c)), sets: OBSOLETE_SETS.filter((s) => existing.sets.has(s)) };
 }
 
 /** Rewrites cluster-ips-check alone, atomically: what a change of the Service CIDRs needs. */
