@@ -21,6 +21,7 @@ import {
   type ProxyState,
   type ServicePortKey,
   type SyncResult,
+  SyncProgress,
 } from '@kube-proxy-ts/core';
 import {
   createLocalTrafficDetector,
@@ -349,10 +350,13 @@ export class IptablesBackend implements Backend {
 
       timing.applyStart ??= ctx.clock.now();
       const first = this.payloads.length;
+      const progress = new SyncProgress(ctx.logger, ctx.clock, plan.transactions.reduce((n, tx) => n + tx.services, 0));
+      let servicesDone = 0;
       for (const [i, tx] of plan.transactions.entries()) {
         this.payloads.push(tx.payload);
         const result = await runIptablesRestore(ctx.runner, this.commands.restore, tx.payload, { timeoutMs: this.timeoutMs });
         if (!result.ok) return this.failed(decision, result, first + i, first + plan.transactions.length);
+        progress.written((servicesDone += tx.services));
       }
       const applyMs = ctx.clock.now() - timing.applyStart - planMs;
       const computeMs = timing.computeMs;

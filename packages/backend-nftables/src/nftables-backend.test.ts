@@ -708,6 +708,27 @@ describe('nftables backend: a restarted daemon', () => {
 });
 
 describe('nftables backend: bounded transactions', () => {
+  it('says how many Services are written while a long sync runs', async () => {
+    const f = await fixture({ backend: { servicesPerTransaction: 25 } });
+    for (let i = 0; i < 100; i++) {
+      f.upsert(service('ns', `s${i}`, { clusterIP: `172.30.0.${i + 1}`, ports: [svcPort('p80', 80)] }));
+      f.upsert(slice('ns', `s${i}`, [`10.1.0.${i + 1}`]));
+    }
+    // each transaction takes the kernel 2 s
+    f.runner.on(
+      'nft',
+      (_args, stdin) => {
+        f.model.apply(stdin ?? '');
+        f.ctx.clock.advance(2000);
+        return { code: 0 };
+      },
+      (args) => args[0] === '-f',
+    );
+    await f.sync();
+    const lines = f.ctx.logger.entries.filter((e) => e.msg === 'Sync in progress: Services written');
+    expect(lines.map((e) => [e.fields.written, e.fields.of])).toEqual([[50, 100]]);
+  });
+
   it('splits a large full sync, chains before the map elements that point at them', async () => {
     const f = await fixture({ backend: { servicesPerTransaction: 50, linesPerTransaction: 2000 } });
     for (let i = 0; i < 120; i++) {

@@ -25,7 +25,7 @@ import type {
   ServicePortKey,
   SyncResult,
 } from '@kube-proxy-ts/core';
-import { counter } from '@kube-proxy-ts/core';
+import { counter, SyncProgress } from '@kube-proxy-ts/core';
 import {
   createLocalTrafficDetector,
   deleteConntrackFlows,
@@ -304,6 +304,7 @@ export class NftablesBackend implements Backend {
         servicesInTx = 0;
       }
       tx.append(part);
+      tx.services++;
       servicesInTx++;
     }
 
@@ -430,11 +431,14 @@ export class NftablesBackend implements Backend {
       const plan = this.plan(state, changes, nodePortIPs, existing);
       const texts = plan.transactions.map((t) => t.toString());
       this.lastTransactions = texts.reduce((n, t) => n + t.length, 0) <= 1 << 20 ? texts : [];
+      const progress = new SyncProgress(ctx.logger, ctx.clock, plan.stats.servicesWritten);
+      let written = 0;
       for (const [i, text] of texts.entries()) {
         const r = await ctx.runner.run('nft', ['-f', '-'], { stdin: text, timeoutMs: this.timeoutMs });
         if (r.code !== 0) {
           throw new Error(`nft transaction ${i + 1}/${texts.length} failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(0, 5).join(' | ')}`);
         }
+        progress.written((written += plan.transactions[i]!.services));
       }
       this.commit(plan);
       await deleteConntrackFlows(ctx.runner, this.ipFamily, planStaleUDPFlows(state, changes), ctx.logger);

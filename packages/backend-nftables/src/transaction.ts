@@ -18,6 +18,8 @@ const ELEMENTS_PER_STATEMENT = 1000;
 
 export class NftTransaction {
   readonly lines: string[] = [];
+  /** Service ports whose chains this transaction writes (for progress reports). */
+  services = 0;
   private readonly prefix: string;
   private weight = 0;
   private chainCache = false;

@@ -18,4 +18,5 @@ export * from './endpoints-change-tracker.js';
 export * from './proxy-state-tracker.js';
 export * from './topology.js';
 export * from './sync-runner.js';
+export * from './sync-progress.js';
 export * from './proxy-health.js';
