@@ -82,7 +82,8 @@ async function benchSize(n: number): Promise<number> {
     const config = defaultProxyConfig();
     config.clusterCIDR = '10.0.0.0/8';
     const backend = new IptablesBackend({ ipFamily: 'IPv4', config, flavour, commandTimeoutMs: 90_000 });
-    await backend.start({ ...testContext({ logger: silent, node, clock }), runner: createExecRunner({ netns }) });
+    const ctx = { ...testContext({ logger: silent, node, clock }), runner: createExecRunner({ netns }) };
+    await backend.start(ctx);
     const { state, services, endpoints } = makeState(n);
 
     // The first sync, as a starting daemon runs it (nothing computed before).
@@ -165,7 +166,7 @@ async function benchSize(n: number): Promise<number> {
       console.log(`kept namespace ${netns} with the ${n}-service table`);
       return fullMs;
     }
-    await backend.cleanup();
+    await backend.cleanup(ctx);
     return fullMs;
   } finally {
     if (!(keep && n === sizes[sizes.length - 1])) execFileSync('ip', ['netns', 'del', netns], { timeout: 60_000 });

@@ -18,7 +18,7 @@ import {
 } from '@kube-proxy-ts/core';
 import { endpointRecord, servicePortRecord } from '@kube-proxy-ts/core/fixtures';
 import { createExecRunner } from '@kube-proxy-ts/netfilter';
-import createIpvsBackend from '@kube-proxy-ts/backend-ipvs';
+import ipvsBackendFactory from '@kube-proxy-ts/backend-ipvs';
 import { testContext } from '@kube-proxy-ts/testing';
 
 const arg = (name: string, fallback: string) => {
@@ -85,8 +85,9 @@ async function runSize(n: number): Promise<{ full: number; change: number; noop:
         }
       },
     };
-    const backend = createIpvsBackend({ ipFamily: 'IPv4', config: defaultProxyConfig() });
-    await backend.start(testContext({ runner, clock: realClock, node: buildState(0).node }));
+    const backend = ipvsBackendFactory({ ipFamily: 'IPv4', config: defaultProxyConfig() });
+    const ctx = testContext({ runner, clock: realClock, node: buildState(0).node });
+    await backend.start(ctx);
     const state = buildState(n);
     timings.length = 0;
     const [full, tFull] = await timed(() => backend.sync(state, emptyChangeSet()));
@@ -98,7 +99,7 @@ async function runSize(n: number): Promise<{ full: number; change: number; noop:
     const [change, tChange] = await timed(() => backend.sync(buildState(n, true), emptyChangeSet()));
     console.log(`  one-endpoint change commands: ${timings.join(', ')}`);
     if (!change.ok) throw new Error(`one-endpoint sync failed: ${change.error?.message}`);
-    const [, tCleanup] = await timed(() => backend.cleanup());
+    const [, tCleanup] = await timed(() => backend.cleanup(ctx));
     console.log(`  cleanup ${(tCleanup / 1000).toFixed(1)} s; one-endpoint change stats ${JSON.stringify(change.stats)}`);
     return { full: tFull, change: tChange, noop: tNoop, stats: full.stats };
   } finally {

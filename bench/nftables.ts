@@ -86,13 +86,16 @@ async function connectLatency(sb: Sandbox, host: string): Promise<Latency> {
   return JSON.parse(stdout) as Latency;
 }
 
+/** The context of a backend in the sandbox's node namespace. */
+const nodeContext = (sb: Sandbox) =>
+  testContext({ runner: sb.runner('node'), clock: realClock, node: nodeInfo({ name: NODE, addresses: [sb.node.ip], podCIDRs: [sb.plan.podCIDR] }) });
+
 /** A started backend; `fresh` also removes what an earlier one left. */
 async function startBackend(sb: Sandbox, make: () => Backend, fresh = true): Promise<Backend> {
   const backend = make();
-  await backend.start(
-    testContext({ runner: sb.runner('node'), clock: realClock, node: nodeInfo({ name: NODE, addresses: [sb.node.ip], podCIDRs: [sb.plan.podCIDR] }) }),
-  );
-  if (fresh) await backend.cleanup();
+  const ctx = nodeContext(sb);
+  await backend.start(ctx);
+  if (fresh) await backend.cleanup(ctx);
   return backend;
 }
 
@@ -168,7 +171,7 @@ async function main() {
       const restarted = await startBackend(sb, makeNft, false);
       const restart = await sync(restarted, w.tracker.checkpoint().state, changes);
       const rss = process.memoryUsage().rss / 2 ** 20;
-      await restarted.cleanup();
+      await restarted.cleanup(nodeContext(sb));
       await restarted.stop?.();
       // The iptables backend, same services, same namespace, into empty tables.
       let iptables = 'not measured';
@@ -177,7 +180,7 @@ async function main() {
         const { state: s2, changes: c2 } = w.tracker.checkpoint();
         const r = await sync(ipt, s2, { ...c2, servicePorts: new Set(s2.services.keys()) });
         iptables = fmt(r.ms);
-        await ipt.cleanup();
+        await ipt.cleanup(nodeContext(sb));
         await ipt.stop?.();
       }
       const stats = full.result.stats ?? {};
@@ -216,7 +219,7 @@ async function main() {
           log(`| ${n} | ${name} | failed: ${String((e as Error).message).replaceAll('|', '/').slice(0, 200)} | | | |`);
           stopped.add(name);
         } finally {
-          await backend?.cleanup().catch(() => undefined);
+          await backend?.cleanup(nodeContext(sb)).catch(() => undefined);
           await backend?.stop?.();
         }
       }

@@ -3,7 +3,7 @@
 // family's ClusterIP and EndpointSlice), and the IPv6 traffic every kernel backend must carry.
 
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
-import type { IPFamily } from '@kube-proxy-ts/core';
+import type { BackendContext, IPFamily } from '@kube-proxy-ts/core';
 import { createSandbox, endpointSlice, node, removeLeftoverSandboxes, service, type ClusterFeed, type Sandbox } from '@kube-proxy-ts/testing';
 import { expect, it } from 'vitest';
 import { answers, expectRefusedAtOnce } from './traffic.js';
@@ -18,6 +18,8 @@ const TARGET_PORT = 8080;
 /** A backend instance as a suite drives it: its feed of objects and a sync that must succeed. */
 export interface Instance<B> {
   readonly backend: B;
+  /** The context the backend started with. */
+  readonly ctx: BackendContext;
   readonly feed: ClusterFeed;
   sync(): Promise<unknown>;
 }

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
-import { nodeToNodeInfo, realClock, type Backend } from '@kube-proxy-ts/core';
+import { nodeToNodeInfo, realClock, type Backend, type BackendContext } from '@kube-proxy-ts/core';
 import { IptablesBackend } from '@kube-proxy-ts/backend-iptables';
 import { NftablesBackend } from '@kube-proxy-ts/backend-nftables';
 import {
@@ -91,12 +91,14 @@ const NODE_OBJECT = (sb: Sandbox) => node(NODE, { addresses: [sb.plan.nodeIP], p
 function kernelBackendSuite(tag: string, make: (sb: Sandbox) => Backend, checkRules: (sb: Sandbox) => Promise<void>) {
   let sb: Sandbox;
   let backend: Backend | undefined;
+  let ctx: BackendContext;
 
   beforeAll(async () => {
     await removeLeftoverSandboxes(tag);
     sb = await createSandbox({ tag, pods: 3, ports: [targetPort] });
     backend = make(sb);
-    await backend.start(testContext({ runner: sb.runner('node'), clock: realClock, node: nodeToNodeInfo(NODE_OBJECT(sb), 'IPv4') }));
+    ctx = testContext({ runner: sb.runner('node'), clock: realClock, node: nodeToNodeInfo(NODE_OBJECT(sb), 'IPv4') });
+    await backend.start(ctx);
     const feed = new ClusterFeed({ ipFamily: 'IPv4', node: NODE_OBJECT(sb) });
     feed.tracker.onServiceCIDRsChanged([sb.plan.serviceCIDR]);
     const { services, slices } = objects(sb);
@@ -108,7 +110,7 @@ function kernelBackendSuite(tag: string, make: (sb: Sandbox) => Backend, checkRu
   }, 120_000);
 
   afterAll(async () => {
-    await backend?.cleanup().catch(() => undefined);
+    await backend?.cleanup(ctx).catch(() => undefined);
     await sb?.destroy();
   });
 

@@ -34,7 +34,8 @@ type Instance = Awaited<ReturnType<typeof startInstance>>;
 /** The backend instance of one family in the node namespace, fed as the daemon feeds it. */
 async function startInstance(sb: Sandbox, ipFamily: IPFamily, nodeObject: V1Node, clusterCIDR: string) {
   const backend = new IptablesBackend({ ipFamily, config: proxyConfig({ clusterCIDR }), commandTimeoutMs: 60_000 });
-  await backend.start(testContext({ runner: sb.runner('node') as never, node: nodeToNodeInfo(nodeObject, ipFamily) }));
+  const ctx = testContext({ runner: sb.runner('node') as never, node: nodeToNodeInfo(nodeObject, ipFamily) });
+  await backend.start(ctx);
   const feed = new ClusterFeed({ ipFamily, node: nodeObject });
   const sync = async () => {
     const { state, changes } = feed.checkpoint();
@@ -42,7 +43,7 @@ async function startInstance(sb: Sandbox, ipFamily: IPFamily, nodeObject: V1Node
     expect(result.ok, result.error?.message).toBe(true);
     return result;
   };
-  return { backend, feed, sync };
+  return { backend, ctx, feed, sync };
 }
 
 describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', () => {
@@ -71,7 +72,7 @@ describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', 
   }, 120_000);
 
   afterAll(async () => {
-    await ipv4?.backend.cleanup().catch(() => undefined);
+    await ipv4?.backend.cleanup(ipv4!.ctx).catch(() => undefined);
     await sb?.destroy();
   });
 
@@ -105,7 +106,7 @@ describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', 
   });
 
   it('writes a sync split into many transactions into an empty table, and again as a restarted daemon over its rules', async () => {
-    await ipv4.backend.cleanup();
+    await ipv4.backend.cleanup(ipv4.ctx);
     const nodeObject = node(NODE, { addresses: [sb.plan.nodeIP], podCIDRs: [sb.plan.podCIDR] });
     for (const round of ['empty table', 'restart']) {
       const backend = new IptablesBackend({ ipFamily: 'IPv4', config: proxyConfig({ clusterCIDR: sb.plan.clusterCIDR }), limits: { maxServicesPerTransaction: 1, maxLinesPerTransaction: 1000 }, commandTimeoutMs: 60_000 });
@@ -188,13 +189,13 @@ describe.skipIf(unsupported !== undefined)('iptables backend on a real kernel', 
     const before = await save();
     expect(before).toContain('foreign rule');
     expect(before).toMatch(/:KUBE-SERVICES/);
-    await ipv4.backend.cleanup();
+    await ipv4.backend.cleanup(ipv4.ctx);
     const after = await save();
     expect(after).not.toMatch(/KUBE-/);
     expect(after).toContain('-A PREROUTING -s 198.51.100.0/24 -m comment --comment "foreign rule" -j RETURN');
     expect(after).toContain('-A FOREIGN-CHAIN -s 198.51.100.1/32 -j DROP');
     // A second cleanup finds nothing and does not fail.
-    await ipv4.backend.cleanup();
+    await ipv4.backend.cleanup(ipv4.ctx);
   });
 });
 
@@ -215,8 +216,8 @@ describe.skipIf(unsupported6 !== undefined)('iptables backend on a real kernel: 
   }, 120_000);
 
   afterAll(async () => {
-    await world?.ipv6.backend.cleanup().catch(() => undefined);
-    await world?.ipv4.backend.cleanup().catch(() => undefined);
+    await world?.ipv6.backend.cleanup(world!.ipv6.ctx).catch(() => undefined);
+    await world?.ipv4.backend.cleanup(world!.ipv4.ctx).catch(() => undefined);
     await world?.sb.destroy();
   });
 
@@ -224,7 +225,7 @@ describe.skipIf(unsupported6 !== undefined)('iptables backend on a real kernel: 
 
   it("cleanup leaves no KUBE-* chain in IPv6, and the IPv4 instance's rules are as it wrote them", async () => {
     expect(await save('IPv6')).toMatch(/:KUBE-SERVICES/);
-    await world.ipv6.backend.cleanup();
+    await world.ipv6.backend.cleanup(world.ipv6.ctx);
     expect(await save('IPv6')).not.toMatch(/KUBE-/);
     expect(withoutCounters(await save('IPv4'))).toBe(world.ipv4Before);
     expect(POD_NAMES).toContain(await world.sb.http('client', VIP4, 80));

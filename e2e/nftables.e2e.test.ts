@@ -61,7 +61,8 @@ type Instance = Awaited<ReturnType<typeof startInstance>>;
 /** The backend instance of one family in the node namespace, fed as the daemon feeds it. */
 async function startInstance(sb: Sandbox, ipFamily: IPFamily, nodeObject: V1Node, clusterCIDR: string) {
   const backend = new NftablesBackend({ ipFamily, config: proxyConfig({ clusterCIDR }), nftTimeoutMs: 30_000 });
-  await backend.start(testContext({ runner: sb.runner('node'), clock: realClock, node: nodeToNodeInfo(nodeObject, ipFamily) }));
+  const ctx = testContext({ runner: sb.runner('node'), clock: realClock, node: nodeToNodeInfo(nodeObject, ipFamily) });
+  await backend.start(ctx);
   const feed = new ClusterFeed({ ipFamily, node: nodeObject });
   feed.tracker.onServiceCIDRsChanged([sb.plan.serviceCIDR, sb.plan.ipv6.serviceCIDR]);
   const sync = async () => {
@@ -70,7 +71,7 @@ async function startInstance(sb: Sandbox, ipFamily: IPFamily, nodeObject: V1Node
     if (!r.ok) throw r.error;
     return r;
   };
-  return { backend, feed, sync };
+  return { backend, ctx, feed, sync };
 }
 
 describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', () => {
@@ -302,7 +303,7 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
   });
 
   it('cleanup removes our table and nothing else', async () => {
-    await ipv4.backend.cleanup();
+    await ipv4.backend.cleanup(ipv4.ctx);
     const tables = await sb.execOk('node', ['nft', 'list', 'tables']);
     expect(tables).not.toContain('kube-proxy');
     expect(tables).toContain('table inet bystander');
@@ -329,7 +330,7 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel: I
   it("cleanup removes the ip6 table, and the IPv4 instance's table is as it wrote it", async () => {
     const { sb } = world;
     expect(await listTable(sb, 'ip6')).toContain(VIP6);
-    await world.ipv6.backend.cleanup();
+    await world.ipv6.backend.cleanup(world.ipv6.ctx);
     expect(await sb.execOk('node', ['nft', 'list', 'tables', 'ip6'])).not.toContain('kube-proxy');
     expect(await listTable(sb, 'ip')).toBe(world.ipv4Before);
     expect(POD_NAMES).toContain(await sb.http('client', VIP4, 80));

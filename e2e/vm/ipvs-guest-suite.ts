@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import type { ChangeSet, CommandRunner, ProxyConfig, ProxyState } from '@kube-proxy-ts/core';
-import createIpvsBackend from '@kube-proxy-ts/backend-ipvs';
+import ipvsBackendFactory from '@kube-proxy-ts/backend-ipvs';
 import { createExecRunner, runProcess } from '@kube-proxy-ts/netfilter';
 import {
   SANDBOX_PREFIX,
@@ -162,7 +162,7 @@ process.stdin.on('data', () => s.write('GET / HTTP/1.0\\r\\n\\r\\n'));
 async function main(): Promise<number> {
   const sb = await createSandbox({ tag: 'ipvsvm', pods: 3, ports: [8080], servers: false });
   const servers: EchoServer[] = [];
-  const backend = createIpvsBackend({ ipFamily: 'IPv4', config: proxyConfig({ clusterCIDR: sb.plan.clusterCIDR }) as ProxyConfig });
+  const backend = ipvsBackendFactory({ ipFamily: 'IPv4', config: proxyConfig({ clusterCIDR: sb.plan.clusterCIDR }) as ProxyConfig });
   const inner = sb.runner('node');
   const timings: string[] = [];
   const runner: CommandRunner = {
@@ -289,7 +289,7 @@ async function main(): Promise<number> {
       check(out.includes(`TCP  ${FOREIGN}:80 wlc`), out);
     });
     await scenario(N.cleanup, async () => {
-      await backend.cleanup();
+      await backend.cleanup(ctx);
       await checkOnlyForeignLeft(sb.runner('node'), []);
     });
   } catch (err) {
@@ -334,7 +334,7 @@ async function conformance(): Promise<void> {
     const node = { name: 'node1', addresses: [CONFORMANCE_NODE_IP], podCIDRs: ['10.244.1.0/24'] };
     // Two empty pictures would compare equal: a sequence must have shown some virtual services.
     let mostVirtualServices = 0;
-    await runBackendConformance(createIpvsBackend, {
+    await runBackendConformance(ipvsBackendFactory, {
       ...IPVS_CONFORMANCE,
       config: { clusterCIDR: '10.244.0.0/16' },
       context: () => testContext({ runner, node }),

@@ -84,7 +84,7 @@ export async function main(argv: readonly string[], io: MainIO = processIO): Pro
       runner,
       clock: realClock,
       loadFactory,
-      applicable: async (mode, family) => (await missingRequirements(mode, family, { runner })).length === 0,
+      applicable: async (backend) => (await missingRequirements(backend, { runner })).length === 0,
     });
     if (failures.length > 0) {
       logger.error({ failures }, 'Cleanup failed');
@@ -105,7 +105,8 @@ export async function main(argv: readonly string[], io: MainIO = processIO): Pro
   if (!factory) return 1;
 
   if (options.initOnly) {
-    const problems = await runInitOnly(config, { runner, logger, cpus: availableParallelism(), inHostNetworkNamespace: inHostNetworkNamespace() });
+    const backend = factory({ ipFamily: 'IPv4', config });
+    const problems = await runInitOnly(config, { runner, logger, backend, cpus: availableParallelism(), inHostNetworkNamespace: inHostNetworkNamespace() });
     for (const p of problems) logger.error(p);
     return problems.length > 0 ? 1 : 0;
   }
@@ -158,7 +159,7 @@ async function runDaemon(
     logger,
     createTracker: (ipFamily, nodeName) => new ProxyStateTracker({ ipFamily, nodeName, clock: realClock, logger: logger.child({ component: 'tracker', ipFamily }), refused }),
     startSource: (handler) => startSource(options, handler, logger, deps),
-    checkRequirements: (mode, family) => missingRequirements(mode, family, { runner: deps.runner }),
+    checkRequirements: (backend) => missingRequirements(backend, { runner: deps.runner }),
   });
 
   let stopping = false;

@@ -413,7 +413,7 @@ describe('IptablesBackend sync', () => {
 
 describe('IptablesBackend cleanup', () => {
   it('removes our jumps and KUBE-* chains, leaving foreign chains and kubelet-owned KUBE-FIREWALL', async () => {
-    const { backend, runner } = await setUp();
+    const { backend, runner, ctx } = await setUp();
     runner.on(SAVE, { stdout: '*mangle\n:KUBE-PROXY-CANARY - [0:0]\n:KUBE-KUBELET-CANARY - [0:0]\nCOMMIT\n' }, (a) => a[1] === 'mangle');
     runner.on(SAVE, { stdout: '*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-AAAAAAAAAAAAAAAA - [0:0]\n:CALI-X - [0:0]\n:KUBE-POSTROUTING - [0:0]\nCOMMIT\n' }, (a) => a[1] === 'nat');
     runner.on(SAVE, { stdout: '*filter\n:KUBE-FORWARD - [0:0]\n:KUBE-FIREWALL - [0:0]\n:DOCKER - [0:0]\nCOMMIT\n' }, (a) => a[1] === 'filter');
@@ -425,7 +425,7 @@ describe('IptablesBackend cleanup', () => {
       seen.add(key);
       return { code: 0 };
     });
-    await backend.cleanup();
+    await backend.cleanup(ctx);
     const deletes = runner.callsTo('iptables-nft').map((c) => c.args.join(' '));
     expect(deletes).toContain('-w -t nat -D PREROUTING -m comment --comment kubernetes service portals -j KUBE-SERVICES');
     expect(deletes.some((d) => d.includes('KUBE-FIREWALL'))).toBe(false);

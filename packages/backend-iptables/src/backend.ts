@@ -5,7 +5,6 @@
 
 import { setImmediate as setImmediatePromise } from 'node:timers/promises';
 import {
-  gauge,
   type Backend,
   type BackendContext,
   type BackendFactory,
@@ -19,6 +18,7 @@ import {
   type ServicePort,
   type ProxyConfig,
   type ProxyState,
+  type Requirement,
   type ServicePortKey,
   type SyncResult,
   SyncProgress,
@@ -31,6 +31,7 @@ import {
   ensureNFAcctCounters,
   iptablesCommands,
   iptablesHasRandomFully,
+  iptablesRequirements,
   iptablesRestoreMetrics,
   isServiceChainName,
   currentNodePortIPs,
@@ -50,6 +51,7 @@ import {
 } from '@kube-proxy-ts/netfilter';
 import { canaryCheckInterval, checkCanaries } from './canary.js';
 import { hasJump } from './jumps.js';
+import { iptablesMetrics } from './metrics.js';
 import { iptablesExplain, iptablesKernelView, saveTablesForInspection } from './kernel-view.js';
 import {
   FULL_SYNC_PERIOD_MS,
@@ -106,6 +108,7 @@ interface SyncDecision {
 
 export class IptablesBackend implements Backend {
   readonly name = NAME;
+  readonly requirements: readonly Requirement[];
   private readonly family: IPFamily;
   private readonly config: ProxyConfig;
   private ctx: BackendContext | undefined;
@@ -127,6 +130,7 @@ export class IptablesBackend implements Backend {
   constructor(private readonly options: IptablesBackendOptions) {
     this.family = options.ipFamily;
     this.config = options.config;
+    this.requirements = iptablesRequirements(options.ipFamily);
   }
 
   private get timeoutMs(): number {
@@ -370,10 +374,9 @@ export class IptablesBackend implements Backend {
         this.lastCanaryCheck = this.lastFullSync; // the canaries were just (re)created
       }
 
-      const rulesTotal = gauge(ctx.metrics, { name: 'sync_proxy_rules_iptables_total', help: 'Total number of iptables rules owned by kube-proxy', labelNames: ['table', 'ip_family'] as const });
+      const { rulesTotal, rulesLast } = iptablesMetrics(ctx.metrics);
       rulesTotal.set({ table: 'nat', ...labels }, counts.nat);
       rulesTotal.set({ table: 'filter', ...labels }, counts.filter);
-      const rulesLast = gauge(ctx.metrics, { name: 'sync_proxy_rules_iptables_last', help: 'Number of iptables rules written by kube-proxy in last sync', labelNames: ['table', 'ip_family'] as const });
       const written = { nat: 0, filter: 0 };
       for (const payload of this.payloads) {
         const n = countRuleLines(payload);
@@ -499,9 +502,10 @@ export class IptablesBackend implements Backend {
     return result.deleted;
   }
 
-  async cleanup(): Promise<void> {
+  async cleanup(cleanupCtx: BackendContext): Promise<void> {
+    // A never-started backend (kube-proxy --cleanup) works in the context it is given.
+    this.ctx ??= cleanupCtx;
     const ctx = this.ctx;
-    if (!ctx) throw new Error('iptables backend: cleanup() needs start() first');
     if (!this.commands) {
       const detection = await detectIptablesFlavour(ctx.runner, this.options.flavour ?? 'auto');
       this.commands = iptablesCommands(detection.flavour, this.family);

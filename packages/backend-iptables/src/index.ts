@@ -1,9 +1,19 @@
 import { iptablesBackendFactory } from './backend.js';
 
-export * from './backend.js';
-export * from './layout.js';
-export * from './rules.js';
-export * from './sync-plan.js';
-export * from './jumps.js';
+export { IptablesBackend, iptablesBackendFactory, type IptablesBackendOptions } from './backend.js';
+export { planSync, DEFAULT_LIMITS, LEGACY_LIMITS, type PlanInput, type PlanLimits, type SyncPlan, type Transaction } from './sync-plan.js';
+export { computeRules, renderFullPayload, type ComputeOptions, type RuleOptions, type RuleSet, type ServicePortRules } from './rules.js';
+export {
+  KUBE_SERVICES,
+  KUBE_EXTERNAL_SERVICES,
+  KUBE_NODEPORTS,
+  KUBE_POSTROUTING,
+  KUBE_MARK_MASQ,
+  KUBE_FORWARD,
+  KUBE_PROXY_FIREWALL,
+  KUBE_PROXY_CANARY,
+  JUMP_RULES,
+  type JumpRule,
+} from './layout.js';
 
 export default iptablesBackendFactory;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { emptyChangeSet, type ProxyConfig, type ProxyState } from '@kube-proxy-ts/core';
 import { endpointSlice, proxyConfig, service, testContext } from '@kube-proxy-ts/testing';
-import { createIpvsBackend } from './ipvs-backend.js';
+import { ipvsBackendFactory } from './backend.js';
 import { createFakeIpvsNode } from './test-support/fake-ipvs-node.js';
 import { proxyState } from './test-support/state.js';
 
@@ -11,7 +11,7 @@ const LINE = 'IPVS virtual servers or kube-ipvs0 addresses removed outside kube-
 async function setUp() {
   const fake = createFakeIpvsNode();
   const ctx = testContext({ runner: fake.runner, node: { name: 'node1', addresses: ['192.168.50.1'], podCIDRs: ['10.244.1.0/24'] } });
-  const backend = createIpvsBackend({ ipFamily: 'IPv4', config: proxyConfig({}) as ProxyConfig });
+  const backend = ipvsBackendFactory({ ipFamily: 'IPv4', config: proxyConfig({}) as ProxyConfig });
   await backend.start(ctx);
   const sync = async (state: ProxyState) => {
     const r = await backend.sync(state, emptyChangeSet());
@@ -74,7 +74,7 @@ describe('ipvs backend: what is removed by hand comes back at the next sync', ()
     t.fake.services.clear();
     await t.sync(world());
 
-    await t.backend.cleanup();
+    await t.backend.cleanup(t.ctx);
     await t.sync(world());
     expect(t.lines()).toHaveLength(0);
     expect(await t.drift()).toBe(0);

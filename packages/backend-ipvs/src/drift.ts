@@ -3,9 +3,10 @@
 // hand is put back by the next sync, the periodic one at the latest. What it lacked is telling:
 // a sync that finds gone what the last successful sync left in place logs it and counts it.
 
-import { driftCounter, virtualServerKey, type IpvsServiceListing } from '@kube-proxy-ts/netfilter';
+import { virtualServerKey, type IpvsServiceListing } from '@kube-proxy-ts/netfilter';
 import type { BackendContext, IPFamily } from '@kube-proxy-ts/core';
 import type { LocalAddresses } from './kernel-addresses.js';
+import { countDrift } from './metrics.js';
 
 /** What a successful sync left in the kernel. */
 export interface AppliedIpvs {
@@ -48,5 +49,5 @@ export function reportDrift(
     },
     'IPVS virtual servers or kube-ipvs0 addresses removed outside kube-proxy; restoring',
   );
-  driftCounter(ctx.metrics).inc({ ip_family: ipFamily });
+  countDrift(ctx.metrics, ipFamily);
 }

@@ -1,7 +1,7 @@
-import { createIpvsBackend } from './ipvs-backend.js';
+import { ipvsBackendFactory } from './backend.js';
 
-export { createIpvsBackend, IpvsBackend } from './ipvs-backend.js';
-export { IPSETS, ipsetName } from './ipsets.js';
+export { IpvsBackend, ipvsBackendFactory } from './backend.js';
+export { ipsetName } from './ipsets.js';
+export { DUMMY_DEVICE, IPSETS } from './layout.js';
 export { IPVS_SCHEDULERS, chooseScheduler } from './scheduler.js';
-export { DUMMY_DEVICE } from './kernel-addresses.js';
-export default createIpvsBackend;
+export default ipvsBackendFactory;

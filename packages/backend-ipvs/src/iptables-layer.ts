@@ -4,45 +4,25 @@
 
 import type { IPFamily } from '@kube-proxy-ts/core';
 import { iptablesLocalMatch, RestoreTableWriter, type IptablesTable, type LocalTrafficDetector, type SavedTable } from '@kube-proxy-ts/netfilter';
-import * as S from './ipsets.js';
-import { IPSETS, ipsetName } from './ipsets.js';
-
-export const KUBE_SERVICES = 'KUBE-SERVICES';
-export const KUBE_POSTROUTING = 'KUBE-POSTROUTING';
-export const KUBE_MARK_MASQ = 'KUBE-MARK-MASQ';
-export const KUBE_NODE_PORT = 'KUBE-NODE-PORT';
-export const KUBE_LOAD_BALANCER = 'KUBE-LOAD-BALANCER';
-export const KUBE_FORWARD = 'KUBE-FORWARD';
-export const KUBE_PROXY_FIREWALL = 'KUBE-PROXY-FIREWALL';
-export const KUBE_SOURCE_RANGES_FIREWALL = 'KUBE-SOURCE-RANGES-FIREWALL';
-export const KUBE_IPVS_FILTER = 'KUBE-IPVS-FILTER';
-export const KUBE_IPVS_OUT_FILTER = 'KUBE-IPVS-OUT-FILTER';
-
-/** Our chains per table, in upstream's order. */
-export const IPVS_CHAINS: Readonly<Record<'nat' | 'filter', readonly string[]>> = {
-  nat: [KUBE_SERVICES, KUBE_POSTROUTING, KUBE_NODE_PORT, KUBE_LOAD_BALANCER, KUBE_MARK_MASQ],
-  filter: [KUBE_FORWARD, KUBE_NODE_PORT, KUBE_PROXY_FIREWALL, KUBE_SOURCE_RANGES_FIREWALL, KUBE_IPVS_FILTER, KUBE_IPVS_OUT_FILTER],
-};
-
-export interface JumpRule {
-  readonly table: 'nat' | 'filter';
-  readonly from: string;
-  readonly to: string;
-  readonly comment: string;
-}
-
-/** Jumps from the built-in chains into ours, kept first in those chains. */
-export const JUMP_RULES: readonly JumpRule[] = [
-  { table: 'nat', from: 'OUTPUT', to: KUBE_SERVICES, comment: 'kubernetes service portals' },
-  { table: 'nat', from: 'PREROUTING', to: KUBE_SERVICES, comment: 'kubernetes service portals' },
-  { table: 'nat', from: 'POSTROUTING', to: KUBE_POSTROUTING, comment: 'kubernetes postrouting rules' },
-  { table: 'filter', from: 'FORWARD', to: KUBE_FORWARD, comment: 'kubernetes forwarding rules' },
-  { table: 'filter', from: 'INPUT', to: KUBE_NODE_PORT, comment: 'kubernetes health check rules' },
-  { table: 'filter', from: 'INPUT', to: KUBE_PROXY_FIREWALL, comment: 'kube-proxy firewall rules' },
-  { table: 'filter', from: 'FORWARD', to: KUBE_PROXY_FIREWALL, comment: 'kube-proxy firewall rules' },
-  { table: 'filter', from: 'INPUT', to: KUBE_IPVS_FILTER, comment: 'kubernetes ipvs access filter' },
-  { table: 'filter', from: 'OUTPUT', to: KUBE_IPVS_OUT_FILTER, comment: 'kubernetes ipvs access filter' },
-];
+import { ipsetName } from './ipsets.js';
+import * as S from './layout.js';
+import {
+  IPSETS,
+  IPVS_CHAINS,
+  JUMP_RULES,
+  KUBE_FORWARD_CHAIN,
+  KUBE_IPVS_FILTER_CHAIN,
+  KUBE_IPVS_OUT_FILTER_CHAIN,
+  KUBE_LOAD_BALANCER_CHAIN,
+  KUBE_MARK_MASQ_CHAIN,
+  KUBE_NODE_PORT_CHAIN,
+  KUBE_POSTROUTING_CHAIN,
+  KUBE_PROXY_FIREWALL_CHAIN,
+  KUBE_SERVICES_CHAIN,
+  KUBE_SOURCE_RANGES_FIREWALL_CHAIN,
+  masqueradeMark,
+  type JumpRule,
+} from './layout.js';
 
 export function jumpRuleArgs(j: JumpRule): string[] {
   return ['-m', 'comment', '--comment', j.comment, '-j', j.to];
@@ -56,18 +36,18 @@ export function hasJump(saved: SavedTable | undefined, j: JumpRule): boolean {
 
 /** The ipset rules upstream generates from a table, in order, when the set is not empty. */
 const IPSET_RULES: readonly { set: string; table: 'nat' | 'filter'; from: string; to: string; match: string; protocol?: string }[] = [
-  { set: S.KUBE_LOOP_BACK, table: 'nat', from: KUBE_POSTROUTING, to: 'MASQUERADE', match: 'dst,dst,src' },
-  { set: S.KUBE_LOAD_BALANCER, table: 'nat', from: KUBE_SERVICES, to: KUBE_LOAD_BALANCER, match: 'dst,dst' },
-  { set: S.KUBE_LOAD_BALANCER_LOCAL, table: 'nat', from: KUBE_LOAD_BALANCER, to: 'RETURN', match: 'dst,dst' },
-  { set: S.KUBE_NODE_PORT_LOCAL_TCP, table: 'nat', from: KUBE_NODE_PORT, to: 'RETURN', match: 'dst', protocol: 'tcp' },
-  { set: S.KUBE_NODE_PORT_TCP, table: 'nat', from: KUBE_NODE_PORT, to: KUBE_MARK_MASQ, match: 'dst', protocol: 'tcp' },
-  { set: S.KUBE_NODE_PORT_LOCAL_UDP, table: 'nat', from: KUBE_NODE_PORT, to: 'RETURN', match: 'dst', protocol: 'udp' },
-  { set: S.KUBE_NODE_PORT_UDP, table: 'nat', from: KUBE_NODE_PORT, to: KUBE_MARK_MASQ, match: 'dst', protocol: 'udp' },
-  { set: S.KUBE_NODE_PORT_LOCAL_SCTP, table: 'nat', from: KUBE_NODE_PORT, to: 'RETURN', match: 'dst,dst', protocol: 'sctp' },
-  { set: S.KUBE_NODE_PORT_SCTP, table: 'nat', from: KUBE_NODE_PORT, to: KUBE_MARK_MASQ, match: 'dst,dst', protocol: 'sctp' },
-  { set: S.KUBE_LOAD_BALANCER_FW, table: 'filter', from: KUBE_PROXY_FIREWALL, to: KUBE_SOURCE_RANGES_FIREWALL, match: 'dst,dst' },
-  { set: S.KUBE_LOAD_BALANCER_SOURCE_CIDR, table: 'filter', from: KUBE_SOURCE_RANGES_FIREWALL, to: 'RETURN', match: 'dst,dst,src' },
-  { set: S.KUBE_LOAD_BALANCER_SOURCE_IP, table: 'filter', from: KUBE_SOURCE_RANGES_FIREWALL, to: 'RETURN', match: 'dst,dst,src' },
+  { set: S.KUBE_LOOP_BACK, table: 'nat', from: KUBE_POSTROUTING_CHAIN, to: 'MASQUERADE', match: 'dst,dst,src' },
+  { set: S.KUBE_LOAD_BALANCER, table: 'nat', from: KUBE_SERVICES_CHAIN, to: KUBE_LOAD_BALANCER_CHAIN, match: 'dst,dst' },
+  { set: S.KUBE_LOAD_BALANCER_LOCAL, table: 'nat', from: KUBE_LOAD_BALANCER_CHAIN, to: 'RETURN', match: 'dst,dst' },
+  { set: S.KUBE_NODE_PORT_LOCAL_TCP, table: 'nat', from: KUBE_NODE_PORT_CHAIN, to: 'RETURN', match: 'dst', protocol: 'tcp' },
+  { set: S.KUBE_NODE_PORT_TCP, table: 'nat', from: KUBE_NODE_PORT_CHAIN, to: KUBE_MARK_MASQ_CHAIN, match: 'dst', protocol: 'tcp' },
+  { set: S.KUBE_NODE_PORT_LOCAL_UDP, table: 'nat', from: KUBE_NODE_PORT_CHAIN, to: 'RETURN', match: 'dst', protocol: 'udp' },
+  { set: S.KUBE_NODE_PORT_UDP, table: 'nat', from: KUBE_NODE_PORT_CHAIN, to: KUBE_MARK_MASQ_CHAIN, match: 'dst', protocol: 'udp' },
+  { set: S.KUBE_NODE_PORT_LOCAL_SCTP, table: 'nat', from: KUBE_NODE_PORT_CHAIN, to: 'RETURN', match: 'dst,dst', protocol: 'sctp' },
+  { set: S.KUBE_NODE_PORT_SCTP, table: 'nat', from: KUBE_NODE_PORT_CHAIN, to: KUBE_MARK_MASQ_CHAIN, match: 'dst,dst', protocol: 'sctp' },
+  { set: S.KUBE_LOAD_BALANCER_FW, table: 'filter', from: KUBE_PROXY_FIREWALL_CHAIN, to: KUBE_SOURCE_RANGES_FIREWALL_CHAIN, match: 'dst,dst' },
+  { set: S.KUBE_LOAD_BALANCER_SOURCE_CIDR, table: 'filter', from: KUBE_SOURCE_RANGES_FIREWALL_CHAIN, to: 'RETURN', match: 'dst,dst,src' },
+  { set: S.KUBE_LOAD_BALANCER_SOURCE_IP, table: 'filter', from: KUBE_SOURCE_RANGES_FIREWALL_CHAIN, to: 'RETURN', match: 'dst,dst,src' },
 ];
 
 export interface IptablesLayerInputs {
@@ -83,11 +63,6 @@ export interface IptablesLayerInputs {
   readonly lbNoNodeAccess: readonly { readonly ip: string; readonly protocol: string; readonly port: number }[];
   /** The built-in chains as saved, to add only the jumps that are missing. */
   readonly saved: ReadonlyMap<string, SavedTable>;
-}
-
-/** upstream's `%#08x`: 0x4000 is written 0x004000. */
-export function masqueradeMark(bit: number): string {
-  return `0x${(2 ** bit).toString(16).padStart(6, '0')}`;
 }
 
 const comment = (key: string) => IPSETS.find((s) => s.key === key)!.comment;
@@ -110,7 +85,7 @@ export function buildIptablesLayer(inputs: IptablesLayerInputs): { payload: stri
     jumpsAdded++;
   }
 
-  nat.appendRule(KUBE_SERVICES, ['-s', family === 'IPv6' ? '::1/128' : '127.0.0.0/8', '-j', 'RETURN']);
+  nat.appendRule(KUBE_SERVICES_CHAIN, ['-s', family === 'IPv6' ? '::1/128' : '127.0.0.0/8', '-j', 'RETURN']);
   for (const r of IPSET_RULES) {
     if (!nonEmpty(r.set)) continue;
     const proto = r.protocol ? ['-p', r.protocol] : [];
@@ -119,54 +94,54 @@ export function buildIptablesLayer(inputs: IptablesLayerInputs): { payload: stri
 
   if (nonEmpty(S.KUBE_CLUSTER_IP)) {
     const match = ['-m', 'comment', '--comment', comment(S.KUBE_CLUSTER_IP), '-m', 'set', '--match-set', name(S.KUBE_CLUSTER_IP)];
-    if (inputs.masqueradeAll) nat.appendRule(KUBE_SERVICES, [...match, 'dst,dst', '-j', KUBE_MARK_MASQ]);
-    else if (inputs.localDetector.kind !== 'none') nat.appendRule(KUBE_SERVICES, [...match, 'dst,dst', ...iptablesLocalMatch(inputs.localDetector, true), '-j', KUBE_MARK_MASQ]);
+    if (inputs.masqueradeAll) nat.appendRule(KUBE_SERVICES_CHAIN, [...match, 'dst,dst', '-j', KUBE_MARK_MASQ_CHAIN]);
+    else if (inputs.localDetector.kind !== 'none') nat.appendRule(KUBE_SERVICES_CHAIN, [...match, 'dst,dst', ...iptablesLocalMatch(inputs.localDetector, true), '-j', KUBE_MARK_MASQ_CHAIN]);
     // Without a way to tell pod traffic, masquerade node-originated traffic whose source is a VIP.
-    else nat.appendRule(KUBE_SERVICES, [...match, 'src,dst', '-j', KUBE_MARK_MASQ]);
+    else nat.appendRule(KUBE_SERVICES_CHAIN, [...match, 'src,dst', '-j', KUBE_MARK_MASQ_CHAIN]);
   }
 
   const externalIPRules = (match: string[]) => {
     // Traffic from off the machine (not bridged from a pod, not locally sourced), and traffic
     // to external IPs the node itself holds, goes on to IPVS.
-    nat.appendRule(KUBE_SERVICES, [...match, '-m', 'physdev', '!', '--physdev-is-in', '-m', 'addrtype', '!', '--src-type', 'LOCAL', '-j', 'ACCEPT']);
-    nat.appendRule(KUBE_SERVICES, [...match, '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'ACCEPT']);
+    nat.appendRule(KUBE_SERVICES_CHAIN, [...match, '-m', 'physdev', '!', '--physdev-is-in', '-m', 'addrtype', '!', '--src-type', 'LOCAL', '-j', 'ACCEPT']);
+    nat.appendRule(KUBE_SERVICES_CHAIN, [...match, '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'ACCEPT']);
   };
   for (const key of [S.KUBE_EXTERNAL_IP, S.KUBE_EXTERNAL_IP_LOCAL]) {
     if (!nonEmpty(key)) continue;
     const match = ['-m', 'comment', '--comment', comment(key), '-m', 'set', '--match-set', name(key), 'dst,dst'];
-    if (key === S.KUBE_EXTERNAL_IP) nat.appendRule(KUBE_SERVICES, [...match, '-j', KUBE_MARK_MASQ]);
+    if (key === S.KUBE_EXTERNAL_IP) nat.appendRule(KUBE_SERVICES_CHAIN, [...match, '-j', KUBE_MARK_MASQ_CHAIN]);
     externalIPRules(match);
   }
 
-  nat.appendRule(KUBE_SERVICES, ['-m', 'addrtype', '--dst-type', 'LOCAL', '-j', KUBE_NODE_PORT]);
-  nat.appendRule(KUBE_LOAD_BALANCER, ['-j', KUBE_MARK_MASQ]);
-  filter.appendRule(KUBE_SOURCE_RANGES_FIREWALL, ['-j', 'DROP']);
+  nat.appendRule(KUBE_SERVICES_CHAIN, ['-m', 'addrtype', '--dst-type', 'LOCAL', '-j', KUBE_NODE_PORT_CHAIN]);
+  nat.appendRule(KUBE_LOAD_BALANCER_CHAIN, ['-j', KUBE_MARK_MASQ_CHAIN]);
+  filter.appendRule(KUBE_SOURCE_RANGES_FIREWALL_CHAIN, ['-j', 'DROP']);
 
   for (const e of inputs.lbNoNodeAccess) {
-    filter.appendRule(KUBE_IPVS_OUT_FILTER, ['-s', e.ip, '-m', 'ipvs', '--vaddr', e.ip, '--vproto', e.protocol, '--vport', String(e.port), '-j', 'DROP']);
+    filter.appendRule(KUBE_IPVS_OUT_FILTER_CHAIN, ['-s', e.ip, '-m', 'ipvs', '--vaddr', e.ip, '--vproto', e.protocol, '--vport', String(e.port), '-j', 'DROP']);
   }
 
   // Accept traffic to virtual services before anything else in the table can drop it.
   for (const key of [S.KUBE_CLUSTER_IP, S.KUBE_LOAD_BALANCER]) {
-    if (nonEmpty(key)) nat.appendRule(KUBE_SERVICES, ['-m', 'set', '--match-set', name(key), 'dst,dst', '-j', 'ACCEPT']);
+    if (nonEmpty(key)) nat.appendRule(KUBE_SERVICES_CHAIN, ['-m', 'set', '--match-set', name(key), 'dst,dst', '-j', 'ACCEPT']);
   }
 
-  filter.appendRule(KUBE_FORWARD, ['-m', 'comment', '--comment', 'kubernetes forwarding rules', '-m', 'mark', '--mark', `${mark}/${mark}`, '-j', 'ACCEPT']);
-  filter.appendRule(KUBE_FORWARD, ['-m', 'comment', '--comment', 'kubernetes forwarding conntrack rule', '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT']);
-  filter.appendRule(KUBE_NODE_PORT, ['-m', 'comment', '--comment', comment(S.KUBE_HEALTH_CHECK_NODE_PORT), '-m', 'set', '--match-set', name(S.KUBE_HEALTH_CHECK_NODE_PORT), 'dst', '-j', 'ACCEPT']);
+  filter.appendRule(KUBE_FORWARD_CHAIN, ['-m', 'comment', '--comment', 'kubernetes forwarding rules', '-m', 'mark', '--mark', `${mark}/${mark}`, '-j', 'ACCEPT']);
+  filter.appendRule(KUBE_FORWARD_CHAIN, ['-m', 'comment', '--comment', 'kubernetes forwarding conntrack rule', '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT']);
+  filter.appendRule(KUBE_NODE_PORT_CHAIN, ['-m', 'comment', '--comment', comment(S.KUBE_HEALTH_CHECK_NODE_PORT), '-m', 'set', '--match-set', name(S.KUBE_HEALTH_CHECK_NODE_PORT), 'dst', '-j', 'ACCEPT']);
 
   // Service addresses accept only service ports: anything else NEW to them is rejected, so the
   // node's own listeners are not reachable through a VIP.
   for (const key of [S.KUBE_LOAD_BALANCER, S.KUBE_CLUSTER_IP, S.KUBE_EXTERNAL_IP, S.KUBE_EXTERNAL_IP_LOCAL]) {
-    filter.appendRule(KUBE_IPVS_FILTER, ['-m', 'set', '--match-set', name(key), 'dst,dst', '-j', 'RETURN']);
+    filter.appendRule(KUBE_IPVS_FILTER_CHAIN, ['-m', 'set', '--match-set', name(key), 'dst,dst', '-j', 'RETURN']);
   }
-  filter.appendRule(KUBE_IPVS_FILTER, ['-m', 'set', '--match-set', name(S.KUBE_HEALTH_CHECK_NODE_PORT), 'dst', '-j', 'RETURN']);
-  filter.appendRule(KUBE_IPVS_FILTER, ['-m', 'conntrack', '--ctstate', 'NEW', '-m', 'set', '--match-set', name(S.KUBE_IPVS_IPS), 'dst', '-j', 'REJECT']);
+  filter.appendRule(KUBE_IPVS_FILTER_CHAIN, ['-m', 'set', '--match-set', name(S.KUBE_HEALTH_CHECK_NODE_PORT), 'dst', '-j', 'RETURN']);
+  filter.appendRule(KUBE_IPVS_FILTER_CHAIN, ['-m', 'conntrack', '--ctstate', 'NEW', '-m', 'set', '--match-set', name(S.KUBE_IPVS_IPS), 'dst', '-j', 'REJECT']);
 
-  nat.appendRule(KUBE_POSTROUTING, ['-m', 'mark', '!', '--mark', `${mark}/${mark}`, '-j', 'RETURN']);
-  nat.appendRule(KUBE_POSTROUTING, ['-j', 'MARK', '--xor-mark', mark]);
-  nat.appendRule(KUBE_POSTROUTING, ['-m', 'comment', '--comment', 'kubernetes service traffic requiring SNAT', '-j', 'MASQUERADE', ...(inputs.randomFully ? ['--random-fully'] : [])]);
-  nat.appendRule(KUBE_MARK_MASQ, ['-j', 'MARK', '--or-mark', mark]);
+  nat.appendRule(KUBE_POSTROUTING_CHAIN, ['-m', 'mark', '!', '--mark', `${mark}/${mark}`, '-j', 'RETURN']);
+  nat.appendRule(KUBE_POSTROUTING_CHAIN, ['-j', 'MARK', '--xor-mark', mark]);
+  nat.appendRule(KUBE_POSTROUTING_CHAIN, ['-m', 'comment', '--comment', 'kubernetes service traffic requiring SNAT', '-j', 'MASQUERADE', ...(inputs.randomFully ? ['--random-fully'] : [])]);
+  nat.appendRule(KUBE_MARK_MASQ_CHAIN, ['-j', 'MARK', '--or-mark', mark]);
 
   return { payload: `${nat.toString()}${filter.toString()}`, jumpsAdded };
 }

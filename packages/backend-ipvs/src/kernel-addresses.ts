@@ -2,8 +2,7 @@
 // other interfaces hold (node addresses, never to be taken over).
 
 import type { IPFamily } from '@kube-proxy-ts/core';
-
-export const DUMMY_DEVICE = 'kube-ipvs0';
+import { DUMMY_DEVICE } from './layout.js';
 
 interface IpAddrJson {
   ifname?: string;

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { emptyChangeSet, type ProxyConfig } from '@kube-proxy-ts/core';
 import { COMMENT_MAX_BYTES } from '@kube-proxy-ts/netfilter';
 import { endpointSlice, proxyConfig, service, testContext } from '@kube-proxy-ts/testing';
-import { createIpvsBackend } from './ipvs-backend.js';
+import { ipvsBackendFactory } from './backend.js';
 import { createFakeIpvsNode } from './test-support/fake-ipvs-node.js';
 import { proxyState } from './test-support/state.js';
 
@@ -19,7 +19,7 @@ describe('ipvs backend: the longest valid names', () => {
   it('programs services with and without endpoints; no payload line carries a name or an over-long comment', async () => {
     const fake = createFakeIpvsNode();
     const ctx = testContext({ runner: fake.runner, node: { name: 'node1', addresses: ['192.168.50.1'], podCIDRs: ['10.244.1.0/24'] } });
-    const backend = createIpvsBackend({ ipFamily: 'IPv4', config: proxyConfig() as ProxyConfig });
+    const backend = ipvsBackendFactory({ ipFamily: 'IPv4', config: proxyConfig() as ProxyConfig });
     await backend.start(ctx);
     const state = proxyState({
       services: [

@@ -5,8 +5,8 @@
 import { cidrContains, type IPFamily } from '@kube-proxy-ts/core';
 import type { IpsetContent, IpvsVirtualServer } from '@kube-proxy-ts/netfilter';
 import { virtualServerKey } from '@kube-proxy-ts/netfilter';
-import * as S from './ipsets.js';
 import { ipsetName } from './ipsets.js';
+import * as S from './layout.js';
 
 export interface OwnershipFacts {
   readonly family: IPFamily;

@@ -3,7 +3,7 @@ import { SyncRunner } from '@kube-proxy-ts/core';
 import { ClusterFeed, endpointSlice, node, proxyConfig, service, testContext } from '@kube-proxy-ts/testing';
 import { checkTable } from './canary.js';
 import { NftScriptModel } from './nft-script-model.js';
-import { NftablesBackend } from './nftables-backend.js';
+import { NftablesBackend } from './backend.js';
 
 const NODE = 'node1';
 const NODE_IP = '192.168.0.2';

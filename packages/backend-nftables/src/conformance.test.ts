@@ -2,7 +2,7 @@ import type { Backend, BackendFactory, CommandRunner } from '@kube-proxy-ts/core
 import { describeBackendConformance } from '@kube-proxy-ts/testing';
 import { nftablesBackendFactory } from './index.js';
 import { NftScriptModel } from './nft-script-model.js';
-import { NftablesBackend, type NftablesBackendOptions } from './nftables-backend.js';
+import { NftablesBackend, type NftablesBackendOptions } from './backend.js';
 import { HAIRPIN_CONNECTIONS_SET } from './layout.js';
 
 const config = { clusterCIDR: '10.0.0.0/8' };
@@ -63,7 +63,7 @@ const throughModel: BackendFactory = (options) => {
     name: inner.name,
     start: (ctx) => inner.start({ ...ctx, runner: modelRunner(model, ctx.runner) }),
     sync: (state, changes) => inner.sync(state, changes),
-    cleanup: () => inner.cleanup(),
+    cleanup: (ctx) => inner.cleanup({ ...ctx, runner: modelRunner(model, ctx.runner) }),
     stop: () => inner.stop(),
     inspect: () => Promise.resolve(picture(model)),
   };

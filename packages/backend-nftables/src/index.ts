@@ -1,14 +1,24 @@
-import type { BackendFactory } from '@kube-proxy-ts/core';
-import { NftablesBackend, type NftablesBackendOptions } from './nftables-backend.js';
+import { nftablesBackendFactory } from './backend.js';
 
-export * from './nftables-backend.js';
-export * from './layout.js';
-export * from './service-objects.js';
-export * from './setup.js';
-export * from './transaction.js';
-export * from './existing-objects.js';
-
-/** The nftables mode: one backend per IP family. */
-export const nftablesBackendFactory: BackendFactory = (options) => new NftablesBackend(options as NftablesBackendOptions);
+export { NftablesBackend, nftablesBackendFactory, type NftablesBackendOptions } from './backend.js';
+export { planSync, type HeldState, type PlanInput, type PlanLimits, type SyncPlan } from './sync-plan.js';
+export {
+  TABLE,
+  BASE_CHAINS,
+  HELPER_CHAINS,
+  SERVICE_CONTAINERS,
+  SERVICES_CHAIN,
+  SERVICE_IPS_MAP,
+  SERVICE_NODEPORTS_MAP,
+  NO_ENDPOINT_SERVICES_MAP,
+  NO_ENDPOINT_NODEPORTS_MAP,
+  FIREWALL_IPS_MAP,
+  CLUSTER_IPS_SET,
+  NODEPORT_IPS_SET,
+  HAIRPIN_CONNECTIONS_SET,
+  nftFamily,
+  type NftFamily,
+} from './layout.js';
+export { NftTransaction } from './transaction.js';
 
 export default nftablesBackendFactory;

@@ -10,7 +10,7 @@
 import { statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Registry } from 'prom-client';
-import { ProxyStateTracker, defaultProxyConfig, realClock, type Logger, type ProxyConfig } from '@kube-proxy-ts/core';
+import { ProxyStateTracker, defaultProxyConfig, realClock, type BackendContext, type Logger, type ProxyConfig } from '@kube-proxy-ts/core';
 import { createExecRunner } from '@kube-proxy-ts/netfilter';
 import { UserspaceBackend, type UserspaceBackendOptions } from '../src/index.js';
 
@@ -46,6 +46,7 @@ function stderrLogger(bindings: Record<string, unknown> = {}): Logger {
 requireTestNamespace();
 
 let backend: UserspaceBackend | undefined;
+let ctx: BackendContext | undefined;
 const registry = new Registry();
 let tracker: ProxyStateTracker | undefined;
 const services = new Map<string, Obj>();
@@ -81,13 +82,14 @@ async function handle(req: Record<string, unknown>): Promise<unknown> {
       const options = (req.options ?? {}) as Pick<UserspaceBackendOptions, 'raiseFileLimit' | 'limits'>;
       backend = new UserspaceBackend({ ipFamily: 'IPv4', config, ...options });
       const addresses = (node.status?.addresses ?? []).map((a) => a.address);
-      await backend.start({
+      ctx = {
         logger: stderrLogger(),
         metrics: registry,
         node: { name: node.metadata!.name!, labels: {}, zone: undefined, podCIDRs: [], addresses, eligible: true },
         runner: createExecRunner(),
         clock: realClock,
-      });
+      };
+      await backend.start(ctx);
       return { ok: true };
     }
     case 'apply': {
@@ -116,7 +118,7 @@ async function handle(req: Record<string, unknown>): Promise<unknown> {
     case 'metrics':
       return { ok: true, text: await registry.metrics() };
     case 'cleanup':
-      await backend?.cleanup();
+      if (ctx) await backend?.cleanup(ctx);
       return { ok: true };
     case 'stop':
       await backend?.stop();

@@ -4,9 +4,9 @@ import { UserspaceBackend, listenAddress, type UserspaceBackendOptions } from '.
 
 type V1Service = ReturnType<typeof service>;
 type V1EndpointSlice = ReturnType<typeof endpointSlice>;
-import { CONTAINER_NODEPORT_CHAIN, CONTAINER_PORTAL_CHAIN, HOST_PORTAL_CHAIN } from './portals.js';
+import { CONTAINER_NODEPORT_CHAIN, CONTAINER_PORTAL_CHAIN, HOST_PORTAL_CHAIN } from './layout.js';
 import { connectTcp, echoServer, fetchTcp, metricValue, nextData, udpClient, udpServer, nameServer, type TestServer } from './sockets.test-support.js';
-import createUserspaceBackend from './index.js';
+import userspaceBackendFactory from './index.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -63,7 +63,7 @@ describe('listenAddress', () => {
 
 describe('UserspaceBackend', () => {
   it('is the default export and creates a backend named userspace', () => {
-    expect(createUserspaceBackend({ ipFamily: 'IPv4', config: proxyConfig() }).name).toBe('userspace');
+    expect(userspaceBackendFactory({ ipFamily: 'IPv4', config: proxyConfig() }).name).toBe('userspace');
   });
 
   it('start() changes nothing on the node; the first sync creates the chains and jumps, again after a restart', async () => {
@@ -239,7 +239,7 @@ describe('UserspaceBackend', () => {
     s.ctx.runner.reset();
     s.ctx.runner.once('iptables', { code: 0 }, (args) => args.includes('-D'));
     s.ctx.runner.on('iptables', { code: 1, stderr: 'does a matching rule exist' }, (args) => args.includes('-D'));
-    await s.backend.cleanup();
+    await s.backend.cleanup(s.ctx);
     await expect(fetchTcp(port)).rejects.toThrow(/ECONNREFUSED/);
     const payload = s.payloads().at(-1)!;
     expect(payload).toContain('-X KUBE-PORTALS-CONTAINER');

@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import type {
   Backend,
   BackendContext,
+  BackendFactory,
   BackendOptions,
   ChangeSet,
   ExplainPacket,
@@ -16,26 +17,20 @@ import type {
   NodeInfo,
   ProxyConfig,
   ProxyState,
+  Requirement,
   ServicePort,
   SyncResult,
 } from '@kube-proxy-ts/core';
-import { resolveNodePortAddresses, runIptablesRestore } from '@kube-proxy-ts/netfilter';
+import { iptablesRequirements, resolveNodePortAddresses, runIptablesRestore } from '@kube-proxy-ts/netfilter';
 import { AffinityPool, RoundRobinBalancer, type BalancerEndpoint } from './balancer.js';
 import { connectionLimits, raiseFileLimit, readFileLimit, withLimits, type ConnectionLimits } from './fd-limit.js';
+import { PORTAL_CHAINS, PORTAL_JUMPS } from './layout.js';
 import { ConnectionBudget, ListenerBudget } from './limits.js';
 import type { ServiceListener } from './listener.js';
 import { ListenerMetrics } from './metrics.js';
-import { planListeners, type ListenerPlan } from './plan.js';
 import { PortAllocator, parsePortRange } from './port-range.js';
-import {
-  PORTAL_CHAINS,
-  PORTAL_JUMPS,
-  cleanupPayload,
-  portalRules,
-  portalsPayload,
-  type PortalRule,
-  type PortalTarget,
-} from './portals.js';
+import { cleanupPayload, portalRules, portalsPayload, type PortalRule, type PortalTarget } from './portals.js';
+import { planListeners, type ListenerPlan } from './sync-plan.js';
 import { userspaceExplain, userspaceKernelView, type RunningListener } from './kernel-view.js';
 import { TcpServiceListener } from './tcp-listener.js';
 import { UdpServiceListener } from './udp-listener.js';
@@ -99,6 +94,7 @@ export function listenAddress(bindAddress: string, family: IPFamily): { host: st
 
 export class UserspaceBackend implements Backend {
   readonly name = 'userspace';
+  readonly requirements: readonly Requirement[];
   private ctx: BackendContext | undefined;
   private readonly family: IPFamily;
   private readonly config: ProxyConfig;
@@ -115,6 +111,7 @@ export class UserspaceBackend implements Backend {
   constructor(private readonly options: UserspaceBackendOptions) {
     this.family = options.ipFamily;
     this.config = options.config;
+    this.requirements = iptablesRequirements(options.ipFamily);
     // A malformed range is a configuration error; the app validates it before we get here.
     this.ports = new PortAllocator(parsePortRange(options.config.portRange));
   }
@@ -360,11 +357,11 @@ export class UserspaceBackend implements Backend {
     return userspaceExplain(this.running(), packet, node.addresses, this.family);
   }
 
-  async cleanup(): Promise<void> {
+  async cleanup(cleanupCtx: BackendContext): Promise<void> {
     await this.stop();
     this.lastRules = [];
-    const ctx = this.ctx;
-    if (!ctx) return;
+    // A never-started backend (kube-proxy --cleanup) works in the context it is given.
+    const ctx = (this.ctx ??= cleanupCtx);
     for (const jump of PORTAL_JUMPS) {
       // A jump added twice (by an older proxy) is deleted twice; stop at the first miss.
       for (let i = 0; i < 10; i++) {
@@ -409,3 +406,6 @@ function isPortTaken(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   return code === 'EADDRINUSE' || code === 'EACCES';
 }
+
+/** The BackendFactory the daemon loads for `--proxy-mode=userspace`. */
+export const userspaceBackendFactory: BackendFactory = (options) => new UserspaceBackend(options);

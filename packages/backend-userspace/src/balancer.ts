@@ -1,6 +1,8 @@
 // Endpoint choice for one listener: round robin over the selected endpoints, with optional
 // ClientIP affinity. Pure bookkeeping (no sockets), so tests drive it with a fake clock.
 
+import { AFFINITY_CLIENTS_PER_SERVICE_PORT } from './layout.js';
+
 /** What the balancer needs to know of an endpoint. */
 export interface BalancerEndpoint {
   /** `ip:port` or `[ip]:port`: the identity of the endpoint. */
@@ -17,14 +19,11 @@ export interface BalancerOptions {
    * that every node does not hammer the first endpoint. Returns [0, 1). Default Math.random.
    */
   readonly random?: () => number;
-  /** ClientIP pins kept for this service port; the least recently used go first. */
+  /** ClientIP pins kept for this service port; the least recently used go first. Default AFFINITY_CLIENTS_PER_SERVICE_PORT. */
   readonly affinityLimit?: number;
   /** Pins of every service port, bounded in total. */
   readonly affinityPool?: AffinityPool;
 }
-
-/** Without options: one service port pins at most this many clients. */
-const DEFAULT_AFFINITY_LIMIT = 65_536;
 
 interface AffinityEntry<E> {
   readonly clientIP: string;
@@ -81,7 +80,7 @@ export class RoundRobinBalancer<E extends BalancerEndpoint = BalancerEndpoint> {
   constructor(options: BalancerOptions) {
     this.now = options.now;
     this.random = options.random ?? Math.random;
-    this.affinityLimit = options.affinityLimit ?? DEFAULT_AFFINITY_LIMIT;
+    this.affinityLimit = options.affinityLimit ?? AFFINITY_CLIENTS_PER_SERVICE_PORT;
     if (!Number.isSafeInteger(this.affinityLimit) || this.affinityLimit < 1) {
       throw new Error(`affinity limit must be a positive integer, got ${this.affinityLimit}`);
     }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { RoundRobinBalancer, type BalancerEndpoint } from './balancer.js';
-import { dialWithFailover, ENDPOINT_DIAL_TIMEOUTS_MS } from './failover.js';
+import { dialWithFailover } from './failover.js';
+import { ENDPOINT_DIAL_TIMEOUTS_MS } from './layout.js';
 
 const ep = (n: number): BalancerEndpoint => ({ hostPort: `10.0.0.${n}:80`, ip: `10.0.0.${n}`, port: 80 });
 

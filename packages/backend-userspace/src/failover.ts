@@ -1,8 +1,7 @@
 // Connecting to a service: try an endpoint, and when the connect fails or times out move on to
 // the next one with a longer timeout, so that one dead pod does not fail the client.
 
-/** Per-attempt connect timeouts, as upstream's userspace proxy used. */
-export const ENDPOINT_DIAL_TIMEOUTS_MS: readonly number[] = [250, 500, 1000, 2000];
+import { ENDPOINT_DIAL_TIMEOUTS_MS } from './layout.js';
 
 export type DialResult<E, C> =
   | { readonly kind: 'connected'; readonly endpoint: E; readonly conn: C; readonly failures: number }

@@ -6,6 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import type { CommandRunner, Logger } from '@kube-proxy-ts/core';
+import { AFFINITY_CLIENTS, AFFINITY_CLIENTS_PER_SERVICE_PORT } from './layout.js';
 
 /** What the proxy asks for, as upstream's userspace mode did (64k) with room to spare. */
 export const WANTED_FILE_LIMIT = 1_048_576;
@@ -90,9 +91,6 @@ const MAX_RESERVED_DESCRIPTORS = 1024;
  */
 export const MAX_TCP_CONNECTIONS = 32_768;
 export const MAX_UDP_SESSIONS = 65_536;
-/** Pins cost memory, not descriptors: about 150 bytes each, so the total stays near 40 MiB. */
-export const AFFINITY_CLIENTS = 262_144;
-export const AFFINITY_CLIENTS_PER_SERVICE_PORT = 65_536;
 
 /**
  * The default bounds for an open-file limit: after a reserve (a quarter of the limit, at most

@@ -16,7 +16,7 @@ import {
   type KernelView,
   type ServicePort,
 } from '@kube-proxy-ts/core';
-import type { ListenerPlan } from './plan.js';
+import type { ListenerPlan } from './sync-plan.js';
 import type { Portal } from './portals.js';
 
 /** A listener as it runs. */

@@ -1,44 +1,17 @@
-// The nat rules that steer service traffic into the proxy's listeners, in upstream's legacy
-// userspace layout: KUBE-PORTALS-CONTAINER (from PREROUTING: traffic arriving from pods and the
-// network) and KUBE-PORTALS-HOST (from OUTPUT: traffic the node itself sends), plus the
-// KUBE-NODEPORT-CONTAINER/HOST pair for node ports, reached only for local destinations.
+// The nat rules that steer service traffic into the proxy's listeners, written into the chains
+// of layout.ts as one iptables-restore payload.
 
 import { isIP } from 'node:net';
 import type { IPFamily, Protocol } from '@kube-proxy-ts/core';
 import { RestoreTableWriter } from '@kube-proxy-ts/netfilter';
-
-export const CONTAINER_PORTAL_CHAIN = 'KUBE-PORTALS-CONTAINER';
-export const HOST_PORTAL_CHAIN = 'KUBE-PORTALS-HOST';
-export const CONTAINER_NODEPORT_CHAIN = 'KUBE-NODEPORT-CONTAINER';
-export const HOST_NODEPORT_CHAIN = 'KUBE-NODEPORT-HOST';
-
-export const PORTAL_CHAINS = [CONTAINER_PORTAL_CHAIN, HOST_PORTAL_CHAIN, CONTAINER_NODEPORT_CHAIN, HOST_NODEPORT_CHAIN] as const;
-export type PortalChain = (typeof PORTAL_CHAINS)[number];
-
-/** A jump from a built-in nat chain into ours; the portal chains must come first. */
-export interface PortalJump {
-  readonly chain: 'PREROUTING' | 'OUTPUT';
-  readonly position: 'first' | 'last';
-  readonly args: readonly string[];
-}
-
-const CLUSTER_IP_JUMP_COMMENT = 'handle ClusterIPs; NOTE: this must be before the NodePort rules';
-const NODE_PORT_JUMP_COMMENT = 'handle service NodePorts; NOTE: this must be the last rule in the chain';
-
-export const PORTAL_JUMPS: readonly PortalJump[] = [
-  { chain: 'PREROUTING', position: 'first', args: ['-m', 'comment', '--comment', CLUSTER_IP_JUMP_COMMENT, '-j', CONTAINER_PORTAL_CHAIN] },
-  { chain: 'OUTPUT', position: 'first', args: ['-m', 'comment', '--comment', CLUSTER_IP_JUMP_COMMENT, '-j', HOST_PORTAL_CHAIN] },
-  {
-    chain: 'PREROUTING',
-    position: 'last',
-    args: ['-m', 'addrtype', '--dst-type', 'LOCAL', '-m', 'comment', '--comment', NODE_PORT_JUMP_COMMENT, '-j', CONTAINER_NODEPORT_CHAIN],
-  },
-  {
-    chain: 'OUTPUT',
-    position: 'last',
-    args: ['-m', 'addrtype', '--dst-type', 'LOCAL', '-m', 'comment', '--comment', NODE_PORT_JUMP_COMMENT, '-j', HOST_NODEPORT_CHAIN],
-  },
-];
+import {
+  CONTAINER_NODEPORT_CHAIN,
+  CONTAINER_PORTAL_CHAIN,
+  HOST_NODEPORT_CHAIN,
+  HOST_PORTAL_CHAIN,
+  PORTAL_CHAINS,
+  type PortalChain,
+} from './layout.js';
 
 export type PortalKind = 'ClusterIP' | 'ExternalIP' | 'LoadBalancer' | 'NodePort';
 

@@ -3,8 +3,9 @@
 // resets, until both sides close or the relay stays idle too long.
 
 import net from 'node:net';
-import { dialWithFailover, ENDPOINT_DIAL_TIMEOUTS_MS } from './failover.js';
+import { dialWithFailover } from './failover.js';
 import type { BalancerEndpoint } from './balancer.js';
+import { ENDPOINT_DIAL_TIMEOUTS_MS } from './layout.js';
 import { RefusalLog } from './limits.js';
 import type { ListenerDeps, ServiceListener } from './listener.js';
 

@@ -92,9 +92,21 @@ export interface BackendContext {
   readonly clock: Clock;
 }
 
+/** Something a backend needs from the machine, checked before it starts or cleans up. */
+export type Requirement =
+  /** A program, run with `args` (e.g. --version) to see that it is there. */
+  | { readonly tool: string; readonly args: readonly string[]; readonly why: string }
+  /** A file that must exist, e.g. /proc/net/ip_vs for kernel support. */
+  | { readonly path: string; readonly why: string };
+
 export interface Backend {
   /** The mode name, e.g. "iptables". */
   readonly name: string;
+  /**
+   * What this backend needs on the machine. The daemon checks it before start() and refuses to
+   * run with one message naming what is missing; --cleanup skips a backend whose needs are not met.
+   */
+  readonly requirements?: readonly Requirement[];
   /** Idempotent set-up. Never flushes rules it does not own. */
   start(ctx: BackendContext): Promise<void>;
   /**
@@ -103,8 +115,11 @@ export interface Backend {
    * failures through the result so the caller can retry.
    */
   sync(state: ProxyState, changes: ChangeSet): Promise<SyncResult>;
-  /** Remove everything this backend may ever have created, and nothing else. */
-  cleanup(): Promise<void>;
+  /**
+   * Remove everything this backend may ever have created, and nothing else. Called on a started
+   * backend, or on a fresh one without start() (`kube-proxy --cleanup`): `ctx` is all it gets.
+   */
+  cleanup(ctx: BackendContext): Promise<void>;
   /** Stop serving (userspace listeners, timers). Rules stay in place. */
   stop?(): Promise<void>;
   /**

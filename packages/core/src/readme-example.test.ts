@@ -79,7 +79,7 @@ describe('README example backend', () => {
     expect(bad.ok).toBe(false);
     expect(bad.error?.message).toMatch(/syntax error/);
 
-    await backend.cleanup();
+    await backend.cleanup(context(calls));
     expect(calls.at(-1)!.stdin).toBe('add table ip example-proxy\ndelete table ip example-proxy\n');
   });
 });

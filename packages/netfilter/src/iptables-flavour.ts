@@ -4,7 +4,7 @@
 // run (so a restart does not dump every table, seconds at 10k services); then pick the flavour
 // whose tables hold more rules (nft on a tie, as on a fresh host).
 
-import type { CommandRunner, IPFamily } from '@kube-proxy-ts/core';
+import type { CommandRunner, IPFamily, Requirement } from '@kube-proxy-ts/core';
 
 export type IptablesFlavour = 'nft' | 'legacy';
 
@@ -15,6 +15,20 @@ export interface IptablesCommands {
   readonly iptables: string;
   readonly save: string;
   readonly restore: string;
+}
+
+/**
+ * What a backend that writes iptables rules needs: the generic commands, whose alternatives the
+ * flavour-specific binaries come with (iptables-nft-restore and -legacy- are found on the same
+ * packages' PATH).
+ */
+export function iptablesRequirements(family: IPFamily): Requirement[] {
+  const ipt = family === 'IPv6' ? 'ip6tables' : 'iptables';
+  return [
+    { tool: `${ipt}-restore`, args: ['--version'], why: 'writes the rules' },
+    { tool: `${ipt}-save`, args: ['--version'], why: 'reads the rules' },
+    { tool: ipt, args: ['--version'], why: 'adds the jump rules' },
+  ];
 }
 
 export function iptablesCommands(flavour: IptablesFlavour, family: IPFamily): IptablesCommands {

@@ -27,7 +27,8 @@ export class RecordingBackend implements Backend {
     return { ok: true, full: this.syncs.length === 1, stats: { rules: state.services.size } };
   }
 
-  async cleanup(): Promise<void> {
+  async cleanup(ctx: BackendContext): Promise<void> {
+    this.ctx ??= ctx;
     this.cleaned++;
   }
 

@@ -1,6 +1,7 @@
 import { createRecordingRunner, testContext } from '@kube-proxy-ts/testing';
 import { describe, expect, it } from 'vitest';
 import { defaultKubeProxyConfig } from '../config/v1alpha1.js';
+import { loadBackendFactory } from '../daemon/backend-loader.js';
 import { runInitOnly } from './init-only.js';
 
 const logger = testContext().logger;
@@ -12,7 +13,8 @@ function config(patch: (c: ReturnType<typeof defaultKubeProxyConfig>) => void = 
 }
 
 async function initOnly(c: ReturnType<typeof config>, runner = createRecordingRunner()) {
-  const problems = await runInitOnly(c, { runner, logger, cpus: 4, inHostNetworkNamespace: true, exists: () => true });
+  const backend = (await loadBackendFactory(c.mode))({ ipFamily: 'IPv4', config: c });
+  const problems = await runInitOnly(c, { runner, logger, backend, cpus: 4, inHostNetworkNamespace: true, exists: () => true });
   const written = runner.callsTo('sysctl').filter((call) => call.args[0] === '-w').map((call) => call.args[1]);
   // Whatever it ran besides reading tools' versions and sysctls.
   const others = runner.calls.filter((call) => call.args[0] !== '--version' && call.command !== 'sysctl').map((call) => [call.command, ...call.args].join(' '));

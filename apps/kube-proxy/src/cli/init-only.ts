@@ -4,7 +4,7 @@
 // iptables' localhost NodePorts, the IPVS sysctls and timeouts; nftables sets nothing. No rules are
 // written and no API server is contacted.
 
-import type { CommandRunner, Logger, ProxyConfig } from '@kube-proxy-ts/core';
+import type { Backend, CommandRunner, Logger, ProxyConfig } from '@kube-proxy-ts/core';
 import { ipvsTimeoutArgs, resolveNodePortAddresses } from '@kube-proxy-ts/netfilter';
 import { applyConntrackSettings, setSysctl } from '../daemon/conntrack.js';
 import { missingRequirements } from '../daemon/requirements.js';
@@ -36,6 +36,8 @@ export function modeSysctls(config: ProxyConfig): Map<string, number> {
 export interface InitOnlyEnvironment {
   readonly runner: CommandRunner;
   readonly logger: Logger;
+  /** The mode's backend (not started): what it needs from the machine is checked first. */
+  readonly backend: Pick<Backend, 'name' | 'requirements'>;
   readonly cpus: number;
   readonly inHostNetworkNamespace: boolean;
   /** For tests: whether a path exists (the IPVS check reads /proc/net/ip_vs). */
@@ -44,7 +46,7 @@ export interface InitOnlyEnvironment {
 
 /** Applies what --init-only applies; resolves with the problems that make it fail (empty: success). */
 export async function runInitOnly(config: ProxyConfig, env: InitOnlyEnvironment): Promise<string[]> {
-  const missing = await missingRequirements(config.mode, 'IPv4', { runner: env.runner, exists: env.exists });
+  const missing = await missingRequirements(env.backend, { runner: env.runner, ...(env.exists ? { exists: env.exists } : {}) });
   if (missing.length > 0) return missing.map((p) => `proxy mode ${config.mode} cannot run on this machine: ${p}`);
 
   await applyConntrackSettings(config.conntrack, env);

@@ -1,7 +1,7 @@
 // --cleanup: every built-in mode removes what it may have left behind, for both IP families, as
 // upstream's CleanupAndExit does, so switching modes (or uninstalling) leaves a clean node.
 
-import type { BackendFactory, Clock, CommandRunner, IPFamily, Logger, ProxyConfig } from '@kube-proxy-ts/core';
+import type { Backend, BackendFactory, Clock, CommandRunner, Logger, ProxyConfig } from '@kube-proxy-ts/core';
 import { emptyNodeInfo } from '@kube-proxy-ts/core';
 import type { Registry } from 'prom-client';
 import { BUILTIN_BACKENDS } from './backend-loader.js';
@@ -14,8 +14,8 @@ export interface CleanupOptions {
   readonly runner: CommandRunner;
   readonly clock: Clock;
   readonly loadFactory: (mode: string) => Promise<BackendFactory>;
-  /** Whether a mode can have left anything here (its tools / kernel support exist). */
-  readonly applicable?: (mode: string, family: IPFamily) => Promise<boolean>;
+  /** Whether a backend can have left anything here (its tools / kernel support exist). */
+  readonly applicable?: (backend: Backend) => Promise<boolean>;
   readonly modes?: readonly string[];
 }
 
@@ -31,18 +31,15 @@ export async function cleanupAll(opts: CleanupOptions): Promise<string[]> {
       continue;
     }
     for (const family of ['IPv4', 'IPv6'] as const) {
-      if (opts.applicable && !(await opts.applicable(mode, family))) {
-        opts.logger.info({ mode, ipFamily: family }, 'Nothing to clean up: the mode cannot run on this machine');
-        continue;
-      }
       const log = opts.logger.child({ component: 'cleanup', mode });
       try {
         const backend = factory({ ipFamily: family, config: { ...opts.config, mode } });
-        // The context (runner, logger) reaches a backend through start(). Node settings (modules,
-        // sysctls) belong to the first sync, never to start(), so cleaning a node only removes.
-        await backend.start({ logger: log, metrics: opts.registry, node: emptyNodeInfo(opts.nodeName), runner: opts.runner, clock: opts.clock });
-        await backend.cleanup();
-        await backend.stop?.();
+        if (opts.applicable && !(await opts.applicable(backend))) {
+          opts.logger.info({ mode, ipFamily: family }, 'Nothing to clean up: the mode cannot run on this machine');
+          continue;
+        }
+        // Never started: cleaning a node only removes, and start() or a first sync may set it up.
+        await backend.cleanup({ logger: log, metrics: opts.registry, node: emptyNodeInfo(opts.nodeName), runner: opts.runner, clock: opts.clock });
         log.info({ ipFamily: family }, 'Cleaned up');
       } catch (err) {
         failures.push(`${mode} (${family}): ${(err as Error).message}`);

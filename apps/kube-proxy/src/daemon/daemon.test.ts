@@ -300,11 +300,15 @@ describe('families, requirements, cleanup', () => {
 
   it('names each missing tool and missing IPVS support', async () => {
     const runner = { run: async (cmd: string) => (cmd === 'ipset' ? Promise.reject(Object.assign(new Error('spawn ipset ENOENT'), { code: 'ENOENT' })) : { code: 0, stdout: '', stderr: '' }) };
-    expect(await missingRequirements('iptables', 'IPv4', { runner })).toEqual([]);
-    expect(await missingRequirements('ipvs', 'IPv4', { runner, exists: () => false })).toEqual([
+    const backend = async (mode: string) => (await loadBackendFactory(mode))({ ipFamily: 'IPv4', config: defaultProxyConfig() });
+    expect(await missingRequirements(await backend('iptables'), { runner })).toEqual([]);
+    expect(await missingRequirements(await backend('ipvs'), { runner, exists: () => false })).toEqual([
       'ipset is not installed or not on PATH (the ipvs mode uses it: it holds the IPVS-mode address sets)',
-      'the kernel has no IPVS support (/proc/net/ip_vs is missing: load the ip_vs module, or use --proxy-mode=iptables or nftables)',
+      '/proc/net/ip_vs is missing: the kernel has no IPVS support (load the ip_vs module, or use --proxy-mode=iptables or nftables)',
     ]);
+    // What each built-in mode runs, as it declares it.
+    expect((await backend('nftables')).requirements?.map((r) => ('tool' in r ? r.tool : r.path))).toEqual(['nft']);
+    expect((await backend('userspace')).requirements?.map((r) => ('tool' in r ? r.tool : r.path))).toEqual(['iptables-restore', 'iptables-save', 'iptables']);
   });
 
   it('--cleanup runs cleanup() of every built-in mode and family, reporting failures', async () => {
@@ -318,12 +322,14 @@ describe('families, requirements, cleanup', () => {
       clock: realClock,
       loadFactory: async (mode) => {
         if (mode === 'userspace') throw new Error('cannot load');
-        return made.factory;
+        // The ipvs backends need what this machine lacks.
+        return (o) => Object.assign(made.factory(o), mode === 'ipvs' ? { requirements: [{ path: '/proc/net/ip_vs', why: 'IPVS' }] } : {});
       },
-      applicable: async (mode) => mode !== 'ipvs',
+      applicable: async (backend) => (backend.requirements ?? []).length === 0,
     });
-    expect(made.backends).toHaveLength(4); // iptables and nftables, two families each
-    expect(made.backends.every((b) => b.cleaned === 1)).toBe(true);
+    expect(made.backends).toHaveLength(6); // iptables, nftables and ipvs, two families each
+    // Cleaned without start(): --cleanup hands the context to cleanup().
+    expect(made.backends.map((b) => [b.cleaned, b.ctx !== undefined])).toEqual([[1, true], [1, true], [0, false], [0, false], [1, true], [1, true]]);
     expect(failures).toEqual(['userspace: cannot load']);
   });
 });

@@ -41,8 +41,8 @@ export interface DaemonOptions {
   readonly loadFactory: (mode: string) => Promise<BackendFactory>;
   readonly createTracker: (family: IPFamily, nodeName: string) => FamilyTracker;
   readonly startSource: (handler: ProxyEventHandler) => RunningSource | Promise<RunningSource>;
-  /** Problems that keep `mode` from running for a family (missing tools, kernel support). */
-  readonly checkRequirements?: (mode: string, family: IPFamily) => Promise<string[]>;
+  /** Problems that keep a backend from running here (missing tools, kernel support). */
+  readonly checkRequirements?: (backend: Backend) => Promise<string[]>;
   /** Forces the families instead of deriving them from the node and the configuration. */
   readonly families?: readonly IPFamily[];
   /** ms one sync may take before it counts as failed; default: SyncRunner's defaultSyncDeadline. */
@@ -118,12 +118,12 @@ export class Daemon {
     if (config.mode === 'iptables') await registerNFAcctMetrics(registry, this.opts.runner, logger.child({ component: 'nfacct' }));
 
     for (const family of families) {
-      const problems = (await this.opts.checkRequirements?.(config.mode, family)) ?? [];
+      const backend = factory({ ipFamily: family, config });
+      const problems = (await this.opts.checkRequirements?.(backend)) ?? [];
       if (problems.length > 0) {
         throw new StartupError(`proxy mode ${config.mode} cannot run for ${family} on this machine:\n  ${problems.join('\n  ')}`);
       }
       const tracker = trackers.get(family) as FamilyTracker;
-      const backend = factory({ ipFamily: family, config });
       // Built-in backends add their own ipFamily binding.
       const blog = logger.child({ component: 'backend', mode: config.mode });
       const node = fanout.node ? nodeToNodeInfo(fanout.node, family) : emptyNodeInfo(this.opts.nodeName);

@@ -190,7 +190,7 @@ export function backendConformance(factory: BackendFactory, options: Conformance
       if (hasInspect) {
         // What cleanup must return to: a backend that started and never synced, cleaned up.
         const baseline = await harness.started();
-        await baseline.backend.cleanup();
+        await baseline.backend.cleanup(baseline.ctx);
         neverSynced = await inspect(baseline);
         await harness.close(baseline);
       }
@@ -204,9 +204,11 @@ export function backendConformance(factory: BackendFactory, options: Conformance
         world.slices.set(universe.plainSlice(i).metadata!.name!, universe.plainSlice(i));
       }
       await syncOk(instance, harness.trackerFor(world, universe.nodeName), 'sync of every service');
-      await instance.backend.cleanup();
+      await instance.backend.cleanup(instance.ctx);
       if (hasInspect) expectSame(await inspect(instance), neverSynced, ['after cleanup', 'never synced'], 'cleanup() left state behind');
-      await instance.backend.cleanup(); // a second cleanup finds nothing and must not fail
+      await instance.backend.cleanup(instance.ctx); // a second cleanup finds nothing and must not fail
+      // kube-proxy --cleanup: a backend that never started cleans up in the context it is given.
+      await harness.factory({ ipFamily: harness.ipFamily, config: harness.config }).cleanup(instance.ctx);
       await options.foreignState?.verify(instance.ctx);
     },
   };

@@ -94,7 +94,7 @@ export class Harness {
     if (i < 0) return;
     this.open.splice(i, 1);
     await instance.backend.stop?.().catch(() => undefined);
-    await instance.backend.cleanup().catch(() => undefined);
+    await instance.backend.cleanup(instance.ctx).catch(() => undefined);
   }
 
   async closeAll(): Promise<void> {

@@ -118,7 +118,8 @@ export function referenceBackendFactory(flaws: ReferenceFlaws = {}): BackendFact
           return { ok: false, full: false, error: e instanceof Error ? e : new Error(String(e)) };
         }
       },
-      async cleanup() {
+      async cleanup(c) {
+        ctx ??= c;
         await refplane(['flush', `${OWN}${ipFamily}/`]);
         programmed = new Set();
         synced = false;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { resolveNodePortAddresses } from '@kube-proxy-ts/netfilter';
 import { endpointSlice, service } from '@kube-proxy-ts/testing';
-import { computeDesired } from './desired.js';
+import { computeDesired } from './sync-plan.js';
 import { ipsetName, ipsetSpecs } from './ipsets.js';
 import { proxyState } from './test-support/state.js';
 

@@ -11,7 +11,7 @@ import {
   type DeepPartial,
   type RecordingRunner,
 } from '@kube-proxy-ts/testing';
-import { NftablesBackend, type NftablesBackendOptions } from './nftables-backend.js';
+import { NftablesBackend, type NftablesBackendOptions } from './backend.js';
 import { NftScriptModel, expandScript } from './nft-script-model.js';
 
 type V1Service = ReturnType<typeof service>;
@@ -757,7 +757,7 @@ describe('nftables backend: bounded transactions', () => {
     const f = await fixture({ backend: { nftTimeoutMs: 1234 } });
     overallWorld(f);
     await f.sync();
-    await f.backend.cleanup();
+    await f.backend.cleanup(f.ctx);
     for (const call of f.runner.callsTo('nft')) expect(call.options?.timeoutMs).toBe(1234);
   });
 });
@@ -780,10 +780,10 @@ describe('nftables backend: conntrack and cleanup', () => {
     await f.sync();
     f.model.apply('add table ip other\nadd chain ip other keep\n');
     f.runner.reset();
-    await f.backend.cleanup();
+    await f.backend.cleanup(f.ctx);
     expect(f.runner.callsTo('nft').map((c) => c.args.join(' '))).toEqual(['delete table ip kube-proxy']);
     f.runner.once('nft', { code: 1, stderr: 'Error: Could not process rule: No such file or directory' });
-    await expect(f.backend.cleanup()).resolves.toBeUndefined();
+    await expect(f.backend.cleanup(f.ctx)).resolves.toBeUndefined();
     expect(await f.backend.inspect()).toEqual({ family: 'ip', table: null });
   });
 

@@ -6,6 +6,7 @@
 import type {
   Backend,
   BackendContext,
+  BackendFactory,
   BackendOptions,
   ChangeSet,
   ExplainPacket,
@@ -14,6 +15,7 @@ import type {
   KernelView as ServicePortsKernelView,
   ProxyConfig,
   ProxyState,
+  Requirement,
   ServicePort,
   SyncResult,
 } from '@kube-proxy-ts/core';
@@ -23,13 +25,12 @@ import {
   deleteConntrackFlows,
   detectIptablesFlavour,
   iptablesCommands,
+  iptablesRequirements,
   iptablesHasRandomFully,
-  iptablesRestoreMetrics,
   ipvsTimeoutArgs,
   listIpvs,
   parseIptablesSave,
   planStaleUDPFlows,
-  registerDriftSeries,
   resolveNodePortAddresses,
   runIpsetRestore,
   runIptablesRestore,
@@ -41,21 +42,16 @@ import {
   type IpvsServiceListing,
   type SavedTable,
 } from '@kube-proxy-ts/netfilter';
-import { computeDesired } from './desired.js';
 import { reportDrift, type AppliedIpvs } from './drift.js';
-import { diffIpvs, type DrainingRealServer } from './ipvs-diff.js';
 import { ipsetSpecs } from './ipsets.js';
 import { ipvsExplain, ipvsKernelView } from './kernel-view.js';
-import { IPVS_CHAINS, buildIptablesCleanup, buildIptablesLayer } from './iptables-layer.js';
-import { DUMMY_DEVICE, addressBatch, parseLocalAddresses, type LocalAddresses } from './kernel-addresses.js';
+import { buildIptablesCleanup, buildIptablesLayer } from './iptables-layer.js';
+import { addressBatch, parseLocalAddresses, type LocalAddresses } from './kernel-addresses.js';
+import { COMMAND_TIMEOUT_MS, DUMMY_DEVICE, IPSET_BATCH_LINES, IPVS_CHAINS, IPVSADM_BATCH_LINES, IP_BATCH_LINES } from './layout.js';
+import { countIptablesRestoreFailure, registerIpvsSeries } from './metrics.js';
 import { ownershipTest } from './ownership.js';
 import { chooseScheduler, type SchedulerChoice } from './scheduler.js';
-
-/** Per-process bounds: no single process or kernel transaction grows with the cluster. */
-const IPVSADM_BATCH_LINES = 20_000;
-const IPSET_BATCH_LINES = 20_000;
-const IP_BATCH_LINES = 5_000;
-const COMMAND_TIMEOUT_MS = 60_000;
+import { computeDesired, diffIpvs, type DrainingRealServer } from './sync-plan.js';
 
 interface KernelView {
   readonly addresses: LocalAddresses;
@@ -65,6 +61,7 @@ interface KernelView {
 
 export class IpvsBackend implements Backend {
   readonly name = 'ipvs';
+  readonly requirements: readonly Requirement[];
   private readonly family: IPFamily;
   private readonly config: ProxyConfig;
   private readonly scheduler: SchedulerChoice;
@@ -85,6 +82,12 @@ export class IpvsBackend implements Backend {
     this.config = options.config;
     this.scheduler = chooseScheduler(options.config.ipvs.scheduler);
     this.sets = ipsetSpecs(this.family);
+    this.requirements = [
+      ...iptablesRequirements(this.family),
+      { tool: 'ipset', args: ['--version'], why: 'holds the IPVS-mode address sets' },
+      { tool: 'ipvsadm', args: ['--version'], why: 'programs IPVS virtual servers' },
+      { path: '/proc/net/ip_vs', why: 'the kernel has no IPVS support (load the ip_vs module, or use --proxy-mode=iptables or nftables)' },
+    ];
   }
 
   /** Takes the context and probes the tools; it changes nothing on the node (--cleanup relies on that). */
@@ -95,7 +98,7 @@ export class IpvsBackend implements Backend {
     this.iptables = iptablesCommands(flavour.flavour, this.family);
     this.randomFully = await iptablesHasRandomFully(ctx.runner, this.iptables);
     ctx.logger.info({ flavour: flavour.flavour, reason: flavour.reason, scheduler: this.scheduler.scheduler }, 'IPVS proxier starting');
-    registerDriftSeries(ctx.metrics, this.family);
+    registerIpvsSeries(ctx.metrics, this.family);
   }
 
   /**
@@ -247,7 +250,7 @@ export class IpvsBackend implements Backend {
       this.lastIptablesPayload = restore.ok ? chainsPayload : undefined;
       stats.iptablesRestored = intact ? 0 : 1;
       if (!restore.ok) {
-        iptablesRestoreMetrics(ctx.metrics).failures.inc({ ip_family: this.family });
+        countIptablesRestoreFailure(ctx.metrics, this.family);
         throw new Error(`${iptables.restore} failed${restore.failedLine ? ` at line ${restore.failedLine} (${restore.failedLineText})` : ''}: ${restore.stderr.trim()}`);
       }
       stats.iptablesJumpsAdded = layer.jumpsAdded;
@@ -295,7 +298,12 @@ export class IpvsBackend implements Backend {
     }
   }
 
-  async cleanup(): Promise<void> {
+  async cleanup(cleanupCtx: BackendContext): Promise<void> {
+    // A never-started backend (kube-proxy --cleanup) only needs to know the iptables flavour.
+    if (!this.ctx) {
+      this.ctx = cleanupCtx;
+      this.iptables = iptablesCommands((await detectIptablesFlavour(cleanupCtx.runner)).flavour, this.family);
+    }
     const { ctx, iptables } = this.context();
     const kernel = await this.readKernel(ctx);
     const isOurs = this.ownership(kernel, this.programmed);
@@ -371,6 +379,5 @@ function chainsIntact(saved: ReadonlyMap<string, SavedTable>, payload: string): 
   return true;
 }
 
-export function createIpvsBackend(options: BackendOptions): Backend {
-  return new IpvsBackend(options);
-}
+/** The BackendFactory the daemon loads for `--proxy-mode=ipvs`. */
+export const ipvsBackendFactory: BackendFactory = (options) => new IpvsBackend(options);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { emptyChangeSet, type ProxyConfig, type ProxyState } from '@kube-proxy-ts/core';
 import { endpointSlice, proxyConfig, service, testContext } from '@kube-proxy-ts/testing';
-import { createIpvsBackend } from './ipvs-backend.js';
+import { ipvsBackendFactory } from './backend.js';
 import { createFakeIpvsNode, type FakeIpvsNode } from './test-support/fake-ipvs-node.js';
 import { proxyState, stateTracker } from './test-support/state.js';
 
@@ -9,7 +9,7 @@ type DeepPartialConfig = Parameters<typeof proxyConfig>[0];
 
 async function setup(config?: DeepPartialConfig, fake: FakeIpvsNode = createFakeIpvsNode()) {
   const ctx = testContext({ runner: fake.runner, node: { name: 'node1', addresses: ['192.168.50.1'], podCIDRs: ['10.244.1.0/24'] } });
-  const backend = createIpvsBackend({ ipFamily: 'IPv4', config: proxyConfig(config) as ProxyConfig });
+  const backend = ipvsBackendFactory({ ipFamily: 'IPv4', config: proxyConfig(config) as ProxyConfig });
   await backend.start(ctx);
   const sync = async (state: ProxyState) => {
     fake.runner.reset();
@@ -316,12 +316,12 @@ describe('ipvs backend: what is not ours', () => {
     const fake = createFakeIpvsNode();
     fake.addForeignService('TCP', '10.99.0.1', 80, ['10.99.1.1:80']);
     fake.tables.get('nat')!.get('OUTPUT')!.push('-j FOREIGN-RULE');
-    const { backend, sync } = await setup(undefined, fake);
+    const { backend, sync, ctx } = await setup(undefined, fake);
     await sync(proxyState({ services: [web({ type: 'NodePort' })], slices: [webEndpoints(['10.244.1.11'])] }));
     await sync(proxyState({ services: [] }));
     expect([...fake.services.keys()]).toEqual(['TCP/10.99.0.1:80']);
     await sync(proxyState({ services: [web({ type: 'NodePort' })], slices: [webEndpoints(['10.244.1.11'])] }));
-    await backend.cleanup();
+    await backend.cleanup(ctx);
     expect([...fake.services.keys()]).toEqual(['TCP/10.99.0.1:80']);
     expect(fake.services.get('TCP/10.99.0.1:80')!.realServers.size).toBe(1);
     expect([...fake.ipsets.keys()]).toEqual([]);
