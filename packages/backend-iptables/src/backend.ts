@@ -32,6 +32,10 @@ import {
   iptablesCommands,
   iptablesHasRandomFully,
   iptablesRequirements,
+  hasJump,
+  deleteJumps,
+  jumpRuleArgs,
+  type JumpRule,
   iptablesRestoreMetrics,
   isServiceChainName,
   currentNodePortIPs,
@@ -50,7 +54,6 @@ import {
   type SavedTable,
 } from '@kube-proxy-ts/netfilter';
 import { canaryCheckInterval, checkCanaries } from './canary.js';
-import { hasJump } from './jumps.js';
 import { iptablesMetrics } from './metrics.js';
 import { iptablesExplain, iptablesKernelView, saveTablesForInspection } from './kernel-view.js';
 import {
@@ -67,7 +70,6 @@ import {
   KUBE_PROXY_FIREWALL,
   KUBE_SERVICES,
   KUBELET_FIREWALL_JUMPS,
-  type JumpRule,
 } from './layout.js';
 import { computeRules, markMasqRules, RuleSetBuilder, type RuleOptions, type RuleSet, type ServicePortRules } from './rules.js';
 import {
@@ -239,7 +241,7 @@ export class IptablesBackend implements Backend {
         listed.set(key, r.code === 0 ? (parseIptablesSave(`*${jump.table}\n${r.stdout}\nCOMMIT\n`).get(jump.table)?.get(jump.from) ?? { name: jump.from, policy: undefined, rules: [] }) : undefined);
       }
       const chain = listed.get(key);
-      const present = chain ? hasJump(chain.rules, jump) : (await this.run(this.commands!.iptables, ['-w', '-t', jump.table, '-C', jump.from, ...jump.args, '-j', jump.to])).code === 0;
+      const present = chain ? hasJump(chain.rules, jump) : (await this.run(this.commands!.iptables, ['-w', '-t', jump.table, '-C', jump.from, ...jumpRuleArgs(jump)])).code === 0;
       if (!present) missing.push(jump);
     }
     return missing;
@@ -515,13 +517,7 @@ export class IptablesBackend implements Backend {
     // kubelet keeps its own KUBE-FIREWALL; without kubelet on this node, the chain is ours.
     const kubeletPresent = mangle?.has(KUBE_KUBELET_CANARY) ?? true;
     const jumps = [...JUMP_RULES, ...(kubeletPresent ? [] : KUBELET_FIREWALL_JUMPS)];
-    for (const jump of jumps) {
-      // Delete every copy; stop at the first "no such rule".
-      for (let i = 0; i < 8; i++) {
-        const r = await this.run(this.commands.iptables, ['-w', '-t', jump.table, '-D', jump.from, ...jump.args, '-j', jump.to]);
-        if (r.code !== 0) break;
-      }
-    }
+    await deleteJumps(ctx.runner, jumps, { iptables: this.commands.iptables, timeoutMs: this.timeoutMs });
 
     const tables: Array<['nat' | 'filter' | 'mangle', string[]]> = [
       ['nat', [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ, KUBE_PROXY_CANARY]],

@@ -13,7 +13,6 @@ export {
   KUBE_PROXY_FIREWALL,
   KUBE_PROXY_CANARY,
   JUMP_RULES,
-  type JumpRule,
 } from './layout.js';
 
 export default iptablesBackendFactory;

@@ -1,7 +1,7 @@
 // The fixed part of upstream's iptables layout: top-level chain names, the jumps into them from
 // the built-in chains, and the formatting of values upstream prints in a particular way.
 
-import type { IptablesTable } from '@kube-proxy-ts/netfilter';
+import { jumpRule, type IptablesTable, type JumpRule } from '@kube-proxy-ts/netfilter';
 
 export const KUBE_SERVICES = 'KUBE-SERVICES';
 export const KUBE_EXTERNAL_SERVICES = 'KUBE-EXTERNAL-SERVICES';
@@ -22,17 +22,9 @@ export const LARGE_CLUSTER_ENDPOINTS_THRESHOLD = 1000;
 /** Upstream forces a full sync at least this often. */
 export const FULL_SYNC_PERIOD_MS = 3600_000;
 
-export interface JumpRule {
-  readonly table: IptablesTable;
-  /** The built-in chain holding the jump. */
-  readonly from: string;
-  readonly to: string;
-  /** Arguments before `-j`, as upstream writes them (matches, then the comment). */
-  readonly args: readonly string[];
-}
-
+/** Upstream's argument order: the target chain first, then the built-in chain. */
 function jump(table: IptablesTable, to: string, from: string, comment: string, extra: readonly string[] = []): JumpRule {
-  return { table, from, to, args: [...extra, ...(comment ? ['-m', 'comment', '--comment', comment] : [])] };
+  return jumpRule(table, from, to, comment, extra);
 }
 
 const NEW = ['-m', 'conntrack', '--ctstate', 'NEW'];

@@ -17,11 +17,13 @@ import type { ServicePortKey } from '@kube-proxy-ts/core';
 import {
   ENDPOINT_CHAIN_PREFIX,
   formatRestoreLine,
+  jumpRuleArgs,
   RestoreTableWriter,
   SERVICE_EXTERNAL_CHAIN_PREFIX,
   SERVICE_FIREWALL_CHAIN_PREFIX,
+  type JumpRule,
 } from '@kube-proxy-ts/netfilter';
-import { KUBE_MARK_MASQ, KUBE_NODEPORTS, KUBE_PROXY_CANARY, KUBE_SERVICES, type JumpRule } from './layout.js';
+import { KUBE_MARK_MASQ, KUBE_NODEPORTS, KUBE_PROXY_CANARY, KUBE_SERVICES } from './layout.js';
 import type { RuleSet, ServicePortRules } from './rules.js';
 
 /** What we wrote and the kernel accepted: our chains and their rules, in kernel order. */
@@ -392,7 +394,7 @@ export function planSync(input: PlanInput): SyncPlan {
   }
   for (const jump of input.missingJumps ?? []) {
     const writer = jump.table === 'nat' ? nat : jump.table === 'filter' ? filter : undefined;
-    writer?.insertRule(jump.from, formatRestoreLine([...jump.args, '-j', jump.to]), 1);
+    writer?.insertRule(jump.from, formatRestoreLine(jumpRuleArgs(jump)), 1);
   }
 
   const sections = [filter, nat, mangle].filter((w): w is RestoreTableWriter => w !== undefined && !w.isEmpty());

@@ -3,7 +3,7 @@
 // size does not grow with the number of services. Written with one iptables-restore --noflush.
 
 import type { IPFamily } from '@kube-proxy-ts/core';
-import { iptablesLocalMatch, RestoreTableWriter, type IptablesTable, type LocalTrafficDetector, type SavedTable } from '@kube-proxy-ts/netfilter';
+import { hasJump, iptablesLocalMatch, isJumpRule, jumpRuleArgs, RestoreTableWriter, type IptablesTable, type LocalTrafficDetector, type SavedTable } from '@kube-proxy-ts/netfilter';
 import { ipsetName } from './ipsets.js';
 import * as S from './layout.js';
 import {
@@ -21,18 +21,7 @@ import {
   KUBE_SERVICES_CHAIN,
   KUBE_SOURCE_RANGES_FIREWALL_CHAIN,
   masqueradeMark,
-  type JumpRule,
 } from './layout.js';
-
-export function jumpRuleArgs(j: JumpRule): string[] {
-  return ['-m', 'comment', '--comment', j.comment, '-j', j.to];
-}
-
-/** Whether a saved built-in chain already holds the jump (as iptables-save prints it). */
-export function hasJump(saved: SavedTable | undefined, j: JumpRule): boolean {
-  const rules = saved?.get(j.from)?.rules ?? [];
-  return rules.some((r) => r.endsWith(`-j ${j.to}`) && r.includes(j.comment));
-}
 
 /** The ipset rules upstream generates from a table, in order, when the set is not empty. */
 const IPSET_RULES: readonly { set: string; table: 'nat' | 'filter'; from: string; to: string; match: string; protocol?: string }[] = [
@@ -80,8 +69,9 @@ export function buildIptablesLayer(inputs: IptablesLayerInputs): { payload: stri
 
   let jumpsAdded = 0;
   for (const j of JUMP_RULES) {
-    if (hasJump(inputs.saved.get(j.table), j)) continue;
-    tables[j.table].insertRule(j.from, jumpRuleArgs(j), 1);
+    if (hasJump(inputs.saved.get(j.table)?.get(j.from)?.rules ?? [], j)) continue;
+    // IPVS mode's jumps are all in nat and filter.
+    tables[j.table as 'nat' | 'filter'].insertRule(j.from, jumpRuleArgs(j), 1);
     jumpsAdded++;
   }
 
@@ -156,7 +146,7 @@ export function buildIptablesCleanup(saved: ReadonlyMap<string, SavedTable>): st
     for (const j of JUMP_RULES) {
       if (j.table !== table) continue;
       for (const rule of t.get(j.from)?.rules ?? []) {
-        if (rule.endsWith(`-j ${j.to}`) && rule.includes(j.comment)) w.deleteRule(j.from, rule);
+        if (isJumpRule(rule, j)) w.deleteRule(j.from, rule);
       }
     }
     for (const chain of IPVS_CHAINS[table]) if (t.has(chain)) w.deleteChain(chain);

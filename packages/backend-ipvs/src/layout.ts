@@ -2,7 +2,7 @@
 // iptables chains and the jumps into them, the masquerade mark; and the bounds on each process
 // a sync runs.
 
-import type { IpsetType } from '@kube-proxy-ts/netfilter';
+import { jumpRule, type IpsetType, type JumpRule } from '@kube-proxy-ts/netfilter';
 
 /** Holds every service address IPVS answers for: IPVS only handles traffic to local addresses. */
 export const DUMMY_DEVICE = 'kube-ipvs0';
@@ -73,24 +73,17 @@ export const IPVS_CHAINS: Readonly<Record<'nat' | 'filter', readonly string[]>> 
   filter: [KUBE_FORWARD_CHAIN, KUBE_NODE_PORT_CHAIN, KUBE_PROXY_FIREWALL_CHAIN, KUBE_SOURCE_RANGES_FIREWALL_CHAIN, KUBE_IPVS_FILTER_CHAIN, KUBE_IPVS_OUT_FILTER_CHAIN],
 };
 
-export interface JumpRule {
-  readonly table: 'nat' | 'filter';
-  readonly from: string;
-  readonly to: string;
-  readonly comment: string;
-}
-
 /** Jumps from the built-in chains into ours, kept first in those chains. */
 export const JUMP_RULES: readonly JumpRule[] = [
-  { table: 'nat', from: 'OUTPUT', to: KUBE_SERVICES_CHAIN, comment: 'kubernetes service portals' },
-  { table: 'nat', from: 'PREROUTING', to: KUBE_SERVICES_CHAIN, comment: 'kubernetes service portals' },
-  { table: 'nat', from: 'POSTROUTING', to: KUBE_POSTROUTING_CHAIN, comment: 'kubernetes postrouting rules' },
-  { table: 'filter', from: 'FORWARD', to: KUBE_FORWARD_CHAIN, comment: 'kubernetes forwarding rules' },
-  { table: 'filter', from: 'INPUT', to: KUBE_NODE_PORT_CHAIN, comment: 'kubernetes health check rules' },
-  { table: 'filter', from: 'INPUT', to: KUBE_PROXY_FIREWALL_CHAIN, comment: 'kube-proxy firewall rules' },
-  { table: 'filter', from: 'FORWARD', to: KUBE_PROXY_FIREWALL_CHAIN, comment: 'kube-proxy firewall rules' },
-  { table: 'filter', from: 'INPUT', to: KUBE_IPVS_FILTER_CHAIN, comment: 'kubernetes ipvs access filter' },
-  { table: 'filter', from: 'OUTPUT', to: KUBE_IPVS_OUT_FILTER_CHAIN, comment: 'kubernetes ipvs access filter' },
+  jumpRule('nat', 'OUTPUT', KUBE_SERVICES_CHAIN, 'kubernetes service portals'),
+  jumpRule('nat', 'PREROUTING', KUBE_SERVICES_CHAIN, 'kubernetes service portals'),
+  jumpRule('nat', 'POSTROUTING', KUBE_POSTROUTING_CHAIN, 'kubernetes postrouting rules'),
+  jumpRule('filter', 'FORWARD', KUBE_FORWARD_CHAIN, 'kubernetes forwarding rules'),
+  jumpRule('filter', 'INPUT', KUBE_NODE_PORT_CHAIN, 'kubernetes health check rules'),
+  jumpRule('filter', 'INPUT', KUBE_PROXY_FIREWALL_CHAIN, 'kube-proxy firewall rules'),
+  jumpRule('filter', 'FORWARD', KUBE_PROXY_FIREWALL_CHAIN, 'kube-proxy firewall rules'),
+  jumpRule('filter', 'INPUT', KUBE_IPVS_FILTER_CHAIN, 'kubernetes ipvs access filter'),
+  jumpRule('filter', 'OUTPUT', KUBE_IPVS_OUT_FILTER_CHAIN, 'kubernetes ipvs access filter'),
 ];
 
 /** upstream's `%#08x`: 0x4000 is written 0x004000. */

@@ -21,6 +21,7 @@ async function setUp(config: Parameters<typeof proxyConfig>[0] = {}, options: Pi
     ipFamily: 'IPv4',
     config: proxyConfig({ bindAddress: '127.0.0.1', ...config }),
     raiseFileLimit: false,
+    flavour: 'nft',
     ...options,
   });
   const ctx: TestContext = testContext({ node: { addresses: [NODE_IP] } });
@@ -33,7 +34,7 @@ async function setUp(config: Parameters<typeof proxyConfig>[0] = {}, options: Pi
     expect(result.error?.message).toBeUndefined();
     return result;
   };
-  const payloads = () => ctx.runner.stdinsTo('iptables-restore');
+  const payloads = () => ctx.runner.stdinsTo('iptables-nft-restore');
   return { backend, ctx, tracker, sync, payloads };
 }
 
@@ -70,16 +71,16 @@ describe('UserspaceBackend', () => {
     const { backend, ctx, sync } = await setUp();
     expect(ctx.runner.calls).toEqual([]);
     await sync();
-    const calls = ctx.runner.callsTo('iptables').map((c) => c.args.join(' '));
+    const calls = ctx.runner.callsTo('iptables-nft').map((c) => c.args.join(' '));
     expect(calls).toContain('-w -t nat -N KUBE-PORTALS-CONTAINER');
     expect(calls).toContain('-w -t nat -N KUBE-NODEPORT-HOST');
     // The recording runner answers 0 to -C: the jumps look present, so none is inserted.
     expect(calls.filter((c) => c.includes(' -I ') || c.includes(' -A '))).toEqual([]);
     ctx.runner.reset();
-    ctx.runner.on('iptables', { code: 1, stderr: 'Bad rule' }, (args) => args.includes('-C'));
+    ctx.runner.on('iptables-nft', { code: 1, stderr: 'Bad rule' }, (args) => args.includes('-C'));
     await backend.start(ctx);
     await sync();
-    const inserted = ctx.runner.callsTo('iptables').map((c) => c.args.slice(3, 6).join(' ')).filter((a) => /^-[IA] /.test(a));
+    const inserted = ctx.runner.callsTo('iptables-nft').map((c) => c.args.slice(3, 6).join(' ')).filter((a) => /^-[IA] /.test(a));
     expect(inserted).toEqual(['-I PREROUTING 1', '-I OUTPUT 1', '-A PREROUTING -m', '-A OUTPUT -m']);
   });
 
@@ -92,7 +93,7 @@ describe('UserspaceBackend', () => {
     await s.sync();
     const port = s.backend.listenerPort(KEY)!;
     expect(port).toBeGreaterThan(0);
-    const restores = s.ctx.runner.callsTo('iptables-restore');
+    const restores = s.ctx.runner.callsTo('iptables-nft-restore');
     expect(restores).toHaveLength(1);
     expect(restores[0]!.args).toEqual(['-w', '5', '-W', '100000', '--noflush']);
     const payload = restores[0]!.stdin!;
@@ -199,7 +200,7 @@ describe('UserspaceBackend', () => {
 
   it('reports a failed iptables-restore in the result instead of throwing', async () => {
     const s = await setUp();
-    s.ctx.runner.on('iptables-restore', { code: 2, stderr: 'iptables-restore: line 3 failed' });
+    s.ctx.runner.on('iptables-nft-restore', { code: 2, stderr: 'iptables-restore: line 3 failed' });
     const { state, changes } = s.tracker.checkpoint();
     const result = await s.backend.sync(state, changes);
     expect(result.ok).toBe(false);
@@ -237,14 +238,14 @@ describe('UserspaceBackend', () => {
     await s.sync();
     const port = s.backend.listenerPort(KEY)!;
     s.ctx.runner.reset();
-    s.ctx.runner.once('iptables', { code: 0 }, (args) => args.includes('-D'));
-    s.ctx.runner.on('iptables', { code: 1, stderr: 'does a matching rule exist' }, (args) => args.includes('-D'));
+    s.ctx.runner.once('iptables-nft', { code: 0 }, (args) => args.includes('-D'));
+    s.ctx.runner.on('iptables-nft', { code: 1, stderr: 'does a matching rule exist' }, (args) => args.includes('-D'));
     await s.backend.cleanup(s.ctx);
     await expect(fetchTcp(port)).rejects.toThrow(/ECONNREFUSED/);
     const payload = s.payloads().at(-1)!;
     expect(payload).toContain('-X KUBE-PORTALS-CONTAINER');
     expect(payload).toContain('-X KUBE-NODEPORT-HOST');
-    expect(s.ctx.runner.callsTo('iptables').filter((c) => c.args.includes('-D')).length).toBeGreaterThanOrEqual(4);
+    expect(s.ctx.runner.callsTo('iptables-nft').filter((c) => c.args.includes('-D')).length).toBeGreaterThanOrEqual(4);
   });
 });
 

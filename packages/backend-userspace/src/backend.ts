@@ -21,7 +21,17 @@ import type {
   ServicePort,
   SyncResult,
 } from '@kube-proxy-ts/core';
-import { iptablesRequirements, resolveNodePortAddresses, runIptablesRestore } from '@kube-proxy-ts/netfilter';
+import {
+  deleteJumps,
+  detectIptablesFlavour,
+  ensureJumps,
+  iptablesCommands,
+  iptablesRequirements,
+  resolveNodePortAddresses,
+  runIptablesRestore,
+  type IptablesCommands,
+  type IptablesFlavour,
+} from '@kube-proxy-ts/netfilter';
 import { AffinityPool, RoundRobinBalancer, type BalancerEndpoint } from './balancer.js';
 import { connectionLimits, raiseFileLimit, readFileLimit, withLimits, type ConnectionLimits } from './fd-limit.js';
 import { PORTAL_CHAINS, PORTAL_JUMPS } from './layout.js';
@@ -52,6 +62,8 @@ export interface UserspaceBackendOptions extends BackendOptions {
    * families draw from the same descriptors); with any set, this backend has totals of its own.
    */
   readonly limits?: Partial<ConnectionLimits>;
+  /** Which iptables writes the portal rules; default: detected as the iptables mode does. */
+  readonly flavour?: IptablesFlavour | 'auto';
 }
 
 /** What the listeners of a backend draw from. */
@@ -96,6 +108,7 @@ export class UserspaceBackend implements Backend {
   readonly name = 'userspace';
   readonly requirements: readonly Requirement[];
   private ctx: BackendContext | undefined;
+  private commands: IptablesCommands | undefined;
   private readonly family: IPFamily;
   private readonly config: ProxyConfig;
   private readonly listeners = new Map<string, ListenerEntry>();
@@ -116,12 +129,14 @@ export class UserspaceBackend implements Backend {
     this.ports = new PortAllocator(parsePortRange(options.config.portRange));
   }
 
-  private get iptables(): string {
-    return this.family === 'IPv6' ? 'ip6tables' : 'iptables';
-  }
-
-  private get restore(): string {
-    return this.family === 'IPv6' ? 'ip6tables-restore' : 'iptables-restore';
+  /** The iptables binaries of the host's flavour, detected once (rules of the other are invisible to the operator). */
+  private async iptablesCommands(ctx: BackendContext): Promise<IptablesCommands> {
+    if (!this.commands) {
+      const detected = await detectIptablesFlavour(ctx.runner, this.options.flavour ?? 'auto');
+      this.commands = iptablesCommands(detected.flavour, this.family);
+      ctx.logger.info({ flavour: detected.flavour, reason: detected.reason }, 'iptables flavour');
+    }
+    return this.commands;
   }
 
   private context(): BackendContext {
@@ -157,18 +172,13 @@ export class UserspaceBackend implements Backend {
 
   /** Creates our chains when missing (without flushing them) and the jumps into them. */
   private async ensureChainsAndJumps(): Promise<void> {
-    const { runner } = this.context();
+    const ctx = this.context();
+    const { iptables } = await this.iptablesCommands(ctx);
     for (const chain of PORTAL_CHAINS) {
-      const r = await runner.run(this.iptables, ['-w', '-t', 'nat', '-N', chain], { timeoutMs: IPTABLES_TIMEOUT_MS });
+      const r = await ctx.runner.run(iptables, ['-w', '-t', 'nat', '-N', chain], { timeoutMs: IPTABLES_TIMEOUT_MS });
       if (r.code !== 0 && !/exists/i.test(r.stderr)) throw new Error(`creating chain ${chain}: ${r.stderr.trim() || `exit ${r.code}`}`);
     }
-    for (const jump of PORTAL_JUMPS) {
-      const check = await runner.run(this.iptables, ['-w', '-t', 'nat', '-C', jump.chain, ...jump.args], { timeoutMs: IPTABLES_TIMEOUT_MS });
-      if (check.code === 0) continue;
-      const where = jump.position === 'first' ? ['-I', jump.chain, '1'] : ['-A', jump.chain];
-      const r = await runner.run(this.iptables, ['-w', '-t', 'nat', ...where, ...jump.args], { timeoutMs: IPTABLES_TIMEOUT_MS });
-      if (r.code !== 0) throw new Error(`adding the jump from ${jump.chain}: ${r.stderr.trim() || `exit ${r.code}`}`);
-    }
+    await ensureJumps(ctx.runner, PORTAL_JUMPS, { iptables, timeoutMs: IPTABLES_TIMEOUT_MS });
     this.jumpsInstalled = true;
   }
 
@@ -211,7 +221,8 @@ export class UserspaceBackend implements Backend {
         }
       }
       const payload = portalsPayload(rules);
-      const result = await runIptablesRestore(ctx.runner, this.restore, payload, { counters: false, timeoutMs: IPTABLES_TIMEOUT_MS });
+      const { restore } = await this.iptablesCommands(ctx);
+      const result = await runIptablesRestore(ctx.runner, restore, payload, { counters: false, timeoutMs: IPTABLES_TIMEOUT_MS });
       for (const entry of this.listeners.values()) {
         entry.listener.flushMetrics();
         // Expired ClientIP pins would otherwise pile up with every client ever seen.
@@ -219,7 +230,7 @@ export class UserspaceBackend implements Backend {
       }
       if (!result.ok) {
         const where = result.failedLine ? ` at line ${result.failedLine} (${result.failedLineText})` : '';
-        return { ok: false, full: true, error: new Error(`${this.restore} failed${where}: ${result.stderr.trim()}`) };
+        return { ok: false, full: true, error: new Error(`${restore} failed${where}: ${result.stderr.trim()}`) };
       }
       this.lastRules = placeholders;
       if (failures.length > 0) return { ok: false, full: true, error: new Error(`listeners failed: ${failures.join('; ')}`) };
@@ -362,14 +373,9 @@ export class UserspaceBackend implements Backend {
     this.lastRules = [];
     // A never-started backend (kube-proxy --cleanup) works in the context it is given.
     const ctx = (this.ctx ??= cleanupCtx);
-    for (const jump of PORTAL_JUMPS) {
-      // A jump added twice (by an older proxy) is deleted twice; stop at the first miss.
-      for (let i = 0; i < 10; i++) {
-        const r = await ctx.runner.run(this.iptables, ['-w', '-t', 'nat', '-D', jump.chain, ...jump.args], { timeoutMs: IPTABLES_TIMEOUT_MS });
-        if (r.code !== 0) break;
-      }
-    }
-    const result = await runIptablesRestore(ctx.runner, this.restore, cleanupPayload(), { counters: false, timeoutMs: IPTABLES_TIMEOUT_MS });
+    const { iptables, restore } = await this.iptablesCommands(ctx);
+    await deleteJumps(ctx.runner, PORTAL_JUMPS, { iptables, timeoutMs: IPTABLES_TIMEOUT_MS });
+    const result = await runIptablesRestore(ctx.runner, restore, cleanupPayload(), { counters: false, timeoutMs: IPTABLES_TIMEOUT_MS });
     if (!result.ok) throw new Error(`removing the userspace proxy chains: ${result.stderr.trim()}`);
     this.jumpsInstalled = false;
   }

@@ -11,7 +11,6 @@ export {
   PORTAL_JUMPS,
   ENDPOINT_DIAL_TIMEOUTS_MS,
   type PortalChain,
-  type PortalJump,
 } from './layout.js';
 export { portalRules, portalsPayload, cleanupPayload, type Portal, type PortalKind, type PortalRule, type PortalTarget } from './portals.js';
 export { ListenerMetrics, userspaceMetrics } from './metrics.js';

@@ -4,6 +4,8 @@
 // KUBE-NODEPORT-CONTAINER/HOST pair for node ports, reached only for local destinations), and
 // the numbers more than one file relies on.
 
+import { jumpRule, type JumpRule } from '@kube-proxy-ts/netfilter';
+
 export const CONTAINER_PORTAL_CHAIN = 'KUBE-PORTALS-CONTAINER';
 export const HOST_PORTAL_CHAIN = 'KUBE-PORTALS-HOST';
 export const CONTAINER_NODEPORT_CHAIN = 'KUBE-NODEPORT-CONTAINER';
@@ -12,29 +14,16 @@ export const HOST_NODEPORT_CHAIN = 'KUBE-NODEPORT-HOST';
 export const PORTAL_CHAINS = [CONTAINER_PORTAL_CHAIN, HOST_PORTAL_CHAIN, CONTAINER_NODEPORT_CHAIN, HOST_NODEPORT_CHAIN] as const;
 export type PortalChain = (typeof PORTAL_CHAINS)[number];
 
-/** A jump from a built-in nat chain into ours; the portal chains must come first. */
-export interface PortalJump {
-  readonly chain: 'PREROUTING' | 'OUTPUT';
-  readonly position: 'first' | 'last';
-  readonly args: readonly string[];
-}
-
 const CLUSTER_IP_JUMP_COMMENT = 'handle ClusterIPs; NOTE: this must be before the NodePort rules';
 const NODE_PORT_JUMP_COMMENT = 'handle service NodePorts; NOTE: this must be the last rule in the chain';
+const LOCAL_DESTINATION = ['-m', 'addrtype', '--dst-type', 'LOCAL'];
 
-export const PORTAL_JUMPS: readonly PortalJump[] = [
-  { chain: 'PREROUTING', position: 'first', args: ['-m', 'comment', '--comment', CLUSTER_IP_JUMP_COMMENT, '-j', CONTAINER_PORTAL_CHAIN] },
-  { chain: 'OUTPUT', position: 'first', args: ['-m', 'comment', '--comment', CLUSTER_IP_JUMP_COMMENT, '-j', HOST_PORTAL_CHAIN] },
-  {
-    chain: 'PREROUTING',
-    position: 'last',
-    args: ['-m', 'addrtype', '--dst-type', 'LOCAL', '-m', 'comment', '--comment', NODE_PORT_JUMP_COMMENT, '-j', CONTAINER_NODEPORT_CHAIN],
-  },
-  {
-    chain: 'OUTPUT',
-    position: 'last',
-    args: ['-m', 'addrtype', '--dst-type', 'LOCAL', '-m', 'comment', '--comment', NODE_PORT_JUMP_COMMENT, '-j', HOST_NODEPORT_CHAIN],
-  },
+/** The jumps from the built-in nat chains into ours: the portal chains first, the node-port chains last. */
+export const PORTAL_JUMPS: readonly JumpRule[] = [
+  jumpRule('nat', 'PREROUTING', CONTAINER_PORTAL_CHAIN, CLUSTER_IP_JUMP_COMMENT),
+  jumpRule('nat', 'OUTPUT', HOST_PORTAL_CHAIN, CLUSTER_IP_JUMP_COMMENT),
+  jumpRule('nat', 'PREROUTING', CONTAINER_NODEPORT_CHAIN, NODE_PORT_JUMP_COMMENT, LOCAL_DESTINATION, 'last'),
+  jumpRule('nat', 'OUTPUT', HOST_NODEPORT_CHAIN, NODE_PORT_JUMP_COMMENT, LOCAL_DESTINATION, 'last'),
 ];
 
 /** Per-attempt connect timeouts, as upstream's userspace proxy used. */

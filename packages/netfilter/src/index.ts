@@ -5,6 +5,7 @@ export * from './iptables-chain-names.js';
 export * from './iptables-restore.js';
 export * from './iptables-save.js';
 export * from './iptables-flavour.js';
+export * from './jump-rules.js';
 export * from './local-traffic.js';
 export * from './node-port-addresses.js';
 export * from './conntrack.js';
