@@ -34,6 +34,7 @@ import {
   iptablesRequirements,
   hasJump,
   deleteJumps,
+  describeRestoreFailure,
   jumpRuleArgs,
   type JumpRule,
   iptablesRestoreMetrics,
@@ -491,8 +492,7 @@ export class IptablesBackend implements Backend {
     // Earlier transactions may have applied: what the kernel holds is unknown until the next full sync reads it.
     this.needFullSync = true;
     this.model = undefined;
-    const where = result.failedLine !== undefined ? ` at line ${result.failedLine}: ${result.failedLineText ?? ''}` : '';
-    const error = new Error(`${this.commands!.restore} failed (transaction ${index + 1}${count ? ` of ${count}` : ''})${where}: ${result.stderr.trim()}`);
+    const error = new Error(describeRestoreFailure(this.commands!.restore, result, `transaction ${index + 1}${count ? ` of ${count}` : ''}`));
     ctx.logger.error({ err: error.message, line: result.failedLine, text: result.failedLineText, full: decision.full }, 'failed to execute iptables-restore');
     return { ok: false, full: decision.full, error };
   }

@@ -34,6 +34,8 @@ import {
   resolveNodePortAddresses,
   runIpsetRestore,
   runIptablesRestore,
+  runIpBatch,
+  describeRestoreFailure,
   runIpvsadmRestore,
   saveIpsets,
   virtualServerKey,
@@ -217,7 +219,9 @@ export class IpvsBackend implements Backend {
 
       // 2. Addresses on kube-ipvs0 (added before the virtual services that use them).
       const addresses = addressBatch(kernel.addresses.bound, desired.bindAddresses, this.family);
-      await this.runIpBatch(ctx, addresses.payload);
+      for (const stderr of await runIpBatch(ctx.runner, addresses.payload, { maxLines: IP_BATCH_LINES, timeoutMs: COMMAND_TIMEOUT_MS })) {
+        ctx.logger.warn({ stderr }, `some ${DUMMY_DEVICE} address changes failed`);
+      }
       Object.assign(stats, { addressesAdded: addresses.added, addressesRemoved: addresses.removed });
 
       // 3. Virtual services and real servers.
@@ -251,7 +255,7 @@ export class IpvsBackend implements Backend {
       stats.iptablesRestored = intact ? 0 : 1;
       if (!restore.ok) {
         countIptablesRestoreFailure(ctx.metrics, this.family);
-        throw new Error(`${iptables.restore} failed${restore.failedLine ? ` at line ${restore.failedLine} (${restore.failedLineText})` : ''}: ${restore.stderr.trim()}`);
+        throw new Error(describeRestoreFailure(iptables.restore, restore));
       }
       stats.iptablesJumpsAdded = layer.jumpsAdded;
 
@@ -286,16 +290,6 @@ export class IpvsBackend implements Backend {
 
   private excludeCIDRs(): string[] {
     return this.config.ipvs.excludeCIDRs.filter((c) => (c.includes(':') ? 'IPv6' : 'IPv4') === this.family);
-  }
-
-  private async runIpBatch(ctx: BackendContext, payload: string): Promise<void> {
-    const lines = payload === '' ? [] : payload.slice(0, -1).split('\n');
-    for (let i = 0; i < lines.length; i += IP_BATCH_LINES) {
-      const chunk = `${lines.slice(i, i + IP_BATCH_LINES).join('\n')}\n`;
-      // -force: go on past a line that fails (an address someone removed meanwhile).
-      const r = await ctx.runner.run('ip', ['-force', '-batch', '-'], { stdin: chunk, timeoutMs: COMMAND_TIMEOUT_MS });
-      if (r.code !== 0) ctx.logger.warn({ stderr: r.stderr.trim() }, `some ${DUMMY_DEVICE} address changes failed`);
-    }
   }
 
   async cleanup(cleanupCtx: BackendContext): Promise<void> {

@@ -23,6 +23,7 @@ import type {
 } from '@kube-proxy-ts/core';
 import {
   deleteJumps,
+  describeRestoreFailure,
   detectIptablesFlavour,
   ensureJumps,
   iptablesCommands,
@@ -229,8 +230,7 @@ export class UserspaceBackend implements Backend {
         entry.balancer.pruneAffinity();
       }
       if (!result.ok) {
-        const where = result.failedLine ? ` at line ${result.failedLine} (${result.failedLineText})` : '';
-        return { ok: false, full: true, error: new Error(`${restore} failed${where}: ${result.stderr.trim()}`) };
+        return { ok: false, full: true, error: new Error(describeRestoreFailure(restore, result)) };
       }
       this.lastRules = placeholders;
       if (failures.length > 0) return { ok: false, full: true, error: new Error(`listeners failed: ${failures.join('; ')}`) };

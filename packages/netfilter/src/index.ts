@@ -9,6 +9,7 @@ export * from './jump-rules.js';
 export * from './local-traffic.js';
 export * from './node-port-addresses.js';
 export * from './conntrack.js';
+export * from './batches.js';
 export * from './ipset.js';
 export * from './ipvs.js';
 export * from './drift-metric.js';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { CommandRunner } from '@kube-proxy-ts/core';
-import { canonicalIpsetEntry, ipsetCreateArgs, IpsetRestoreWriter, parseIpsetSave, runIpsetRestore, splitPayload } from './ipset.js';
+import { splitPayload } from './batches.js';
+import { canonicalIpsetEntry, ipsetCreateArgs, IpsetRestoreWriter, parseIpsetSave, runIpsetRestore } from './ipset.js';
 
 // Captured from `ipset save` (ipset 7.17).
 const SAVE = `create KUBE-CLUSTER-IP hash:ip,port family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0xfa3513ae

@@ -2,6 +2,7 @@
 // to apply a batch of creates, adds and deletes.
 
 import type { CommandRunner, IPFamily } from '@kube-proxy-ts/core';
+import { splitPayload, type BatchOptions } from './batches.js';
 import { assertNoControlCharacters } from './payload-text.js';
 
 export type IpsetType = 'hash:ip' | 'hash:ip,port' | 'hash:ip,port,ip' | 'hash:ip,port,net' | 'bitmap:port';
@@ -107,25 +108,6 @@ export async function saveIpsets(runner: CommandRunner, wanted?: (name: string) 
   const result = await runner.run('ipset', ['save'], { timeoutMs });
   if (result.code !== 0) throw new Error(`ipset save failed (${result.code}): ${result.stderr.trim()}`);
   return parseIpsetSave(result.stdout, wanted);
-}
-
-/**
- * Splits a line-oriented payload into chunks of at most `maxLines` lines, so that no single
- * process (and no single kernel transaction behind it) grows with the cluster.
- */
-export function splitPayload(payload: string, maxLines: number): string[] {
-  if (payload === '') return [];
-  const lines = payload.endsWith('\n') ? payload.slice(0, -1).split('\n') : payload.split('\n');
-  const chunks: string[] = [];
-  for (let i = 0; i < lines.length; i += Math.max(1, maxLines)) chunks.push(`${lines.slice(i, i + Math.max(1, maxLines)).join('\n')}\n`);
-  return chunks;
-}
-
-export interface BatchOptions {
-  /** Lines per process. Default 20000. */
-  readonly maxLines?: number;
-  /** Kill a process after this long. Default 60 s. */
-  readonly timeoutMs?: number;
 }
 
 export interface IpsetRestoreResult {

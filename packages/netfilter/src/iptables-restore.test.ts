@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CommandRunner } from '@kube-proxy-ts/core';
-import { formatRestoreLine, parseRestoreErrorLine, RestoreTableWriter, runIptablesRestore } from './iptables-restore.js';
+import { describeRestoreFailure, formatRestoreLine, parseRestoreErrorLine, RestoreTableWriter, runIptablesRestore } from './iptables-restore.js';
 import { parseIptablesSave, savedChainNames, splitRuleArgs } from './iptables-save.js';
 
 describe('RestoreTableWriter', () => {
@@ -51,6 +51,14 @@ describe('runIptablesRestore', () => {
     expect(calls).toEqual([['iptables-nft-restore', ['-w', '5', '-W', '100000', '--noflush', '--counters'], '*nat\n-A BAD\nCOMMIT\n']]);
     expect(result).toMatchObject({ ok: false, failedLine: 2, failedLineText: '-A BAD' });
     expect(parseRestoreErrorLine('iptables-restore: line 7 failed')).toBe(7);
+  });
+});
+
+describe('describeRestoreFailure', () => {
+  it('names the command, the context, the rejected line when known, and what the tool said', () => {
+    const at = { ok: false, code: 2, stderr: 'iptables-restore: line 3 failed\n', failedLine: 3, failedLineText: '-A KUBE-X -j Y' };
+    expect(describeRestoreFailure('iptables-nft-restore', at, 'transaction 2 of 5')).toBe('iptables-nft-restore failed (transaction 2 of 5) at line 3 (-A KUBE-X -j Y): iptables-restore: line 3 failed');
+    expect(describeRestoreFailure('ip6tables-restore', { ok: false, code: 4, stderr: '' })).toBe('ip6tables-restore failed: exit 4');
   });
 });
 

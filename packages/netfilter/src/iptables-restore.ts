@@ -176,6 +176,15 @@ export async function runIptablesRestore(
   };
 }
 
+/**
+ * One line for a log or a SyncResult: `<command> failed (<context>) at line N (<text>): <stderr>`,
+ * the line only when iptables-restore named it.
+ */
+export function describeRestoreFailure(command: string, result: RestoreResult, context?: string): string {
+  const where = result.failedLine !== undefined ? ` at line ${result.failedLine} (${result.failedLineText ?? ''})` : '';
+  return `${command} failed${context ? ` (${context})` : ''}${where}: ${result.stderr.trim() || `exit ${result.code}`}`;
+}
+
 /** Finds the payload line number in iptables-restore's error output (legacy and nft spellings). */
 export function parseRestoreErrorLine(stderr: string): number | undefined {
   const match = /line:? (\d+)/i.exec(stderr);

@@ -2,7 +2,7 @@
 // connection counts) and writing changes as one `ipvsadm --restore` batch on stdin.
 
 import type { CommandRunner } from '@kube-proxy-ts/core';
-import { splitPayload, type BatchOptions } from './ipset.js';
+import { splitPayload, type BatchOptions } from './batches.js';
 
 export type IpvsProtocol = 'TCP' | 'UDP' | 'SCTP';
 
