@@ -25,7 +25,7 @@ import {
 } from '@kube-proxy-ts/core';
 import {
   createLocalTrafficDetector,
-  deleteConntrackFlows,
+  clearStaleUDPFlows,
   detectIptablesFlavour,
   driftCounter,
   ensureNFAcctCounters,
@@ -44,7 +44,6 @@ import {
   NFACCT_LOCALHOST_NODEPORTS_ACCEPTED,
   registerDriftSeries,
   parseIptablesSave,
-  planStaleUDPFlows,
   resolveNodePortAddresses,
   RestoreTableWriter,
   runIptablesRestore,
@@ -498,10 +497,7 @@ export class IptablesBackend implements Backend {
   }
 
   private async cleanConntrack(state: ProxyState, changes: ChangeSet): Promise<number> {
-    const filters = planStaleUDPFlows(state, changes);
-    if (filters.length === 0) return 0;
-    const result = await deleteConntrackFlows(this.ctx!.runner, this.family, filters, this.ctx!.logger);
-    return result.deleted;
+    return (await clearStaleUDPFlows(this.ctx!, this.family, state, changes)).deleted;
   }
 
   async cleanup(cleanupCtx: BackendContext): Promise<void> {

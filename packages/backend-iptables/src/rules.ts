@@ -2,10 +2,11 @@
 // the benchmark call it directly. The result keeps each service port's rules apart, so a sync
 // can rewrite only what changed and reuse the rest from the previous computation.
 
-import { BlockList, isIP } from 'node:net';
+import { BlockList } from 'node:net';
 import {
   categorizeEndpoints,
   externallyAccessible,
+  ipFamilyOf,
   servicePortNameString,
   usesClusterEndpoints,
   usesLocalEndpoints,
@@ -115,15 +116,10 @@ function cachedName<T>(key: string, make: () => T): T {
   return name;
 }
 
-function familyOf(ip: string): IPFamily | undefined {
-  const v = isIP(ip);
-  return v === 4 ? 'IPv4' : v === 6 ? 'IPv6' : undefined;
-}
-
 function validCIDR(cidr: string, family: IPFamily): boolean {
   const [address = '', prefix = '', ...rest] = cidr.split('/');
   const bits = Number(prefix);
-  return rest.length === 0 && familyOf(address) === family && prefix !== '' && Number.isInteger(bits) && bits >= 0 && bits <= (family === 'IPv4' ? 32 : 128);
+  return rest.length === 0 && ipFamilyOf(address) === family && prefix !== '' && Number.isInteger(bits) && bits >= 0 && bits <= (family === 'IPv4' ? 32 : 128);
 }
 
 function cidrContains(cidr: string, ip: string, family: IPFamily): boolean {
@@ -136,14 +132,14 @@ function cidrContains(cidr: string, ip: string, family: IPFamily): boolean {
 
 /** Why a service port cannot be written, or undefined. Guards the payload against bad data. */
 function invalidReason(svc: ServicePort, endpoints: readonly Endpoint[], family: IPFamily): string | undefined {
-  if (familyOf(svc.clusterIP) !== family) return `clusterIP ${svc.clusterIP} is not an ${family} address`;
+  if (ipFamilyOf(svc.clusterIP) !== family) return `clusterIP ${svc.clusterIP} is not an ${family} address`;
   const port = (p: number) => Number.isInteger(p) && p > 0 && p < 65536;
   if (!port(svc.port)) return `port ${svc.port} is invalid`;
   if (svc.nodePort !== 0 && !port(svc.nodePort)) return `nodePort ${svc.nodePort} is invalid`;
   if (svc.healthCheckNodePort !== 0 && !port(svc.healthCheckNodePort)) return `healthCheckNodePort ${svc.healthCheckNodePort} is invalid`;
-  for (const ip of [...svc.externalIPs, ...svc.loadBalancerVIPs]) if (familyOf(ip) !== family) return `address ${ip} is not an ${family} address`;
+  for (const ip of [...svc.externalIPs, ...svc.loadBalancerVIPs]) if (ipFamilyOf(ip) !== family) return `address ${ip} is not an ${family} address`;
   for (const cidr of svc.loadBalancerSourceRanges) if (!validCIDR(cidr, family)) return `source range ${cidr} is not an ${family} CIDR`;
-  for (const ep of endpoints) if (familyOf(ep.ip) !== family || !port(ep.port)) return `endpoint ${ep.hostPort} is invalid`;
+  for (const ep of endpoints) if (ipFamilyOf(ep.ip) !== family || !port(ep.port)) return `endpoint ${ep.hostPort} is invalid`;
   return undefined;
 }
 
@@ -282,7 +278,7 @@ function topLevelRules(
     natServices.push(fmt([...nodePortsComment, ...destinations, '-j', KUBE_NODEPORTS]));
   } else {
     for (const ip of options.nodePortIPs) {
-      if (familyOf(ip) !== family) continue;
+      if (ipFamilyOf(ip) !== family) continue;
       const loopback = family === 'IPv6' ? ip === '::1' : ip.startsWith('127.');
       if (loopback && (family === 'IPv6' || !options.localhostNodePorts)) continue;
       natServices.push(fmt([...nodePortsComment, '-d', ip, '-j', KUBE_NODEPORTS]));
@@ -486,7 +482,7 @@ export function serviceRules(
     let allowFromNode = false;
     for (const cidr of svc.loadBalancerSourceRanges) {
       fw.push(fmt([...head, '-s', cidr, '-j', externalTrafficChain]));
-      if (options.nodeIP && familyOf(options.nodeIP) === state.ipFamily && cidrContains(cidr, options.nodeIP, state.ipFamily)) allowFromNode = true;
+      if (options.nodeIP && ipFamilyOf(options.nodeIP) === state.ipFamily && cidrContains(cidr, options.nodeIP, state.ipFamily)) allowFromNode = true;
     }
     // A VIP-style LB address is often local: the node's own requests then come from the VIP.
     if (allowFromNode) for (const ip of svc.loadBalancerVIPs) fw.push(fmt([...head, '-s', ip, '-j', externalTrafficChain]));

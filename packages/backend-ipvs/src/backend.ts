@@ -19,10 +19,11 @@ import type {
   ServicePort,
   SyncResult,
 } from '@kube-proxy-ts/core';
+import { cidrFamilyOf, ipFamilyOf, joinHostPort } from '@kube-proxy-ts/core';
 import {
   IpsetRestoreWriter,
   createLocalTrafficDetector,
-  deleteConntrackFlows,
+  clearStaleUDPFlows,
   detectIptablesFlavour,
   iptablesCommands,
   iptablesRequirements,
@@ -30,7 +31,6 @@ import {
   ipvsTimeoutArgs,
   listIpvs,
   parseIptablesSave,
-  planStaleUDPFlows,
   resolveNodePortAddresses,
   runIpsetRestore,
   runIptablesRestore,
@@ -141,14 +141,14 @@ export class IpvsBackend implements Backend {
     if (ip.code !== 0) throw new Error(`ip address show failed: ${ip.stderr.trim()}`);
     const names = new Set(this.sets.map((s) => s.name));
     const sets = await saveIpsets(ctx.runner, (n) => names.has(n), COMMAND_TIMEOUT_MS);
-    const ipvs = (await listIpvs(ctx.runner, COMMAND_TIMEOUT_MS)).filter((l) => (l.service.address.includes(':') ? 'IPv6' : 'IPv4') === this.family);
+    const ipvs = (await listIpvs(ctx.runner, COMMAND_TIMEOUT_MS)).filter((l) => ipFamilyOf(l.service.address) === this.family);
     return { addresses: parseLocalAddresses(ip.stdout, this.family), sets, ipvs };
   }
 
   /** The virtual servers of this family, one `ipvsadm -Ln` listing. */
   private async listFamilyIpvs(): Promise<IpvsServiceListing[]> {
     const { ctx } = this.context();
-    return (await listIpvs(ctx.runner, COMMAND_TIMEOUT_MS)).filter((l) => (l.service.address.includes(':') ? 'IPv6' : 'IPv4') === this.family);
+    return (await listIpvs(ctx.runner, COMMAND_TIMEOUT_MS)).filter((l) => ipFamilyOf(l.service.address) === this.family);
   }
 
   /** `kube-proxy inspect`: the virtual servers and real servers each service port owns. */
@@ -263,7 +263,7 @@ export class IpvsBackend implements Backend {
       // conntrack entry still names one would keep sending into it. Kernels since 5.9 expire
       // IPVS's own entries of a deleted real server (expire_nodest_conn); older ones do not,
       // and entries of deleted ClusterIPs are never IPVS's to expire.
-      const conntrack = await deleteConntrackFlows(ctx.runner, this.family, planStaleUDPFlows(state, changes), ctx.logger);
+      const conntrack = await clearStaleUDPFlows(ctx, this.family, state, changes);
       stats.conntrackEntriesDeleted = conntrack.deleted;
 
       this.applied = { virtualServices: new Set(desired.virtualServices.keys()), addresses: desired.bindAddresses };
@@ -289,7 +289,7 @@ export class IpvsBackend implements Backend {
   }
 
   private excludeCIDRs(): string[] {
-    return this.config.ipvs.excludeCIDRs.filter((c) => (c.includes(':') ? 'IPv6' : 'IPv4') === this.family);
+    return this.config.ipvs.excludeCIDRs.filter((c) => cidrFamilyOf(c) === this.family);
   }
 
   async cleanup(cleanupCtx: BackendContext): Promise<void> {
@@ -337,7 +337,7 @@ export class IpvsBackend implements Backend {
         service: virtualServerKey(l.service),
         scheduler: [l.service.scheduler, ...l.service.schedulerFlags].join(' '),
         persistentTimeout: l.service.persistentTimeout ?? null,
-        realServers: l.realServers.map((rs) => `${rs.address.includes(':') ? `[${rs.address}]` : rs.address}:${rs.port} ${rs.forward} w=${rs.weight}`).sort(),
+        realServers: l.realServers.map((rs) => `${joinHostPort(rs.address, rs.port)} ${rs.forward} w=${rs.weight}`).sort(),
       }))
       .sort((a, b) => (a.service < b.service ? -1 : a.service > b.service ? 1 : 0));
     const ipsets = Object.fromEntries(this.sets.filter((s) => kernel.sets.has(s.name)).map((s) => [s.name, [...kernel.sets.get(s.name)!.entries].sort()]));

@@ -9,8 +9,8 @@
 import {
   categorizeEndpoints,
   cidrContains,
+  ipFamilyOf,
   type Endpoint,
-  type IPFamily,
   type ProxyState,
   type ServicePort,
   type ServicePortKey,
@@ -56,7 +56,6 @@ export interface DesiredInputs {
 }
 
 /** Addresses reaching here passed core's validation: the family is a matter of the colon. */
-const familyOf = (ip: string): IPFamily => (ip.includes(':') ? 'IPv6' : 'IPv4');
 
 const isLoopbackOrLinkLocal = (ip: string) => ip.startsWith('127.') || ip === '::1' || /^fe[89ab]/i.test(ip);
 
@@ -77,7 +76,7 @@ export function computeDesired(inputs: DesiredInputs): DesiredDataPlane {
   const noLocalExternal = new Set<string>();
   const problems: string[] = [];
   const nodeAddressSet = new Set(inputs.nodeAddresses);
-  const primaryNodeIP = state.node.addresses.find((a) => familyOf(a) === family);
+  const primaryNodeIP = state.node.addresses.find((a) => ipFamilyOf(a) === family);
 
   const hasNodePort = [...state.services.values()].some((sp) => sp.nodePort !== 0);
   const nodeIPs = hasNodePort ? nodePortIPs(inputs.nodeAddresses, inputs.nodePortAddresses) : [];
@@ -100,7 +99,7 @@ export function computeDesired(inputs: DesiredInputs): DesiredDataPlane {
     };
 
     const addVirtualService = (address: string, port: number, onlyNodeLocal: boolean, bind: boolean) => {
-      if (familyOf(address) !== family) {
+      if (ipFamilyOf(address) !== family) {
         problems.push(`${svcName}: address ${address} is not ${family}, skipped`);
         return;
       }
@@ -112,7 +111,7 @@ export function computeDesired(inputs: DesiredInputs): DesiredDataPlane {
       }
       const realServers = new Map<string, DesiredRealServer>();
       for (const ep of pick(onlyNodeLocal)) {
-        if (familyOf(ep.ip) !== family) continue;
+        if (ipFamilyOf(ep.ip) !== family) continue;
         realServers.set(ipvsHostPort(ep.ip, ep.port), { address: ep.ip, port: ep.port });
       }
       virtualServices.set(vsKey, { service, realServers, servicePort: key });
@@ -120,7 +119,7 @@ export function computeDesired(inputs: DesiredInputs): DesiredDataPlane {
     };
 
     for (const ep of endpoints) {
-      if (ep.isLocal && familyOf(ep.ip) === family) add(S.KUBE_LOOP_BACK, `${ep.ip},${proto}:${ep.port},${ep.ip}`);
+      if (ep.isLocal && ipFamilyOf(ep.ip) === family) add(S.KUBE_LOOP_BACK, `${ep.ip},${proto}:${ep.port},${ep.ip}`);
     }
 
     add(S.KUBE_CLUSTER_IP, `${sp.clusterIP},${proto}:${sp.port}`);

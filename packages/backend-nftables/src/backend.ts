@@ -29,9 +29,8 @@ import type {
 } from '@kube-proxy-ts/core';
 import { SyncProgress } from '@kube-proxy-ts/core';
 import {
-  deleteConntrackFlows,
+  clearStaleUDPFlows,
   currentNodePortIPs,
-  planStaleUDPFlows,
   registerDriftSeries,
   resolveNodePortAddresses,
 } from '@kube-proxy-ts/netfilter';
@@ -206,7 +205,7 @@ export class NftablesBackend implements Backend {
         progress.written((written += plan.transactions[i]!.services));
       }
       this.commit(plan);
-      await deleteConntrackFlows(ctx.runner, this.ipFamily, planStaleUDPFlows(state, changes), ctx.logger);
+      await clearStaleUDPFlows(ctx, this.ipFamily, state, changes);
       const lines = texts.reduce((n, t) => n + countLines(t), 0);
       return { ok: true, full: plan.full || changes.nodeChanged, stats: { ...plan.stats, transactions: texts.length, lines } };
     } catch (err) {

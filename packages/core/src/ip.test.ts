@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalIP, cidrContains, ipFamilyOf, isValidCIDR, isValidIP, isValidPort, joinHostPort, parseCIDR, parseIP } from './ip.js';
+import { canonicalIP, cidrContains, cidrFamilyOf, ipFamilyOf, isValidCIDR, isValidIP, isValidPort, joinHostPort, parseCIDR, parseIP } from './ip.js';
 
 describe('parseIP', () => {
   it.each([
@@ -50,5 +50,12 @@ describe('host:port and ports', () => {
   });
   it.each([[1, true], [65535, true], [0, false], [65536, false], [80.5, false], ['80', false], [undefined, false]])('isValidPort(%j) = %s', (n, ok) => {
     expect(isValidPort(n)).toBe(ok);
+  });
+});
+
+describe('cidrFamilyOf', () => {
+  it('gives the family of a valid CIDR only', () => {
+    expect(['10.0.0.0/8', 'fd00::/64', '0.0.0.0/0', '::/0'].map(cidrFamilyOf)).toEqual(['IPv4', 'IPv6', 'IPv4', 'IPv6']);
+    expect(['10.0.0.1', '10.0.0.0/33', 'fd00::/129', '', 'garbage/8', null].map(cidrFamilyOf)).toEqual([undefined, undefined, undefined, undefined, undefined, undefined]);
   });
 });

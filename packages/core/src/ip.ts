@@ -168,6 +168,11 @@ export function parseCIDR(s: string | undefined | null): ParsedCIDR | undefined 
   return { family: ip.family, ip: net, prefixLength, text: `${net}/${prefixLength}`, address: ip.text };
 }
 
+/** The family of a CIDR, or undefined when it is not a valid CIDR. */
+export function cidrFamilyOf(s: string | undefined | null): IPFamily | undefined {
+  return parseCIDR(s)?.family;
+}
+
 export function isValidCIDR(s: string | undefined | null): boolean {
   return parseCIDR(s) !== undefined;
 }

@@ -2,6 +2,7 @@
 // data plane the kernel holds (not of what it meant to write), per service port, and the walk of
 // one packet through it. Pure types and comparisons; the backends do the reading.
 
+import { joinHostPort } from './ip.js';
 import { categorizeEndpoints } from './topology.js';
 import type { IPFamily, NodeInfo, Protocol, ServicePort, ServicePortKey } from './model.js';
 
@@ -73,7 +74,7 @@ export interface Explanation {
 
 /** A Frontend string for an address and port. */
 export function frontend(ip: string, port: number, protocol: Protocol): Frontend {
-  return `${ip.includes(':') ? `[${ip}]` : ip}:${port}/${protocol}`;
+  return `${joinHostPort(ip, port)}/${protocol}`;
 }
 
 export function nodePortFrontend(port: number, protocol: Protocol): Frontend {

@@ -110,3 +110,17 @@ export async function deleteConntrackFlows(
   logger?.debug({ filters: filters.length, deleted, failures }, 'conntrack cleanup done');
   return { deleted, failures };
 }
+
+/**
+ * What every kernel backend does after a sync applied: delete the UDP flows it made stale
+ * (removed ClusterIPs, endpoints gone or no longer serving, services that just got endpoints),
+ * so that clients do not keep sending to an address that no longer answers.
+ */
+export function clearStaleUDPFlows(
+  ctx: { readonly runner: CommandRunner; readonly logger: Pick<Logger, 'warn' | 'debug'> },
+  family: IPFamily,
+  state: ProxyState,
+  changes: ChangeSet,
+): Promise<ConntrackCleanupResult> {
+  return deleteConntrackFlows(ctx.runner, family, planStaleUDPFlows(state, changes), ctx.logger);
+}

@@ -2,8 +2,7 @@
 // traffic that is not local, and short-circuit local traffic to external addresses. The
 // description is neutral; each backend renders it in its own rule language.
 
-import { isIPv4, isIPv6 } from 'node:net';
-import type { IPFamily, LocalMode, NodeInfo, ProxyConfig } from '@kube-proxy-ts/core';
+import { cidrFamilyOf, type IPFamily, type LocalMode, type NodeInfo, type ProxyConfig } from '@kube-proxy-ts/core';
 
 export type LocalTrafficDetector =
   /** No way to tell: backends skip the rules that depend on it (as upstream's no-op detector). */
@@ -15,11 +14,6 @@ export type LocalTrafficDetector =
   /** Arrives on an interface whose name starts with the prefix (veth-style pod interfaces). */
   | { readonly kind: 'interfacePrefix'; readonly prefix: string };
 
-export function cidrFamily(cidr: string): IPFamily | undefined {
-  const address = cidr.split('/')[0] ?? '';
-  return isIPv4(address) ? 'IPv4' : isIPv6(address) ? 'IPv6' : undefined;
-}
-
 /** Builds the detector of `config.detectLocalMode` for one family. */
 export function createLocalTrafficDetector(
   config: Pick<ProxyConfig, 'detectLocalMode' | 'clusterCIDR' | 'detectLocal'>,
@@ -29,11 +23,11 @@ export function createLocalTrafficDetector(
   const mode: LocalMode = config.detectLocalMode;
   switch (mode) {
     case 'ClusterCIDR': {
-      const cidr = config.clusterCIDR.split(',').map((c) => c.trim()).find((c) => c !== '' && cidrFamily(c) === family);
+      const cidr = config.clusterCIDR.split(',').map((c) => c.trim()).find((c) => c !== '' && cidrFamilyOf(c) === family);
       return cidr ? { kind: 'cidr', cidr } : { kind: 'none', reason: `no ${family} clusterCIDR configured` };
     }
     case 'NodeCIDR': {
-      const cidr = node.podCIDRs.find((c) => cidrFamily(c) === family);
+      const cidr = node.podCIDRs.find((c) => cidrFamilyOf(c) === family);
       return cidr ? { kind: 'cidr', cidr } : { kind: 'none', reason: `node has no ${family} podCIDR` };
     }
     case 'BridgeInterface': {
@@ -69,7 +63,7 @@ export function nftablesLocalMatch(detector: LocalTrafficDetector, negate: boole
   const op = negate ? '!= ' : '';
   switch (detector.kind) {
     case 'cidr':
-      return `${cidrFamily(detector.cidr) === 'IPv6' ? 'ip6' : 'ip'} saddr ${op}${detector.cidr}`;
+      return `${cidrFamilyOf(detector.cidr) === 'IPv6' ? 'ip6' : 'ip'} saddr ${op}${detector.cidr}`;
     case 'interface':
       return `iifname ${op}"${detector.interfaceName}"`;
     case 'interfacePrefix':

@@ -3,8 +3,7 @@
 // where upstream treats it as "primary".
 
 import { BlockList, isIPv4 } from 'node:net';
-import type { CommandRunner, IPFamily, Logger } from '@kube-proxy-ts/core';
-import { cidrFamily } from './local-traffic.js';
+import { cidrFamilyOf, ipFamilyOf, type CommandRunner, type IPFamily, type Logger } from '@kube-proxy-ts/core';
 
 export interface NodePortAddresses {
   /** No CIDR of this family: NodePorts are open on every local address. */
@@ -41,10 +40,10 @@ export function resolveNodePortAddresses(
   for (const spec of effective) {
     if (spec === 'primary') {
       // A loopback node IP pins nothing: the family stays open on every local address, as upstream.
-      if (primaryNodeIP && (isIPv4(primaryNodeIP) ? 'IPv4' : 'IPv6') === family && !isLoopback(primaryNodeIP)) {
+      if (primaryNodeIP && ipFamilyOf(primaryNodeIP) === family && !isLoopback(primaryNodeIP)) {
         cidrs.push(family === 'IPv4' ? `${primaryNodeIP}/32` : `${primaryNodeIP}/128`);
       }
-    } else if (cidrFamily(spec) === family) {
+    } else if (cidrFamilyOf(spec) === family) {
       cidrs.push(spec);
     }
   }
@@ -60,7 +59,7 @@ export function resolveNodePortAddresses(
     cidrs,
     containsIPv4Loopback: family === 'IPv4' && (matchAll || list.check('127.0.0.1', 'ipv4')),
     select(localAddresses) {
-      return localAddresses.filter((ip) => (isIPv4(ip) ? 'IPv4' : 'IPv6') === family && (matchAll || list.check(ip, blockListType(family))));
+      return localAddresses.filter((ip) => ipFamilyOf(ip) === family && (matchAll || list.check(ip, blockListType(family))));
     },
   };
 }

@@ -4,10 +4,10 @@
 // used anyway and a warning says why, as upstream's lenient fallback does.
 
 import { isMap, isScalar, parseDocument, stringify, type Node as YamlNode } from 'yaml';
-import { defaultProxyConfig, type LocalMode, type ProxyConfig } from '@kube-proxy-ts/core';
+import { defaultProxyConfig, ipFamilyOf, type LocalMode, type ProxyConfig } from '@kube-proxy-ts/core';
 import { formatDuration, parseDuration } from './duration.js';
 import { ConfigError, invalid, type FieldError } from './field-error.js';
-import { appendPortIfNeeded, ipFamilyOfAddress } from './net.js';
+import { appendPortIfNeeded } from './net.js';
 
 export const GROUP = 'kubeproxy.config.k8s.io';
 export const API_VERSION = `${GROUP}/v1alpha1`;
@@ -215,7 +215,7 @@ export function contentTypeWarning(contentType: string): string | undefined {
 function toProxyConfig(d: Doc): ProxyConfig {
   const c = defaultKubeProxyConfig();
   c.bindAddress = str(d, 'bindAddress') || '0.0.0.0';
-  const v4 = ipFamilyOfAddress(c.bindAddress) !== 'IPv6';
+  const v4 = ipFamilyOf(c.bindAddress) !== 'IPv6';
   const healthz = str(d, 'healthzBindAddress');
   c.healthzBindAddress = healthz === '' ? `${v4 ? '0.0.0.0' : '[::]'}:${HEALTHZ_PORT}` : appendPortIfNeeded(healthz, HEALTHZ_PORT);
   const metrics = str(d, 'metricsBindAddress');

@@ -1,11 +1,11 @@
 // Upstream's KubeProxyConfiguration validation rules, reported against the v1alpha1 field names
 // a user writes (iptables.masqueradeBit, ipvs.scheduler, ...).
 
-import type { ProxyConfig } from '@kube-proxy-ts/core';
+import { cidrFamilyOf, isValidIP, type ProxyConfig } from '@kube-proxy-ts/core';
 import { formatDuration } from './duration.js';
 import { KNOWN_FEATURE_GATES } from './feature-gates.js';
 import { invalid, type FieldError } from './field-error.js';
-import { cidrFamily, hostPortProblem, isIPAddress } from './net.js';
+import { hostPortProblem } from './net.js';
 import { modeSection } from './v1alpha1.js';
 
 export const BUILTIN_MODES = ['iptables', 'ipvs', 'nftables', 'userspace'] as const;
@@ -46,7 +46,7 @@ export function validateProxyConfig(c: ProxyConfig): FieldError[] {
       errs.push(invalid('ipvs.scheduler', c.ipvs.scheduler, `must be one of ${IPVS_SCHEDULERS.filter(Boolean).join(', ')}, or blank (rr)`));
     }
     c.ipvs.excludeCIDRs.forEach((cidr, i) => {
-      if (!cidrFamily(cidr)) errs.push(invalid(`ipvs.excludeCIDRs[${i}]`, cidr, 'must be a valid CIDR'));
+      if (!cidrFamilyOf(cidr)) errs.push(invalid(`ipvs.excludeCIDRs[${i}]`, cidr, 'must be a valid CIDR'));
     });
   }
 
@@ -68,7 +68,7 @@ export function validateProxyConfig(c: ProxyConfig): FieldError[] {
   if (c.configSyncPeriod <= 0) errs.push(invalid('configSyncPeriod', d(c.configSyncPeriod), 'must be greater than 0'));
   if (c.udpIdleTimeout <= 0) errs.push(invalid('udpIdleTimeout', d(c.udpIdleTimeout), 'must be greater than 0'));
 
-  if (!isIPAddress(c.bindAddress)) errs.push(invalid('bindAddress', c.bindAddress, 'not a valid textual representation of an IP address'));
+  if (!isValidIP(c.bindAddress)) errs.push(invalid('bindAddress', c.bindAddress, 'not a valid textual representation of an IP address'));
   // An empty address disables that server.
   for (const k of ['healthzBindAddress', 'metricsBindAddress'] as const) {
     if (c[k] === '') continue;
@@ -82,7 +82,7 @@ export function validateProxyConfig(c: ProxyConfig): FieldError[] {
   c.nodePortAddresses.forEach((a, i) => {
     if (a === 'primary') {
       if (i !== 0 || c.nodePortAddresses.length !== 1) errs.push(invalid(`nodePortAddresses[${i}]`, a, "can't use both 'primary' and CIDRs"));
-    } else if (!cidrFamily(a)) {
+    } else if (!cidrFamilyOf(a)) {
       errs.push(invalid(`nodePortAddresses[${i}]`, a, "must be a valid CIDR (or the single value 'primary')"));
     }
   });
@@ -126,7 +126,7 @@ function validateClusterCIDR(value: string): FieldError[] {
   if (cidrs.length > 2) {
     return [invalid('clusterCIDR', value, 'only one CIDR allowed or a valid DualStack CIDR (e.g. 10.100.0.0/16,fde4:8dba:82e1::/48)')];
   }
-  const families = cidrs.map((c) => cidrFamily(c.trim()));
+  const families = cidrs.map((c) => cidrFamilyOf(c.trim()));
   if (families.some((f) => f === undefined)) {
     return [invalid('clusterCIDR', value, 'must be a valid CIDR block (e.g. 10.100.0.0/16 or fde4:8dba:82e1::/48)')];
   }
