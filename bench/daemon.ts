@@ -24,8 +24,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 // The app exports neither its test API server nor its sources; a benchmark of the daemon drives both.
-// eslint-disable-next-line no-restricted-imports
-import { TestApiServer, writeKubeconfig } from '../apps/kube-proxy/src/testing-apiserver/index.js';
+import { TestApiServer, writeKubeconfig } from '@kube-proxy-ts/testing/apiserver';
 import { summarizeHeapSnapshot } from './heap-snapshot.js';
 
 const CLI = fileURLToPath(new URL('../apps/kube-proxy/dist/cli.js', import.meta.url));

@@ -1,4 +1,5 @@
 import { packageBuild } from '../../tsup.shared.js';
 
-// conformance/index.ts is a separate entry (`@kube-proxy-ts/testing/conformance`): the checks without vitest.
-export default packageBuild({ entry: { index: 'src/index.ts', 'conformance/index': 'src/conformance/index.ts' } });
+// Separate entries: `@kube-proxy-ts/testing/conformance` (the checks without vitest) and
+// `@kube-proxy-ts/testing/apiserver` (the in-process API server).
+export default packageBuild({ entry: { index: 'src/index.ts', 'conformance/index': 'src/conformance/index.ts', 'apiserver/index': 'src/apiserver/index.ts' } });

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { resolveOptions } from './cli/options.js';
 import { main } from './main.js';
 import { loadKubeConfig } from './sources/kubernetes.js';
-import { TestApiServer, serviceCIDR, writeKubeconfig } from './testing-apiserver/index.js';
+import { TestApiServer, serviceCIDR, writeKubeconfig } from '@kube-proxy-ts/testing/apiserver';
 
 // The backend package the daemon loads by mode name. vi.hoisted: the mock factory runs before imports.
 const recorded = await vi.hoisted(async () => (await import('@kube-proxy-ts/testing')).recordingBackends());

@@ -13,7 +13,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { registerNFAcctMetrics } from './daemon/nfacct-metrics.js';
 import { main } from './main.js';
-import { TestApiServer, writeKubeconfig } from './testing-apiserver/index.js';
+import { TestApiServer, writeKubeconfig } from '@kube-proxy-ts/testing/apiserver';
 
 // A recording backend that, like the iptables, nftables and IPVS backends, deletes the stale UDP
 // flows of each sync with `conntrack -D` through the runner it was given.

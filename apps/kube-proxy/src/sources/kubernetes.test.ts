@@ -9,7 +9,7 @@ import { type ProxyEventHandler, ProxyStateTracker } from '@kube-proxy-ts/core';
 import { endpointSlice, node, service, createTestLogger, type TestLogger } from '@kube-proxy-ts/testing';
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RecordingHandler, type RecordedKind, type FailureRule, type ResourceName, type StoredObject, TestApiServer, serviceCIDR, writeKubeconfig } from '../testing-apiserver/index.js';
+import { RecordingHandler, type RecordedKind, type FailureRule, type ResourceName, type StoredObject, TestApiServer, serviceCIDR, writeKubeconfig } from '@kube-proxy-ts/testing/apiserver';
 import { LABEL_HEADLESS, LABEL_SERVICE_PROXY_NAME, PROXIED_OBJECTS_LABEL_SELECTOR } from './kinds.js';
 import { WATCH_IDLE_TIMEOUT_ENV, loadKubeConfig, startKubernetesSource, watchdogFromEnvironment } from './kubernetes.js';
 import { toTyped } from './typed.js';

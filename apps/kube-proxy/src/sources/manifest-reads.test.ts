@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestLogger } from '@kube-proxy-ts/testing';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { RecordingHandler } from '../testing-apiserver/index.js';
+import { RecordingHandler } from '@kube-proxy-ts/testing/apiserver';
 import { startManifestSource } from './manifest.js';
 import type { Source } from './types.js';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestLogger, type TestLogger } from '@kube-proxy-ts/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { RecordingHandler } from '../testing-apiserver/index.js';
+import { RecordingHandler } from '@kube-proxy-ts/testing/apiserver';
 import { startManifestSource } from './manifest.js';
 import type { ManifestSourceOptions, Source } from './types.js';
 

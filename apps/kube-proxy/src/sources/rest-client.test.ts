@@ -8,7 +8,7 @@ import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import { createFakeClock, flushPromises } from '@kube-proxy-ts/testing';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestApiServer, writeKubeconfig } from '../testing-apiserver/index.js';
+import { TestApiServer, writeKubeconfig } from '@kube-proxy-ts/testing/apiserver';
 import { loadKubeConfig } from './kubernetes.js';
 import { DEFAULT_BURST, DEFAULT_QPS, RestClientKubeConfig, TokenBucket, clientRateLimit } from './rest-client.js';
 
