@@ -7,12 +7,7 @@
 
 import { createServer } from 'node:http';
 import { ProxyStateTracker } from '@kube-proxy-ts/core';
-// The app exports neither its test API server nor its sources; a benchmark of the daemon drives both.
-// eslint-disable-next-line no-restricted-imports
-import { startKubernetesSource, startManifestSource } from '../apps/kube-proxy/src/sources/index.js';
-// The app exports neither its test API server nor its sources; a benchmark of the daemon drives both.
-// eslint-disable-next-line no-restricted-imports
-import { loadKubeConfig } from '../apps/kube-proxy/src/sources/kubernetes.js';
+import { loadKubeConfig, startKubernetesSource, startManifestSource } from '@kube-proxy-ts/kube-proxy/sources';
 
 const flag = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const [host, port] = (flag('metrics-bind-address') ?? '127.0.0.1:10249').split(':') as [string, string];

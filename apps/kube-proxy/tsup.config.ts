@@ -1,6 +1,7 @@
 import { packageBuild } from '../../tsup.shared.js';
 
+// `@kube-proxy-ts/kube-proxy/sources`: the daemon's sources alone, for bench/daemon-sources.ts.
 export default packageBuild({
-  entry: ['src/index.ts', 'src/cli.ts', 'src/demo.ts'],
-  dts: { entry: 'src/index.ts' },
+  entry: { index: 'src/index.ts', cli: 'src/cli.ts', demo: 'src/demo.ts', 'sources/index': 'src/sources/index.ts' },
+  dts: { entry: { index: 'src/index.ts', 'sources/index': 'src/sources/index.ts' } },
 });
