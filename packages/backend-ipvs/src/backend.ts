@@ -73,7 +73,8 @@ export class IpvsBackend implements Backend {
   private randomFully = false;
   private draining = new Map<string, DrainingRealServer>();
   private programmed = new Set<string>();
-  private synced = false;
+  /** The next sync rewrites everything (the flag every backend keeps under this name). */
+  private needFullSync = true;
   private nodePrepared = false;
   private lastIptablesPayload: string | undefined;
   /** What the last sync left in place, if it succeeded; what is gone of it is drift. */
@@ -170,11 +171,11 @@ export class IpvsBackend implements Backend {
   }
 
   async sync(state: ProxyState, changes: ChangeSet): Promise<SyncResult> {
-    const full = !this.synced;
+    const full = this.needFullSync;
     try {
       const { ctx, iptables } = this.context();
       const kernel = await this.readKernel(ctx);
-      reportDrift(ctx, this.family, this.synced ? this.applied : undefined, kernel);
+      reportDrift(ctx, this.family, this.needFullSync ? undefined : this.applied, kernel);
       this.applied = undefined;
       if (!this.nodePrepared) await this.prepareNode(ctx);
       const stats: Record<string, number> = {};
@@ -267,7 +268,7 @@ export class IpvsBackend implements Backend {
       stats.conntrackEntriesDeleted = conntrack.deleted;
 
       this.applied = { virtualServices: new Set(desired.virtualServices.keys()), addresses: desired.bindAddresses };
-      this.synced = true;
+      this.needFullSync = false;
       return { ok: true, full, stats };
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
@@ -322,7 +323,7 @@ export class IpvsBackend implements Backend {
     this.draining.clear();
     this.programmed.clear();
     this.lastIptablesPayload = undefined;
-    this.synced = false;
+    this.needFullSync = true;
     if (problems.length > 0) throw new Error(`IPVS cleanup incomplete: ${problems.join(' | ')}`);
   }
 

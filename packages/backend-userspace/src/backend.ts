@@ -116,7 +116,7 @@ export class UserspaceBackend implements Backend {
   private readonly ports: PortAllocator;
   private readonly loggedSkips = new Set<string>();
   private jumpsInstalled = false;
-  private prepared = false;
+  private nodePrepared = false;
   private fileLimitChecked = false;
   private totals: Totals | undefined;
   /** The rules of the last sync, with stable placeholders instead of ports (for inspect()). */
@@ -149,7 +149,7 @@ export class UserspaceBackend implements Backend {
     this.ctx = ctx;
     // A (re)start trusts nothing it remembers; the node is prepared by the first sync, so that a
     // backend started only to clean up (--cleanup) changes nothing.
-    this.prepared = false;
+    this.nodePrepared = false;
     // Bad limits are the operator's to fix: refuse them now rather than at the first sync.
     if (this.options.limits) withLimits(connectionLimits(readFileLimit()), this.options.limits);
   }
@@ -187,9 +187,9 @@ export class UserspaceBackend implements Backend {
     void changes; // listeners are reconciled in place, so a full pass costs little
     try {
       const ctx = this.context();
-      if (!this.prepared) {
+      if (!this.nodePrepared) {
         await this.prepareNode();
-        this.prepared = true;
+        this.nodePrepared = true;
       }
       const plan = planListeners(state);
       for (const skip of plan.skipped) {
