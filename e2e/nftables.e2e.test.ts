@@ -18,7 +18,7 @@ import {
   testContext,
   type Sandbox,
 } from '@kube-proxy-ts/testing';
-import { answers, expectOneAnswer, expectRefusedAtOnce } from './traffic.js';
+import { answers, expectOneAnswer, expectReaches, expectRefusedAtOnce, explainedReach } from './traffic.js';
 import { POD_NAMES, VIP4, VIP6, ipv6TrafficTests, startDualStack, type DualStack } from './dual-stack.js';
 
 function missingTool(): string | undefined {
@@ -71,7 +71,7 @@ async function startInstance(sb: Sandbox, ipFamily: IPFamily, nodeObject: V1Node
     if (!r.ok) throw r.error;
     return r;
   };
-  return { backend, ctx, feed, sync };
+  return { backend, ctx, node: ctx.node, feed, sync };
 }
 
 describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', () => {
@@ -153,15 +153,16 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
   });
 
   it('reaches every endpoint of a ClusterIP over TCP and UDP', async () => {
-    expect(await answers(sb, 'client', '10.96.0.10', 80, 30)).toEqual(new Set(['pod1', 'pod2', 'pod3']));
+    await expectReaches(sb, ipv4, 'client', '10.96.0.10', 80, 30, ['pod1', 'pod2', 'pod3']);
     const udp = new Set<string>();
     for (let i = 0; i < 30; i++) udp.add(await sb.udp('client', '10.96.0.10', 53));
     expect(udp).toEqual(new Set(['pod1', 'pod2', 'pod3']));
+    expect(await explainedReach(sb, ipv4, 'client', '10.96.0.10', 53, 'UDP')).toEqual(udp);
   });
 
   it('reaches the service through a NodePort, from outside and from the node itself', async () => {
-    expect(['pod1', 'pod2', 'pod3']).toContain(await sb.http('external', sb.node.ip, 30080));
-    expect(['pod1', 'pod2', 'pod3']).toContain(await sb.http('node', sb.node.ip, 30080));
+    await expectReaches(sb, ipv4, 'external', sb.node.ip, 30080, 30, ['pod1', 'pod2', 'pod3']);
+    await expectReaches(sb, ipv4, 'node', sb.node.ip, 30080, 30, ['pod1', 'pod2', 'pod3']);
   });
 
   it('opens NodePorts on the node IP only, not on another address of the node (nodePortAddresses unset)', async () => {
@@ -180,20 +181,25 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
   it('refuses a service without endpoints and an undefined port of a ClusterIP at once', async () => {
     await expectRefusedAtOnce(sb, 'client', '10.96.0.11', 80);
     await expectRefusedAtOnce(sb, 'client', '10.96.0.10', 81);
+    expect(await explainedReach(sb, ipv4, 'client', '10.96.0.11', 80)).toEqual(new Set(['reject']));
+    expect(await explainedReach(sb, ipv4, 'client', '10.96.0.10', 81)).toEqual(new Set(['reject']));
   });
 
   it('keeps a client on one endpoint with ClientIP affinity', async () => {
-    await expectOneAnswer(sb, 'client', '10.96.0.12', 80, 8);
+    const pinned = await expectOneAnswer(sb, 'client', '10.96.0.12', 80, 8);
+    // A first connection may go to any endpoint; the pin lives in the kernel's affinity set.
+    expect(await explainedReach(sb, ipv4, 'client', '10.96.0.12', 80)).toContain(pinned);
   });
 
   it('sends external traffic of an ETP Local service to local endpoints only, keeping the client IP', async () => {
-    expect(await answers(sb, 'external', sb.node.ip, 30081, 8)).toEqual(new Set(['pod1']));
+    await expectReaches(sb, ipv4, 'external', sb.node.ip, 30081, 8, ['pod1']);
     expect(await sb.http('external', sb.node.ip, 30081, { path: '/clientip' })).toBe(sb.external.ip);
   });
 
   it('applies loadBalancerSourceRanges, and follows their update', async () => {
     expect((await sb.tryHttp('external', '192.168.60.10', 80, { timeoutMs: 1500 })).ok).toBe(false);
-    expect(await sb.http('client', '192.168.60.10', 80)).toBe('pod1');
+    expect(await explainedReach(sb, ipv4, 'external', '192.168.60.10', 80)).toEqual(new Set(['drop']));
+    await expectReaches(sb, ipv4, 'client', '192.168.60.10', 80, 2, ['pod1']);
     upsert(
       service('default', 'lb', {
         type: 'LoadBalancer',
@@ -204,7 +210,7 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
       }),
     );
     expect((await sync()).full).toBe(false);
-    expect(await sb.http('external', '192.168.60.10', 80)).toBe('pod1');
+    await expectReaches(sb, ipv4, 'external', '192.168.60.10', 80, 2, ['pod1']);
   });
 
   it('stops using a removed endpoint and flushes its UDP conntrack entries', async () => {
@@ -226,7 +232,7 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
     expect(r.full).toBe(false);
     const after = await sb.exec('node', ['conntrack', '-L', '-p', 'udp', '--reply-src', pod3]);
     expect(after.stdout).not.toContain(pod3);
-    expect(await answers(sb, 'client', '10.96.0.10', 80, 20)).toEqual(new Set(['pod1', 'pod2']));
+    await expectReaches(sb, ipv4, 'client', '10.96.0.10', 80, 20, ['pod1', 'pod2']);
     // The stale endpoint chain is gone a moment later.
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const chains = await sb.execOk('node', ['nft', 'list', 'chains', 'ip']);
@@ -241,6 +247,7 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
     const tracked = async () => (await sb.exec('node', ['conntrack', '-L', '-d', unallocated])).stdout.includes(unallocated);
     expect((await sb.tryHttp('client', unallocated, 80, { timeoutMs: 1000 })).ok).toBe(false);
     expect(await tracked()).toBe(false);
+    expect(await explainedReach(sb, ipv4, 'client', unallocated, 80)).toEqual(new Set(['drop']));
 
     // Without ServiceCIDRs a partial sync rewrites cluster-ips-check: the address is forwarded again.
     ipv4.feed.tracker.onServiceCIDRsChanged([]);
@@ -263,6 +270,11 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
     const sources = new Set<string>();
     for (let i = 0; i < 24; i++) sources.add(await sb.http('pod1', '10.96.0.10', 80, { path: '/clientip' }));
     expect(sources).toContain(sb.pods[0]!.ip);
+    // explain, from the kernel's table: only the path back to pod1 itself is masqueraded (hairpin-connections).
+    const e = await ipv4.backend.explain({ src: sb.pods[0]!.ip, dst: '10.96.0.10', port: 80, protocol: 'TCP' }, ipv4.node);
+    const pod1 = sb.pods[0]!.ip;
+    expect(e.paths.map((p) => p.endpoint?.split(':')[0])).toContain(pod1);
+    for (const p of e.paths) expect([p.endpoint, p.masquerade]).toEqual([p.endpoint, p.endpoint?.startsWith(`${pod1}:`)]);
     expect([...sources].some((ip) => ip !== sb.pods[0]!.ip)).toBe(true);
   });
 

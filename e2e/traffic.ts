@@ -1,6 +1,7 @@
 // Traffic checks shared by the e2e suites: which pods answer, and a refusal that is not a timeout.
 
 import { expect } from 'vitest';
+import type { Backend, NodeInfo, Protocol } from '@kube-proxy-ts/core';
 import type { Sandbox } from '@kube-proxy-ts/testing';
 
 /** Distinct answers (pod names, or "error: ...") to `tries` HTTP requests, each a new connection. */
@@ -32,4 +33,49 @@ export async function expectOneAnswer(sb: Sandbox, from: string, host: string, p
   expect(seen).toHaveLength(1);
   expect(seen[0]).not.toMatch(/^error: /);
   return seen[0]!;
+}
+
+/** A started backend and the node it programs, for `explain`. */
+export interface Explainable {
+  readonly backend: Backend;
+  readonly node: NodeInfo;
+}
+
+/** The sandbox's name for an address: a pod's name, or the address itself. */
+function podAt(sb: Sandbox, hostPort: string): string {
+  const ip = hostPort.replace(/^\[(.*)\]:\d+$/, '$1').replace(/^([^:]+):\d+$/, '$1');
+  return sb.pods.find((p) => p.ip === ip || p.ipv6 === ip)?.name ?? hostPort;
+}
+
+/** The source address of a sandbox namespace, as `explain` needs it. */
+function sourceOf(sb: Sandbox, from: string, ipv6: boolean): string {
+  const roles: Record<string, { readonly ip: string; readonly ipv6: string | undefined } | undefined> = { client: sb.client, external: sb.external, node: sb.node };
+  const host = roles[from] ?? sb.pods.find((p) => p.name === from);
+  const address = ipv6 ? host?.ipv6 : host?.ip;
+  if (!address) throw new Error(`no ${ipv6 ? 'IPv6' : 'IPv4'} address for sandbox namespace ${from}`);
+  return address;
+}
+
+/**
+ * What the backend's `explain` says a new connection from `from` to `host:port` reaches, as pod
+ * names: the endpoints of its accepted paths (affinity-only paths aside), or `drop`/`reject`.
+ */
+export async function explainedReach(sb: Sandbox, at: Explainable, from: string, host: string, port: number, protocol: Protocol = 'TCP'): Promise<Set<string>> {
+  if (!at.backend.explain) throw new Error(`backend ${at.backend.name} has no explain()`);
+  const e = await at.backend.explain({ src: sourceOf(sb, from, host.includes(':')), dst: host, port, protocol }, at.node);
+  const reached = new Set<string>();
+  for (const path of e.paths) {
+    if (path.affinity || path.probability === 0) continue;
+    reached.add(path.verdict === 'accept' && path.endpoint ? podAt(sb, path.endpoint) : path.verdict);
+  }
+  return reached;
+}
+
+/**
+ * The pods that answer `tries` new connections are exactly `pods`, and the backend's `explain`,
+ * reading the rules the kernel holds, names the same endpoints.
+ */
+export async function expectReaches(sb: Sandbox, at: Explainable, from: string, host: string, port: number, tries: number, pods: readonly string[], message?: string): Promise<void> {
+  expect(await answers(sb, from, host, port, tries), message).toEqual(new Set(pods));
+  expect(await explainedReach(sb, at, from, host, port), `explain ${from} -> ${host}:${port}${message ? ` (${message})` : ''}`).toEqual(new Set(pods));
 }
