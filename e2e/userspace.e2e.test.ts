@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Explanation } from '@kube-proxy-ts/core';
 import { createSandbox, endpointSlice, node, service, type Sandbox } from '@kube-proxy-ts/testing';
 import { ProxyProcess, userspaceUnsupportedReason } from './userspace-proxy.js';
 
@@ -109,6 +110,13 @@ describe.skipIf(unsupported !== undefined)('userspace backend in network namespa
     await apply();
   });
 
+  /** What the proxy's explain, reading its running listeners and the kernel's portal rules, says a new connection reaches. */
+  const explained = async (src: string, dst: string, port: number, protocol: 'TCP' | 'UDP' = 'TCP') => {
+    const { explanation } = (await proxy.request({ op: 'explain', packet: { src, dst, port, protocol } })) as { explanation: Explanation };
+    const pods = explanation.paths.filter((p) => !p.affinity && p.probability !== 0).map((p) => (p.endpoint ? (sb.pods.find((q) => p.endpoint!.startsWith(`${q.ip}:`))?.name ?? p.endpoint) : p.verdict));
+    return [...new Set(pods)].sort();
+  };
+
   afterAll(async () => {
     await proxy?.close();
     for (const p of processes) p.kill('SIGKILL');
@@ -120,6 +128,7 @@ describe.skipIf(unsupported !== undefined)('userspace backend in network namespa
     for (let i = 0; i < 4; i++) answers.push(await sb.http('client', VIP.web, 80));
     expect(new Set(answers)).toEqual(new Set(['pod1', 'pod2']));
     expect(['pod1', 'pod2']).toContain(await sb.http('node', VIP.web, 80));
+    expect(await explained(sb.client.ip, VIP.web, 80)).toEqual(['pod1', 'pod2']);
   });
 
   it('relays ClusterIP UDP and its replies', async () => {
@@ -130,6 +139,8 @@ describe.skipIf(unsupported !== undefined)('userspace backend in network namespa
   it('serves NodePorts to a client outside the cluster, TCP and UDP', async () => {
     expect(['pod1', 'pod2']).toContain(await sb.http('external', sb.node.ip, 30080));
     expect(['pod1', 'pod2']).toContain(await sb.udp('external', sb.node.ip, 30053));
+    expect(await explained(sb.external.ip, sb.node.ip, 30080)).toEqual(['pod1', 'pod2']);
+    expect(await explained(sb.external.ip, sb.node.ip, 30053, 'UDP')).toEqual(['pod1', 'pod2']);
   });
 
   it('keeps a client on one endpoint with ClientIP affinity', async () => {

@@ -187,6 +187,13 @@ async function main(): Promise<number> {
     return tracker.checkpoint();
   };
   const podNames = sb.pods.map((p) => p.name);
+  /** What explain, reading IPVS back from the kernel, says a new connection reaches: pod names, or drop/reject. */
+  const explained = async (from: 'client' | 'external', dst: string, port: number, protocol: 'TCP' | 'UDP' = 'TCP') => {
+    const e = await backend.explain!({ src: sb[from].ip, dst, port, protocol }, ctx.node);
+    const paths = e.paths.filter((p) => !p.affinity && p.probability !== 0);
+    return sorted(new Set(paths.map((p) => (p.verdict === 'accept' && p.endpoint ? (sb.pods.find((q) => `${q.ip}:8080` === p.endpoint)?.name ?? p.endpoint) : p.verdict))));
+  };
+  const reached = new Map<string, { want: string[]; got: () => Promise<string[]> }>();
   try {
     const ts = Date.now();
     servers.push(...(await Promise.all(sb.pods.map((p) => startEchoServer(p.netns, p.name, [8080], { readyTimeoutMs: 120_000 })))));
@@ -203,19 +210,23 @@ async function main(): Promise<number> {
     await scenario(N.clusterTCP, async () => {
       const names = await httpNames(sb, 'client', WEB, 80, 3);
       check(same(new Set(names), podNames), `got ${names.join(',')}`);
+      reached.set('ClusterIP TCP', { want: sorted(new Set(names)), got: () => explained('client', WEB, 80) });
     });
     await scenario(N.clusterUDP, async () => {
       const names: string[] = [];
       for (let i = 0; i < 3; i++) names.push(await udpName(sb, 'client', WEB, 53));
       check(same(new Set(names), podNames), `got ${names.join(',')}`);
+      reached.set('ClusterIP UDP', { want: sorted(new Set(names)), got: () => explained('client', WEB, 53, 'UDP') });
     });
     await scenario(N.nodePort, async () => {
       const name = await sb.http('external', sb.node.ip, 30080, { timeoutMs: 10_000 });
       check(podNames.includes(name), `got ${name}`);
+      reached.set('NodePort', { want: podNames, got: () => explained('external', sb.node.ip, 30080) });
     });
     await scenario(N.externalIP, async () => {
       const name = await sb.http('external', EXTERNAL_IP, 80, { timeoutMs: 10_000 });
       check(podNames.includes(name), `got ${name}`);
+      reached.set('externalIP', { want: podNames, got: () => explained('external', EXTERNAL_IP, 80) });
     });
     await scenario(N.affinity, async () => {
       const names = await httpNames(sb, 'client', STICKY, 80, 4);
@@ -224,6 +235,15 @@ async function main(): Promise<number> {
     await scenario(N.noEndpoints, async () => {
       const r = await sb.tryHttp('client', EMPTY, 80, { timeoutMs: 3000 });
       check(!r.ok, `got an answer: ${r.body}`);
+      reached.set('no endpoints', { want: ['drop'], got: () => explained('client', EMPTY, 80) });
+    });
+    await scenario(N.explain, async () => {
+      // One request each reached a random endpoint: explain must name at least every pod reached, and nothing else than the endpoints.
+      for (const [what, { want, got }] of reached) {
+        const names = await got();
+        const ok = what === 'NodePort' || what === 'externalIP' ? same(names, podNames) : same(names, want);
+        check(ok, `${what}: explain says ${names.join(',')}, traffic reached ${want.join(',')}`);
+      }
     });
     await scenario(N.filter, async () => {
       const r = await sb.tryHttp('client', WEB, 8080, { timeoutMs: 3000 });
@@ -284,6 +304,19 @@ async function main(): Promise<number> {
     });
     long.kill();
 
+    await scenario(N.driftRepaired, async () => {
+      const drift = async () => (await ctx.metrics.getSingleMetric('kubeproxy_sync_proxy_rules_drift_detected_total')?.get())?.values.find((v) => v.labels.ip_family === 'IPv4')?.value ?? 0;
+      const before = await drift();
+      await sb.execOk('node', ['ipvsadm', '-D', '-t', `${WEB}:80`]);
+      await sb.execOk('node', ['ip', 'addr', 'del', `${WEB}/32`, 'dev', 'kube-ipvs0']);
+      const gone = await sb.tryHttp('client', WEB, 80, { timeoutMs: 2000 });
+      check(!gone.ok, `the service still answered after its virtual server was removed: ${gone.body}`);
+      await sync(); // the periodic sync, with nothing changed in the API
+      const names = await httpNames(sb, 'client', WEB, 80, 4);
+      check(same(new Set(names), ['pod1', 'pod2']), `after the repair got ${names.join(',')}`);
+      const after = await drift();
+      check(after > before, `drift counted ${before} before and ${after} after`);
+    });
     await scenario(N.foreignSurvives, async () => {
       const out = await sb.execOk('node', ['ipvsadm', '-Ln']);
       check(out.includes(`TCP  ${FOREIGN}:80 wlc`), out);

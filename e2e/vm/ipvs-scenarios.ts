@@ -14,6 +14,8 @@ export const IPVS_SCENARIOS = {
   udpEndpointReplaced: 'a UDP client keeps working when its endpoint is replaced',
   udpFirstEndpoint: 'a UDP client refused while a service had no endpoint reaches its first one',
   graceful: 'graceful termination keeps a live connection until it ends',
+  explain: 'explain names the endpoints each traffic check reached, and the drop of a service without endpoints',
+  driftRepaired: 'a virtual server and its kube-ipvs0 address removed by hand come back at the next sync, counted as drift',
   foreignSurvives: 'a foreign IPVS service survives syncs',
   cleanup: 'cleanup leaves nothing of ours and keeps the foreign service',
 } as const;

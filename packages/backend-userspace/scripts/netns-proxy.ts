@@ -10,7 +10,7 @@
 import { statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Registry } from 'prom-client';
-import { ProxyStateTracker, defaultProxyConfig, realClock, type BackendContext, type Logger, type ProxyConfig } from '@kube-proxy-ts/core';
+import { ProxyStateTracker, defaultProxyConfig, realClock, type BackendContext, type ExplainPacket, type Logger, type ProxyConfig } from '@kube-proxy-ts/core';
 import { createExecRunner } from '@kube-proxy-ts/netfilter';
 import { UserspaceBackend, type UserspaceBackendOptions } from '../src/index.js';
 
@@ -111,6 +111,8 @@ async function handle(req: Record<string, unknown>): Promise<unknown> {
       const result = await backend.sync(state, changes);
       return { ok: result.ok, error: result.error?.message, stats: result.stats };
     }
+    case 'explain':
+      return { ok: true, explanation: await backend?.explain(req.packet as ExplainPacket, ctx!.node) };
     case 'inspect':
       return { ok: true, picture: await backend?.inspect() };
     case 'connections':
