@@ -26,6 +26,7 @@ import {
   type V1Service,
   type V1ServiceAccount,
 } from '@kubernetes/client-node';
+import type { Explanation } from '@kube-proxy-ts/core';
 import { parseIptablesSave, splitRuleArgs } from '@kube-proxy-ts/netfilter';
 import { createSandbox, endpointSlice, node, sandboxUnsupportedReason, service, type Sandbox } from '@kube-proxy-ts/testing';
 import { parseAllDocuments } from 'yaml';
@@ -230,6 +231,12 @@ describe.skipIf(unsupported !== undefined)(`kube-proxy against the real kube-api
     const want = JSON.stringify([...pods].sort());
     await waitFor(`${WEB_IP} to reach ${pods.join(', ')}`, async () => JSON.stringify([...(await web(pods.length * 4))].sort()) === want, timeoutMs);
   };
+  /** `kube-proxy explain` of the running daemon, as pod names (or the verdict of a path that reaches none). */
+  const explained = async (to: string) => {
+    const out = await sb.execOk('node', [process.execPath, CLI, 'explain', '--from', sb.client.ip, '--to', to, '-o', 'json'], { timeoutMs: 30_000 });
+    const e = JSON.parse(out) as Explanation;
+    return [...new Set(e.paths.map((p) => (p.endpoint ? (sb.pods.find((q) => p.endpoint === `${q.ip}:${TARGET_PORT}`)?.name ?? p.endpoint) : p.verdict)))].sort();
+  };
   const setWebEndpoints = async (pods: string[]) => {
     const slice = endpointSlice(NS, 'web', {
       name: 'web-1',
@@ -308,9 +315,11 @@ describe.skipIf(unsupported !== undefined)(`kube-proxy against the real kube-api
   it('follows Services and EndpointSlices written to the API: traffic and rules match it', async () => {
     await setWebEndpoints(['pod1', 'pod2']);
     await webIs(['pod1', 'pod2'], 10_000);
+    expect(await explained(`${WEB_IP}:80/TCP`)).toEqual(['pod1', 'pod2']);
     await core.createNamespacedService({ namespace: NS, body: forCreate(service(NS, 'empty', { clusterIP: EMPTY_IP, ports: [{ name: 'http', port: 80, targetPort: TARGET_PORT }] })) });
     await waitFor('the service without endpoints to be refused', async () => !(await sb.tryHttp('client', EMPTY_IP, 80, { timeoutMs: 1000 })).ok, 10_000);
     await expectRefusedAtOnce(sb, 'client', EMPTY_IP, 80);
+    expect(await explained(`${EMPTY_IP}:80/TCP`)).toEqual(['reject']);
     await rulesMatchApi(10_000);
   });
 
