@@ -85,15 +85,15 @@ import {
   serviceChainsTransaction,
   ServiceGrouper,
   type KernelModel,
-  type PlanLimits,
-  type SyncPlan,
+  type IptablesPlanLimits,
+  type IptablesSyncPlan,
 } from './sync-plan.js';
 
 export interface IptablesBackendOptions extends BackendOptions {
   /** Which iptables to drive; "auto" (default) detects the host's, as iptables-wrapper does. */
   readonly flavour?: IptablesFlavour | 'auto';
   /** Bounds of each kernel transaction. */
-  readonly limits?: PlanLimits;
+  readonly limits?: IptablesPlanLimits;
   /** Kill an iptables process after this long. Default 120 s. */
   readonly commandTimeoutMs?: number;
 }
@@ -180,7 +180,7 @@ export class IptablesBackend implements Backend {
   }
 
   /** Transaction bounds for a sync into a table holding `kernelChains` of our service chains. */
-  private limits(kernelChains = 0): PlanLimits {
+  private limits(kernelChains = 0): IptablesPlanLimits {
     if (this.options.limits) return this.options.limits;
     if (this.commands?.flavour === 'legacy') return LEGACY_LIMITS;
     return kernelChains >= POPULATED_TABLE_CHAINS ? POPULATED_LIMITS : DEFAULT_LIMITS;
@@ -340,7 +340,7 @@ export class IptablesBackend implements Backend {
       for (const [key, reason] of rules.skipped) logger.warn({ servicePort: key, reason }, 'service port skipped: its rules cannot be written safely');
 
       started = ctx.clock.now();
-      const plan: SyncPlan = planSync({
+      const plan: IptablesSyncPlan = planSync({
         rules,
         model: full ? undefined : this.model,
         full,
@@ -428,7 +428,7 @@ export class IptablesBackend implements Backend {
    */
   private async applyWhileComputing(
     builder: RuleSetBuilder,
-    limits: PlanLimits,
+    limits: IptablesPlanLimits,
     masqueradeBit: number,
     applied: Set<ServicePortKey>,
     timing: { computeMs: number },

@@ -1,7 +1,7 @@
 import { iptablesBackendFactory } from './backend.js';
 
 export { IptablesBackend, iptablesBackendFactory, type IptablesBackendOptions } from './backend.js';
-export { planSync, DEFAULT_LIMITS, LEGACY_LIMITS, type PlanInput, type PlanLimits, type SyncPlan, type Transaction } from './sync-plan.js';
+export { planSync, DEFAULT_LIMITS, LEGACY_LIMITS, type IptablesPlanInput, type IptablesPlanLimits, type IptablesSyncPlan, type Transaction } from './sync-plan.js';
 export { computeRules, renderFullPayload, type ComputeOptions, type RuleOptions, type RuleSet, type ServicePortRules } from './rules.js';
 export {
   KUBE_SERVICES,

@@ -39,7 +39,7 @@ export interface KernelModel {
   readonly serviceRuleCount: number;
 }
 
-export interface PlanLimits {
+export interface IptablesPlanLimits {
   /** Most payload lines of per-service chains in one transaction. */
   readonly maxLinesPerTransaction: number;
   /** Most service ports in one transaction. */
@@ -51,7 +51,7 @@ export interface PlanLimits {
  * kernel 6.18): the kernel's cost of a commit grows with the chains that exist, the tool's with
  * the square of the services in the transaction, and 100 services balance them.
  */
-export const DEFAULT_LIMITS: PlanLimits = { maxLinesPerTransaction: 5_000, maxServicesPerTransaction: 100 };
+export const DEFAULT_LIMITS: IptablesPlanLimits = { maxLinesPerTransaction: 5_000, maxServicesPerTransaction: 100 };
 
 /**
  * On iptables-nft, into a table already holding our rules (a restart, a periodic full sync):
@@ -59,7 +59,7 @@ export const DEFAULT_LIMITS: PlanLimits = { maxLinesPerTransaction: 5_000, maxSe
  * ones (about 0.4 s at 10k services), so fewer, larger transactions win. Measured at 10k
  * services rewriting a filled table: 100 per transaction 57 s, 250 30 s, 500 28 s, 1000 30 s.
  */
-export const POPULATED_LIMITS: PlanLimits = { maxLinesPerTransaction: 25_000, maxServicesPerTransaction: 500 };
+export const POPULATED_LIMITS: IptablesPlanLimits = { maxLinesPerTransaction: 25_000, maxServicesPerTransaction: 500 };
 
 /** Our service chains in the kernel from which POPULATED_LIMITS pay (about 2k services). */
 export const POPULATED_TABLE_CHAINS = 20_000;
@@ -68,9 +68,9 @@ export const POPULATED_TABLE_CHAINS = 20_000;
  * Legacy iptables replaces the whole table on every commit, so each extra transaction costs a
  * full table copy: few, larger transactions (still bounded) are fastest there.
  */
-export const LEGACY_LIMITS: PlanLimits = { maxLinesPerTransaction: 50_000, maxServicesPerTransaction: 1000 };
+export const LEGACY_LIMITS: IptablesPlanLimits = { maxLinesPerTransaction: 50_000, maxServicesPerTransaction: 1000 };
 
-export interface PlanInput {
+export interface IptablesPlanInput {
   readonly rules: RuleSet;
   /** What the kernel holds; undefined when unknown (start, after a failure): everything is written. */
   readonly model: KernelModel | undefined;
@@ -91,7 +91,7 @@ export interface PlanInput {
   readonly missingJumps?: readonly JumpRule[];
   /** Also (re)create KUBE-PROXY-CANARY in mangle, nat and filter. */
   readonly canary?: boolean;
-  readonly limits?: PlanLimits;
+  readonly limits?: IptablesPlanLimits;
 }
 
 export interface Transaction {
@@ -101,7 +101,7 @@ export interface Transaction {
   readonly lines: number;
 }
 
-export interface SyncPlan {
+export interface IptablesSyncPlan {
   /** In order: service chains, top-level chains, then (when many) stale-chain removal. Empty when nothing changed. */
   readonly transactions: readonly Transaction[];
   /** Top-level chains as the kernel holds them once every transaction succeeded. */
@@ -120,7 +120,7 @@ export interface SyncPlan {
 }
 
 /** The kernel's content after `plan` succeeded; reuses (and updates) `model`'s service-chain map. */
-export function commitPlan(model: KernelModel | undefined, plan: SyncPlan): KernelModel {
+export function commitPlan(model: KernelModel | undefined, plan: IptablesSyncPlan): KernelModel {
   const replace = plan.replaceServiceChains || !model;
   const serviceChains = replace ? new Map<string, readonly string[]>() : model.serviceChains;
   let count = replace ? 0 : model.serviceRuleCount;
@@ -162,7 +162,7 @@ export class ServiceGrouper {
   private group: Array<[ServicePortKey, ServicePortRules]> = [];
   private lines = 0;
 
-  constructor(private readonly limits: PlanLimits) {}
+  constructor(private readonly limits: IptablesPlanLimits) {}
 
   /** Adds a service port; returns the group it closed when it did not fit in it. */
   add(key: ServicePortKey, rules: ServicePortRules): Array<[ServicePortKey, ServicePortRules]> | undefined {
@@ -311,7 +311,7 @@ export function chainRemovalTransactions(table: 'nat' | 'filter' | 'mangle', cha
   return out;
 }
 
-export function planSync(input: PlanInput): SyncPlan {
+export function planSync(input: IptablesPlanInput): IptablesSyncPlan {
   const { rules, model, previous } = input;
   const limits = input.limits ?? DEFAULT_LIMITS;
   const everything = input.full || !model;

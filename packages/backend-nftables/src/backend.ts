@@ -41,7 +41,7 @@ import { NODEPORT_IPS_SET, SERVICE_CONTAINERS, TABLE, nftFamily, type NftFamily 
 import type { ServiceObjects } from './service-objects.js';
 import { baseChainRules, helperChainRules, type SetupOptions } from './setup.js';
 import { nftablesMetrics, type NftablesMetrics } from './metrics.js';
-import { planSync, type Elements, type HeldElement, type HeldState, type PlanLimits, type SyncPlan } from './sync-plan.js';
+import { planSync, type Elements, type HeldElement, type HeldState, type NftablesPlanLimits, type NftablesSyncPlan } from './sync-plan.js';
 import { NftTransaction, renderElement } from './transaction.js';
 
 export interface NftablesBackendOptions extends BackendOptions {
@@ -65,7 +65,7 @@ export class NftablesBackend implements Backend {
   readonly ipFamily: IPFamily;
   private readonly family: NftFamily;
   private readonly config: ProxyConfig;
-  private readonly limits: PlanLimits;
+  private readonly limits: NftablesPlanLimits;
   private readonly timeoutMs: number;
   private ctx: BackendContext | undefined;
 
@@ -167,7 +167,7 @@ export class NftablesBackend implements Backend {
    * The transactions a sync of `state` would run now, without running them (dry run).
    * Node-port addresses are taken as given (null: every local address).
    */
-  plan(state: ProxyState, changes: ChangeSet, nodePortIPs: readonly string[] | null = null, existing?: ExistingObjects): SyncPlan {
+  plan(state: ProxyState, changes: ChangeSet, nodePortIPs: readonly string[] | null = null, existing?: ExistingObjects): NftablesSyncPlan {
     const held: HeldState = {
       services: this.services,
       elements: this.elements,
@@ -219,7 +219,7 @@ export class NftablesBackend implements Backend {
     }
   }
 
-  private commit(plan: SyncPlan): void {
+  private commit(plan: NftablesSyncPlan): void {
     const now = this.requireCtx().clock.now();
     this.services = plan.next.services;
     const els = plan.next.elements;

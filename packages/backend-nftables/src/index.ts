@@ -1,7 +1,7 @@
 import { nftablesBackendFactory } from './backend.js';
 
 export { NftablesBackend, nftablesBackendFactory, type NftablesBackendOptions } from './backend.js';
-export { planSync, type HeldState, type PlanInput, type PlanLimits, type SyncPlan } from './sync-plan.js';
+export { planSync, type HeldState, type NftablesPlanInput, type NftablesPlanLimits, type NftablesSyncPlan } from './sync-plan.js';
 export {
   TABLE,
   BASE_CHAINS,

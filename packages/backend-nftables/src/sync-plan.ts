@@ -39,7 +39,7 @@ export interface HeldState {
 }
 
 /** The backend's fixed settings that shape a plan. */
-export interface PlanLimits {
+export interface NftablesPlanLimits {
   readonly ipFamily: IPFamily;
   readonly config: ProxyConfig;
   readonly servicesPerTransaction: number;
@@ -47,7 +47,7 @@ export interface PlanLimits {
   readonly staleDelayMs: number;
 }
 
-export interface PlanInput {
+export interface NftablesPlanInput {
   readonly state: ProxyState;
   readonly changes: ChangeSet;
   /** null: NodePorts on every local address. */
@@ -57,7 +57,7 @@ export interface PlanInput {
 }
 
 /** What one sync would send to nft, and the bookkeeping it leads to once applied. */
-export interface SyncPlan {
+export interface NftablesSyncPlan {
   readonly full: boolean;
   /** In order; each is one `nft -f -` run. */
   readonly transactions: readonly NftTransaction[];
@@ -78,7 +78,7 @@ export interface SyncPlan {
 }
 
 /** The transactions a sync runs, and the bookkeeping once they are applied. */
-export function planSync(input: PlanInput, held: HeldState, limits: PlanLimits): SyncPlan {
+export function planSync(input: NftablesPlanInput, held: HeldState, limits: NftablesPlanLimits): NftablesSyncPlan {
   const { state, changes, nodePortIPs, existing } = input;
   const family = nftFamily(limits.ipFamily);
   // full: what the kernel holds is not known for sure, so everything is rewritten. A node change
@@ -201,7 +201,7 @@ export function planSync(input: PlanInput, held: HeldState, limits: PlanLimits):
   // element has to appear, go or change value.
   const final = newTx();
   let elementChanges = 0;
-  let nextElements: SyncPlan['next']['elements'];
+  let nextElements: NftablesSyncPlan['next']['elements'];
   const lazyDeletions: [string, string][] = [];
   if (full) {
     const store: Elements = new Map();
