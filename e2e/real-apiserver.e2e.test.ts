@@ -187,14 +187,14 @@ describe.skipIf(unsupported !== undefined)(`kube-proxy against the real kube-api
   const limitedUser = serviceAccountUser('kube-system', LIMITED_SA);
   let daemons = 0;
 
-  const startDaemon = async (config: string): Promise<NetnsProcess> => {
+  const startDaemon = async (config: string, extraArgs: readonly string[] = []): Promise<NetnsProcess> => {
     const d = new NetnsProcess(
       'kube-proxy-ts',
       sb.netns('node'),
       [
         process.execPath, CLI, `--kubeconfig=${config}`, '--proxy-mode=iptables', `--hostname-override=${NODE_NAME}`,
         `--cluster-cidr=${sb.plan.clusterCIDR}`, '--iptables-min-sync-period=500ms', '--iptables-sync-period=30s',
-        '--healthz-bind-address=127.0.0.1:10256', '--metrics-bind-address=127.0.0.1:10249', '--v=2',
+        '--healthz-bind-address=127.0.0.1:10256', '--metrics-bind-address=127.0.0.1:10249', '--v=2', ...extraArgs,
       ],
       join(dir, `daemon-${++daemons}.log`),
       { ...process.env, KUBE_PROXY_WATCH_IDLE_TIMEOUT: `${WATCH_IDLE_TIMEOUT_S}s` },
@@ -442,6 +442,26 @@ describe.skipIf(unsupported !== undefined)(`kube-proxy against the real kube-api
     const refused = cp.auditEvents(local).filter((e) => e.user.username === limitedUser && e.responseStatus?.code === 403);
     expect(refused.length).toBeGreaterThan(0);
     expect(refused.every((e) => e.objectRef?.resource === 'servicecidrs')).toBe(true);
+  }, 120_000);
+
+  it('resyncs every configSyncPeriod with lists not older than what it saw, which the API server accepts', async () => {
+    expect(await daemon?.stop()).toBe(0);
+    const auditBefore = cp.auditEvents(local).length;
+    const d = await startDaemon(kubeconfig, ['--config-sync-period=2s']);
+    await setWebEndpoints(['pod1', 'pod3']);
+    await webIs(['pod1', 'pod3'], 60_000);
+    await waitFor('two resyncs', async () => {
+      const resyncs = cp.auditEvents(local).slice(auditBefore).filter((e) => e.user.username === proxyUser && e.verb === 'list' && e.requestURI.includes('resourceVersionMatch=NotOlderThan'));
+      return new Set(resyncs.map((e) => e.objectRef?.resource)).size >= 2 && resyncs.length >= 4;
+    }, 20_000);
+    const resyncs = cp.auditEvents(local).slice(auditBefore).filter((e) => e.user.username === proxyUser && e.requestURI.includes('resourceVersionMatch=NotOlderThan'));
+    expect(resyncs.filter((e) => e.responseStatus?.code !== 200).map((e) => `${e.responseStatus?.code} ${e.requestURI}`)).toEqual([]);
+    expect(resyncs.some((e) => /[?&]limit=/.test(e.requestURI))).toBe(false);
+    expect(d.output).not.toContain('restarting informer');
+    await rulesMatchApi(10_000);
+    // Leave the endpoints as the next test expects them.
+    await setWebEndpoints(['pod2', 'pod3']);
+    await webIs(['pod2', 'pod3'], 60_000);
   }, 120_000);
 
   it(`lists ${BULK} Services in pages (limit/continue) and programs every one`, async () => {

@@ -11,7 +11,9 @@
 //    fixed long wait: a kube-apiserver that has just started answers 403 until its RBAC caches are
 //    filled, and that must not cost the ServiceCIDRs for the whole interval.
 //  - Every resyncPeriodMs (configSyncPeriod) the informer lists again and diffs: a change found
-//    then is one the watch never delivered, and is applied and logged as such.
+//    then is one the watch never delivered, and is applied and logged as such. That list asks for
+//    a state not older than the last one seen, whole: the API server answers it from its watch
+//    cache, so a period on every node costs no etcd read.
 // Every restart is logged and counted in kubeproxy_informer_restarts_total{resource}.
 
 import { type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
@@ -25,10 +27,13 @@ import type { WatchdogOptions } from './types.js';
 export interface ListPageRequest {
   labelSelector?: string;
   fieldSelector?: string;
-  limit: number;
+  /** Unset: the whole collection in one response. */
+  limit?: number;
   _continue?: string;
   /** "0" on the very first list: any recent state will do, so the API server answers from its watch cache, in one response. */
   resourceVersion?: string;
+  /** "NotOlderThan" on a resync's list: the state seen so far or newer, from the watch cache. */
+  resourceVersionMatch?: string;
 }
 
 export interface InformerSpec<T extends KubernetesObject> {
@@ -92,6 +97,8 @@ export class ResilientInformer<T extends KubernetesObject> {
   private watchHealthySince = 0;
   /** The server answered 404 or 403 for this resource, and it was logged. */
   private unavailable = false;
+  /** The newest resourceVersion a list or a watch event (bookmarks included) carried. */
+  private lastSeenRV: string | undefined;
 
   constructor(
     private readonly spec: InformerSpec<T>,
@@ -241,14 +248,17 @@ export class ResilientInformer<T extends KubernetesObject> {
   private async list(gen: Generation): Promise<KubernetesListObject<KubernetesObject>> {
     const items: T[] = [];
     const fromCache = !this.synced;
+    const resyncFrom = gen.resync ? this.lastSeenRV : undefined;
     let resourceVersion: string | undefined;
     let next: string | undefined;
     do {
+      const first = next === undefined;
       const page = await this.spec.listPage({
         labelSelector: this.spec.labelSelector,
         fieldSelector: this.spec.fieldSelector,
-        limit: this.spec.pageSize ?? DEFAULT_LIST_PAGE_SIZE,
-        ...(next ? { _continue: next } : fromCache ? { resourceVersion: '0' } : {}),
+        ...(first && resyncFrom !== undefined
+          ? { resourceVersion: resyncFrom, resourceVersionMatch: 'NotOlderThan' }
+          : { limit: this.spec.pageSize ?? DEFAULT_LIST_PAGE_SIZE, ...(next ? { _continue: next } : fromCache ? { resourceVersion: '0' } : {}) }),
       });
       // A newer informer took over while this list was in flight: make this one give up quietly.
       if (!this.isCurrent(gen)) throw new Error('superseded');
@@ -264,6 +274,7 @@ export class ResilientInformer<T extends KubernetesObject> {
       next = page.metadata?._continue || undefined;
       this.feedWatchdog(gen);
     } while (next);
+    this.lastSeenRV = resourceVersion ?? this.lastSeenRV;
     const changes = this.spec.diff.replaceAll(items);
     const missed = changes.added + changes.updated + changes.deleted;
     if (gen.resync && missed > 0) this.logger.warn({ ...changes, resourceVersion }, 'resync found changes the watch had not delivered');
@@ -295,6 +306,8 @@ export class ResilientInformer<T extends KubernetesObject> {
       },
       event: (type: string, obj: unknown) => {
         this.feedWatchdog(gen);
+        const rv = (obj as { metadata?: { resourceVersion?: unknown } } | undefined)?.metadata?.resourceVersion;
+        if (type !== 'ERROR' && typeof rv === 'string' && rv !== '') this.lastSeenRV = rv;
         if (type !== 'ERROR') {
           this.backoff.reset();
           return;

@@ -281,6 +281,9 @@ describe('Kubernetes source (client-node informers against the test API server)'
     server.apply('services', service('ns1', 'missed'));
     await waitFor('the service the watch never delivered', () => 'ns1/missed' in handler.versions('Service'), 3000);
     expect(server.requestsOf('list', 'services').length).toBeGreaterThan(listsBefore);
+    // Not older than what was seen, whole: what the API server answers from its watch cache.
+    const resync = server.requestsOf('list', 'services').slice(listsBefore)[0]!.query;
+    expect([resync.resourceVersionMatch, resync.limit, Number(resync.resourceVersion) > 0]).toEqual(['NotOlderThan', undefined, true]);
     expect(logger.at('warn').filter((e) => e.msg === 'resync found changes the watch had not delivered').map((e) => [e.fields.resource, e.fields.added])).toContainEqual(['services', 1]);
     // A resync is not a failure.
     expect(await restarts(registry)).toEqual({});
