@@ -7,7 +7,7 @@
 
 import { createServer } from 'node:http';
 import { ProxyStateTracker } from '@kube-proxy-ts/core';
-import { loadKubeConfig, startKubernetesSource, startManifestSource } from '@kube-proxy-ts/kube-proxy/sources';
+import { loadClusterAccess, startKubernetesSource, startManifestSource } from '@kube-proxy-ts/kube-proxy/sources';
 
 const flag = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const [host, port] = (flag('metrics-bind-address') ?? '127.0.0.1:10249').split(':') as [string, string];
@@ -17,10 +17,14 @@ const manifests = flag('manifests');
 const kubeconfig = flag('kubeconfig');
 const source = manifests
   ? startManifestSource({ path: manifests, handler: tracker, logger: silent })
-  : startKubernetesSource({ kubeConfig: loadKubeConfig(kubeconfig), nodeName: 'bench-node', handler: tracker, logger: silent, clientConnection: { qps: 5, burst: 10 } });
+  : startKubernetesSource({ cluster: loadClusterAccess(kubeconfig), nodeName: 'bench-node', handler: tracker, logger: silent, clientConnection: { qps: 5, burst: 10 } });
 let syncedAt = 0;
 createServer((_req, res) => {
-  res.end(`kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"} ${syncedAt}\nkubeproxy_sync_full_proxy_rules_duration_seconds_sum{ip_family="IPv4"} 0\n`);
+  const m = process.memoryUsage();
+  res.end(
+    `kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"} ${syncedAt}\nkubeproxy_sync_full_proxy_rules_duration_seconds_sum{ip_family="IPv4"} 0\n` +
+      `nodejs_heap_size_total_bytes ${m.heapTotal}\nnodejs_heap_size_used_bytes ${m.heapUsed}\nnodejs_external_memory_bytes ${m.external}\n`,
+  );
 }).listen(Number(port), host);
 await source.ready;
 console.log('Sources synced');

@@ -53,6 +53,8 @@ interface RunResult extends RunSpec {
   rssAfterFirstSyncMiB: number;
   peakRssMiB: number;
   rssSteadyMiB: number;
+  /** At steady state, from the daemon's nodejs_* metrics: V8's heap (committed, live after the last GC) and memory outside it. */
+  heapSteadyMiB: { total: number; used: number; external: number };
   editMs: number[];
   programmingMetricMs: number[];
   lastEditInKernel: boolean;
@@ -303,6 +305,12 @@ async function runInside(spec: RunSpec): Promise<RunResult> {
     const fullSyncMs = metric(m0, 'sync_full_proxy_rules_duration_seconds_sum') * 1000;
     await sleep(steadyMs);
     const steady = procStatus(pid);
+    const mSteady = await metrics();
+    const heapSteadyMiB = {
+      total: (mSteady.get('nodejs_heap_size_total_bytes') ?? NaN) / 2 ** 20,
+      used: (mSteady.get('nodejs_heap_size_used_bytes') ?? NaN) / 2 ** 20,
+      external: (mSteady.get('nodejs_external_memory_bytes') ?? NaN) / 2 ** 20,
+    };
 
     const editMs: number[] = [];
     const programmingMetricMs: number[] = [];
@@ -363,6 +371,7 @@ async function runInside(spec: RunSpec): Promise<RunResult> {
       rssAfterFirstSyncMiB: first.rss,
       peakRssMiB: final.hwm,
       rssSteadyMiB: Math.max(steady.rss, final.rss),
+      heapSteadyMiB,
       editMs,
       programmingMetricMs,
       lastEditInKernel,
@@ -389,7 +398,7 @@ const mib = (x: number) => `${Math.round(x)} MiB`;
 function row(r: RunResult): string {
   const edit = r.editMs.length ? `${sec(pct(r.editMs, 50))} / ${sec(pct(r.editMs, 99))}` : '-';
   const np = r.programmingMetricMs.length ? `${sec(pct(r.programmingMetricMs, 50))} / ${sec(pct(r.programmingMetricMs, 99))}` : '-';
-  return `| ${r.mode} | ${r.source} | ${r.services} x ${r.endpoints} | ${sec(r.startToSyncedMs)} | ${sec(r.startToRulesMs)} | ${sec(r.fullSyncMs)} | ${sec(r.startToRulesMs - r.fullSyncMs)} | ${mib(r.rssAfterFirstSyncMiB)} | ${mib(r.peakRssMiB)} | ${mib(r.rssSteadyMiB)} | ${edit} | ${np} | ${r.lastEditInKernel ? 'yes' : 'NO'} | ${r.load[0].toFixed(1)}-${r.load[1].toFixed(1)} |`;
+  return `| ${r.mode} | ${r.source} | ${r.services} x ${r.endpoints} | ${sec(r.startToSyncedMs)} | ${sec(r.startToRulesMs)} | ${sec(r.fullSyncMs)} | ${sec(r.startToRulesMs - r.fullSyncMs)} | ${mib(r.rssAfterFirstSyncMiB)} | ${mib(r.peakRssMiB)} | ${mib(r.rssSteadyMiB)} | ${mib(r.heapSteadyMiB.total)} / ${mib(r.heapSteadyMiB.used)} / ${mib(r.heapSteadyMiB.external)} | ${edit} | ${np} | ${r.lastEditInKernel ? 'yes' : 'NO'} | ${r.load[0].toFixed(1)}-${r.load[1].toFixed(1)} |`;
 }
 
 async function main(): Promise<void> {
@@ -408,7 +417,7 @@ async function main(): Promise<void> {
   const sizes = arg('sizes', '10000x10').split(',');
   const results: RunResult[] = [];
   const header =
-    '| mode | source | services x endpoints | start to sources synced | start to rules | backend full sync | the rest | RSS after first sync | peak RSS | RSS steady | edit to rules p50 / p99 | network_programming p50 / p99 | last edit in kernel | load |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|';
+    '| mode | source | services x endpoints | start to sources synced | start to rules | backend full sync | the rest | RSS after first sync | peak RSS | RSS steady | heap total / used / external, steady | edit to rules p50 / p99 | network_programming p50 / p99 | last edit in kernel | load |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|';
   for (const size of sizes) {
     for (const mode of modes) {
       for (const source of sources) {

@@ -84,6 +84,19 @@ describe('nftables fixed parts', () => {
     expect(found.map((d) => `${d.kind} ${d.chain}`)).toEqual(['definition nat-prerouting', 'missing service-ips']);
     expect(found[1]!.item).toContain('10.96.0.2');
   });
+
+  it('compares the rules of base chains and upstream helper chains in order, not those of service chains', () => {
+    const withRules = (rules: Array<[string, string]>) => {
+      const doc = JSON.parse(table(-100, [])) as { nftables: unknown[] };
+      for (const [chain, target] of rules) doc.nftables.push({ rule: { family: 'ip', table: 'kube-proxy', chain, handle: doc.nftables.length, expr: [{ jump: { target } }] } });
+      return normaliseNftJson(JSON.stringify(doc));
+    };
+    const upstream = withRules([['nat-prerouting', 'services'], ['masquerading', 'mark-for-masquerade'], ['masquerading', 'reject-chain']]);
+    // Handles differ (they always do): not a difference. A service chain's rules are ours to lay out.
+    expect(diffNftables('ipv4', upstream, withRules([['service-ABCD-ns/svc/tcp/p80', 'x'], ['nat-prerouting', 'services'], ['masquerading', 'mark-for-masquerade'], ['masquerading', 'reject-chain']]))).toEqual([]);
+    const found = diffNftables('ipv4', upstream, withRules([['nat-prerouting', 'masquerading'], ['masquerading', 'reject-chain'], ['masquerading', 'mark-for-masquerade']]));
+    expect(found.map((d) => `${d.kind} ${d.chain}`)).toEqual(['order masquerading', 'missing nat-prerouting', 'extra nat-prerouting']);
+  });
 });
 
 describe('the list of accepted differences', () => {

@@ -119,7 +119,23 @@ export function diffIptables(family: Family, upstream: NormalTables, ours: Norma
   return out;
 }
 
-// --- nftables: only what is fixed (table, base chains, service chain names, named sets/maps) ---
+// --- nftables: only what is fixed (table, base chains, service chain names, named sets/maps, and
+// the rules of the base chains and of upstream's helper chains) ---
+
+/**
+ * Chains below the base chains whose rules are compared: upstream's dispatch and check chains,
+ * which hold no per-service rules, so an operator reading them sees upstream's rules.
+ */
+const COMPARED_HELPER_CHAINS = new Set([
+  'services',
+  'service-endpoints-check',
+  'nodeport-endpoints-check',
+  'firewall-check',
+  'cluster-ips-check',
+  'reject-chain',
+  'mark-for-masquerade',
+  'masquerading',
+]);
 
 interface NftJsonChain { name: string; type?: string; hook?: string; prio?: number; policy?: string }
 interface NftJsonSet { name: string; type: unknown; map?: unknown; flags?: unknown; elem?: unknown[] }
@@ -134,12 +150,17 @@ export interface NftFixed {
   sets: Map<string, string>;
   /** set/map name -> its elements, each as JSON, sorted. */
   elements: Map<string, string[]>;
+  /** Base and compared helper chain -> its rules in order, each as JSON (expressions and comment). */
+  rules: Map<string, string[]>;
 }
 
 export function normaliseNftJson(json: string): NftFixed {
   const doc = JSON.parse(json) as { nftables?: Array<Record<string, unknown>> };
-  const fixed: NftFixed = { baseChains: new Map(), chains: new Set(), sets: new Map(), elements: new Map() };
+  const fixed: NftFixed = { baseChains: new Map(), chains: new Set(), sets: new Map(), elements: new Map(), rules: new Map() };
+  const rules: Array<{ chain: string; expr: unknown; comment?: unknown }> = [];
   for (const entry of doc.nftables ?? []) {
+    const rule = entry.rule as { chain: string; expr: unknown; comment?: unknown } | undefined;
+    if (rule) rules.push(rule);
     const chain = entry.chain as NftJsonChain | undefined;
     if (chain) {
       if (chain.hook) fixed.baseChains.set(chain.name, `type ${chain.type} hook ${chain.hook} priority ${chain.prio} policy ${chain.policy ?? 'accept'}`);
@@ -151,6 +172,12 @@ export function normaliseNftJson(json: string): NftFixed {
       fixed.sets.set(set.name, `${entry.map ? 'map' : 'set'} ${type(set.type)}${set.map !== undefined ? ` : ${type(set.map)}` : ''}`);
       fixed.elements.set(set.name, (set.elem ?? []).map((e) => JSON.stringify(e)).sort());
     }
+  }
+  for (const { chain, expr, comment } of rules) {
+    if (!fixed.baseChains.has(chain) && !COMPARED_HELPER_CHAINS.has(chain)) continue;
+    const list = fixed.rules.get(chain) ?? [];
+    list.push(JSON.stringify(comment === undefined ? { expr } : { expr, comment }));
+    fixed.rules.set(chain, list);
   }
   return fixed;
 }
@@ -169,6 +196,16 @@ export function diffNftables(family: Family, upstream: NftFixed, ours: NftFixed)
   const { onlyA, onlyB } = multisetDiff([...upstream.chains].sort(), [...ours.chains].sort());
   for (const c of onlyA) add(c, 'missing', 'chain');
   for (const c of onlyB) add(c, 'extra', 'chain');
+  for (const name of [...new Set([...upstream.rules.keys(), ...ours.rules.keys()])].sort()) {
+    const u = upstream.rules.get(name) ?? [];
+    const o = ours.rules.get(name) ?? [];
+    const d = multisetDiff(u, o);
+    for (const r of d.onlyA) add(name, 'missing', `rule ${r}`);
+    for (const r of d.onlyB) add(name, 'extra', `rule ${r}`);
+    if (d.onlyA.length === 0 && d.onlyB.length === 0 && u.join('\n') !== o.join('\n')) {
+      add(name, 'order', `upstream:\n    ${u.join('\n    ')}\n  ours:\n    ${o.join('\n    ')}`);
+    }
+  }
   for (const name of [...new Set([...upstream.sets.keys(), ...ours.sets.keys()])].sort()) {
     const u = upstream.sets.get(name);
     const o = ours.sets.get(name);

@@ -203,13 +203,13 @@ async function startSource(
   if (options.manifests) {
     return sources.startManifestSource({ path: options.manifests, handler, logger, nodeName: deps.nodeName });
   }
-  let kubeConfig: ReturnType<typeof sources.loadKubeConfig>;
+  let cluster: ReturnType<typeof sources.loadClusterAccess>;
   try {
-    kubeConfig = sources.loadKubeConfig(options.config.clientConnection.kubeconfig || undefined, options.master);
+    cluster = sources.loadClusterAccess(options.config.clientConnection.kubeconfig || undefined, options.master);
   } catch (err) {
     // A missing or unreadable kubeconfig, or no cluster to fall back to: the user's to fix, so say it plainly.
     throw new StartupError(`cannot create the Kubernetes client: ${(err as Error).message}`);
   }
   const { qps, burst } = options.config.clientConnection;
-  return sources.startKubernetesSource({ kubeConfig, nodeName: deps.nodeName, handler, logger, metrics: deps.registry, clientConnection: { qps, burst }, resyncPeriodMs: options.config.configSyncPeriod });
+  return sources.startKubernetesSource({ cluster, nodeName: deps.nodeName, handler, logger, metrics: deps.registry, clientConnection: { qps, burst }, resyncPeriodMs: options.config.configSyncPeriod });
 }

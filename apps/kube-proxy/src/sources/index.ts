@@ -3,7 +3,7 @@
  * union of the ServiceCIDRs (onServiceCIDRsChanged; never waited for, a 404 only logged once):
  *
  *   const source = startManifestSource({ path, handler, logger, nodeName });   // --manifests PATH
- *   const source = startKubernetesSource({ kubeConfig, nodeName, handler, logger, metrics, watchdog });
+ *   const source = startKubernetesSource({ cluster, nodeName, handler, logger, metrics, watchdog });
  *   await source.ready;   // all three kinds reported synced (on...Synced called once each)
  *   await source.stop();  // no handler call after it resolves
  *
@@ -12,11 +12,12 @@
  * Kubernetes source retries (with backoff) until the API server answers, and counts every
  * informer restart in kubeproxy_informer_restarts_total{resource}.
  *
- * loadKubeConfig(path?, master?) reads a kubeconfig file (master overrides its server), or uses
+ * loadClusterAccess(path?, master?) reads a kubeconfig file (master overrides its server), or uses
  * the in-cluster service account when neither is given.
  */
 export type { Source, ManifestSourceOptions, KubernetesSourceOptions, WatchdogOptions } from './types.js';
 export { startManifestSource } from './manifest.js';
-export { startKubernetesSource, loadKubeConfig } from './kubernetes.js';
+export { startKubernetesSource } from './kubernetes.js';
+export { loadClusterAccess, type ClusterAccess } from './kubeconfig.js';
 export { PROXIED_OBJECTS_LABEL_SELECTOR } from './kinds.js';
 export type { NodeEvent, NodeEventRecorder } from './node-events.js';

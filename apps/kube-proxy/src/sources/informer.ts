@@ -1,11 +1,13 @@
-// One resource's list+watch on client-node's ListWatch informer, hardened against its weak spots:
+// One resource's list+watch, as client-go's reflector runs it, with a few guards of its own:
+//  - A list is diffed against what the handler last saw (ObjectDiff), so a relist or a restart
+//    emits only real changes (including deletes of objects gone meanwhile). The objects are held
+//    once, there: no second cache of every object.
+//  - A watch the server ends is renewed from the last resourceVersion seen; after 410 Gone the
+//    resource is listed again.
 //  - A watch can stall without the connection closing: a watchdog restarts the informer when no
 //    event (bookmarks included; they are requested) arrived for idleTimeoutMs.
-//  - ListWatch gives up on any error but 410 (a failed list, a dropped connection, an HTTP error):
-//    the informer is rebuilt after a jittered, growing backoff.
-//  - ListWatch reports updates without the previous object and relists after 410 on its own: the
-//    list goes through this class, which diffs it against what the handler last saw, so a relist or
-//    a restart emits only real changes (including deletes of objects gone meanwhile).
+//  - Any other error (a failed list, a dropped connection, an HTTP error, an ERROR event) rebuilds
+//    the informer after a jittered, growing backoff.
 //  - An optional API the server does not have (404) or does not let us list (403): said once, then
 //    looked for again after a delay that grows from the first backoff to unavailableRetryMs. Not a
 //    fixed long wait: a kube-apiserver that has just started answers 403 until its RBAC caches are
@@ -16,11 +18,12 @@
 //    cache, so a period on every node costs no etcd read.
 // Every restart is logged and counted in kubeproxy_informer_restarts_total{resource}.
 
-import { type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
+import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '@kube-proxy-ts/core';
 import type { Counter } from 'prom-client';
 import { Backoff } from './backoff.js';
 import { ObjectDiff } from './object-diff.js';
+import type { ApiClient, Query, WatchEventHandler } from './rest-client.js';
 import type { WatchdogOptions } from './types.js';
 
 /** Query parameters of one list page. */
@@ -29,7 +32,7 @@ export interface ListPageRequest {
   fieldSelector?: string;
   /** Unset: the whole collection in one response. */
   limit?: number;
-  _continue?: string;
+  continue?: string;
   /** "0" on the very first list: any recent state will do, so the API server answers from its watch cache, in one response. */
   resourceVersion?: string;
   /** "NotOlderThan" on a resync's list: the state seen so far or newer, from the watch cache. */
@@ -59,7 +62,7 @@ export interface InformerSpec<T extends KubernetesObject> {
 }
 
 export interface InformerOptions {
-  kubeConfig: KubeConfig;
+  client: ApiClient;
   logger: Logger;
   restarts?: Counter<'resource'>;
   watchdog?: WatchdogOptions;
@@ -75,7 +78,6 @@ interface Generation {
   id: number;
   /** Started by the periodic resync, not by a failure or the start. */
   resync: boolean;
-  listWatch?: ListWatch<KubernetesObject>;
   controllers: Set<AbortController>;
 }
 
@@ -132,14 +134,13 @@ export class ResilientInformer<T extends KubernetesObject> {
     await this.retire();
   }
 
-  /** Tear down the current ListWatch; its late callbacks are ignored from now on. */
+  /** Tear down the current generation; its late callbacks are ignored from now on. */
   private async retire(): Promise<void> {
     const gen = this.current;
     this.current = undefined;
     if (!gen) return;
     for (const c of gen.controllers) c.abort();
     gen.controllers.clear();
-    await gen.listWatch?.stop().catch(() => undefined);
   }
 
   private isCurrent(gen: Generation): boolean {
@@ -150,31 +151,41 @@ export class ResilientInformer<T extends KubernetesObject> {
     if (this.stopped) return;
     const gen: Generation = { id: ++this.nextId, resync, controllers: new Set() };
     this.current = gen;
-    const watch = new GuardedWatch(this.options.kubeConfig, this.watchHooks(gen));
-    const lw = new ListWatch<KubernetesObject>(
-      this.spec.path,
-      watch,
-      () => this.list(gen),
-      false,
-      this.spec.labelSelector,
-      this.spec.fieldSelector,
-    );
-    gen.listWatch = lw;
-    const upsert = (obj: KubernetesObject) => {
-      if (this.isCurrent(gen)) this.spec.diff.upsert(obj as T);
-    };
-    lw.on('add', upsert);
-    lw.on('update', upsert);
-    lw.on('delete', (obj) => {
-      if (this.isCurrent(gen)) this.spec.diff.remove(obj as T);
-    });
-    lw.on('error', (err?: unknown) => {
-      if (this.isCurrent(gen)) this.failed('informer stopped', err);
-    });
     this.feedWatchdog(gen);
-    lw.start().catch((err: unknown) => {
-      if (this.isCurrent(gen)) this.failed('informer failed', err);
-    });
+    void this.listAndWatch(gen);
+  }
+
+  private async listAndWatch(gen: Generation): Promise<void> {
+    let resourceVersion: string;
+    try {
+      resourceVersion = await this.list(gen);
+    } catch (err) {
+      if (this.isCurrent(gen)) this.failed('informer stopped', err);
+      return;
+    }
+    if (this.isCurrent(gen)) await this.watchFrom(gen, resourceVersion);
+  }
+
+  /** Watches from `resourceVersion`; renews the watch when the server ends it, relists after 410. */
+  private async watchFrom(gen: Generation, resourceVersion: string): Promise<void> {
+    let rv = resourceVersion;
+    let gone = false;
+    const onEvent: WatchEventHandler = (type, obj) => {
+      if (!this.isCurrent(gen)) return;
+      if (type === 'ADDED' || type === 'MODIFIED') this.spec.diff.upsert(obj as T);
+      else if (type === 'DELETED') this.spec.diff.remove(obj as T);
+      else if (type === 'ERROR') gone = true; // only 410 gets here: GuardedWatch fails on any other
+      const next = (obj as { metadata?: { resourceVersion?: unknown } } | undefined)?.metadata?.resourceVersion;
+      if (type !== 'ERROR' && typeof next === 'string' && next !== '') rv = next;
+    };
+    const onDone = (err: unknown) => {
+      if (!this.isCurrent(gen)) return;
+      if (gone || isGone(err)) void this.listAndWatch(gen);
+      else if (err) this.failed('informer stopped', err);
+      else void this.watchFrom(gen, rv);
+    };
+    const query: Query = { resourceVersion: rv, labelSelector: this.spec.labelSelector, fieldSelector: this.spec.fieldSelector };
+    await new GuardedWatch(this.options.client, this.watchHooks(gen)).watch(this.spec.path, query, onEvent, onDone);
   }
 
   private failed(what: string, err: unknown): void {
@@ -245,7 +256,7 @@ export class ResilientInformer<T extends KubernetesObject> {
    * (the limit does not apply), instead of reading etcd page by page under the client's rate limit.
    * Later lists (after a 410 or a restart) read the current state, page by page.
    */
-  private async list(gen: Generation): Promise<KubernetesListObject<KubernetesObject>> {
+  private async list(gen: Generation): Promise<string> {
     const items: T[] = [];
     const fromCache = !this.synced;
     const resyncFrom = gen.resync ? this.lastSeenRV : undefined;
@@ -258,7 +269,7 @@ export class ResilientInformer<T extends KubernetesObject> {
         fieldSelector: this.spec.fieldSelector,
         ...(first && resyncFrom !== undefined
           ? { resourceVersion: resyncFrom, resourceVersionMatch: 'NotOlderThan' }
-          : { limit: this.spec.pageSize ?? DEFAULT_LIST_PAGE_SIZE, ...(next ? { _continue: next } : fromCache ? { resourceVersion: '0' } : {}) }),
+          : { limit: this.spec.pageSize ?? DEFAULT_LIST_PAGE_SIZE, ...(next ? { continue: next } : fromCache ? { resourceVersion: '0' } : {}) }),
       });
       // A newer informer took over while this list was in flight: make this one give up quietly.
       if (!this.isCurrent(gen)) throw new Error('superseded');
@@ -271,7 +282,7 @@ export class ResilientInformer<T extends KubernetesObject> {
         }
       }
       resourceVersion ??= page.metadata?.resourceVersion;
-      next = page.metadata?._continue || undefined;
+      next = (page.metadata as { continue?: string } | undefined)?.continue || undefined;
       this.feedWatchdog(gen);
     } while (next);
     this.lastSeenRV = resourceVersion ?? this.lastSeenRV;
@@ -289,7 +300,7 @@ export class ResilientInformer<T extends KubernetesObject> {
       this.synced = true;
       this.options.onSynced();
     }
-    return { apiVersion: 'v1', kind: 'List', metadata: { resourceVersion }, items };
+    return resourceVersion ?? '';
   }
 
   private watchHooks(gen: Generation): WatchHooks {
@@ -339,24 +350,17 @@ interface WatchHooks {
 }
 
 /**
- * client-node's Watch with what ListWatch does not do: request bookmarks and a server-side
- * timeout, report activity to the watchdog, convert event objects to the typed model, and make
- * sure a superseded or stopped informer never delivers an event.
+ * One watch request of an informer generation: it asks for bookmarks and a server-side timeout,
+ * reports activity to the watchdog, converts event objects to the typed model, and makes sure a
+ * superseded or stopped informer never delivers an event.
  */
-class GuardedWatch extends Watch {
+class GuardedWatch {
   constructor(
-    config: KubeConfig,
+    private readonly client: ApiClient,
     private readonly hooks: WatchHooks,
-  ) {
-    super(config);
-  }
+  ) {}
 
-  override async watch(
-    path: string,
-    queryParams: Record<string, string | number | boolean | undefined>,
-    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
-    done: (err: unknown) => void,
-  ): Promise<AbortController> {
+  async watch(path: string, queryParams: Query, callback: WatchEventHandler, done: (err: unknown) => void): Promise<AbortController> {
     const hooks = this.hooks;
     if (!hooks.isCurrent()) {
       const dead = new AbortController();
@@ -383,7 +387,7 @@ class GuardedWatch extends Watch {
         if (hooks.isCurrent()) done(null);
       }, delay);
     };
-    const onEvent = (type: string, obj: unknown, raw?: unknown) => {
+    const onEvent = (type: string, obj: unknown) => {
       if (finished || !hooks.isCurrent()) return;
       events++;
       hooks.event(type, obj);
@@ -395,12 +399,12 @@ class GuardedWatch extends Watch {
           hooks.logger.warn({ err: describeError(err), type }, 'skipping undecodable watch event');
           return;
         }
-        callback(type, typed, raw);
+        callback(type, typed);
         return;
       }
       if (type === 'ERROR' && (obj as { code?: unknown } | undefined)?.code !== 410) {
-        // ListWatch would re-watch from the same resourceVersion at once and likely fail the same
-        // way; as client-go's reflector, treat it as a failure: back off, then relist.
+        // Watching again from the same resourceVersion would likely fail the same way; as
+        // client-go's reflector, treat it as a failure: back off, then relist.
         const status = obj as { code?: number; message?: string } | undefined;
         const err = Object.assign(new Error(`watch error: ${status?.message ?? 'unknown'}`), { statusCode: status?.code });
         // Report first: aborting makes the stream fail with an AbortError, which must not win.
@@ -408,11 +412,11 @@ class GuardedWatch extends Watch {
         controller?.abort();
         return;
       }
-      callback(type, obj, raw);
+      callback(type, obj);
     };
     const params = { ...queryParams, allowWatchBookmarks: true, timeoutSeconds: hooks.timeoutSeconds() };
     try {
-      controller = await super.watch(path, params, onEvent, onDone);
+      controller = await this.client.watch(path, params, onEvent, onDone);
     } catch (err) {
       // Watch reports request errors through done; this catches set-up errors (no cluster, bad auth config).
       onDone(err);

@@ -11,7 +11,8 @@ import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RecordingHandler, type RecordedKind, type FailureRule, type ResourceName, type StoredObject, TestApiServer, serviceCIDR, writeKubeconfig } from '@kube-proxy-ts/testing/apiserver';
 import { LABEL_HEADLESS, LABEL_SERVICE_PROXY_NAME, PROXIED_OBJECTS_LABEL_SELECTOR } from './kinds.js';
-import { WATCH_IDLE_TIMEOUT_ENV, loadKubeConfig, startKubernetesSource, watchdogFromEnvironment } from './kubernetes.js';
+import { WATCH_IDLE_TIMEOUT_ENV, startKubernetesSource, watchdogFromEnvironment } from './kubernetes.js';
+import { loadClusterAccess } from './kubeconfig.js';
 import { toTyped } from './typed.js';
 import type { Source, WatchdogOptions } from './types.js';
 
@@ -63,8 +64,8 @@ describe('Kubernetes source (client-node informers against the test API server)'
   let source: Source | undefined;
 
   async function start(listPageSize?: number, also?: ProxyEventHandler): Promise<Source> {
-    const kubeConfig = loadKubeConfig(await writeKubeconfig(dir, server.url));
-    source = startKubernetesSource({ kubeConfig, nodeName: NODE, handler: also ? fanOut(handler, also) : handler, logger, metrics: registry, watchdog: WATCHDOG, ...(listPageSize ? { listPageSize } : {}) });
+    const cluster = loadClusterAccess(await writeKubeconfig(dir, server.url));
+    source = startKubernetesSource({ cluster, nodeName: NODE, handler: also ? fanOut(handler, also) : handler, logger, metrics: registry, watchdog: WATCHDOG, ...(listPageSize ? { listPageSize } : {}) });
     return source;
   }
 
@@ -271,9 +272,9 @@ describe('Kubernetes source (client-node informers against the test API server)'
   });
 
   it('lists again every configSyncPeriod and applies what a silent watch missed', async () => {
-    const kubeConfig = loadKubeConfig(await writeKubeconfig(dir, server.url));
+    const cluster = loadClusterAccess(await writeKubeconfig(dir, server.url));
     // The watchdog would not notice within the test: only the resync can.
-    source = startKubernetesSource({ kubeConfig, nodeName: NODE, handler, logger, metrics: registry, watchdog: { ...WATCHDOG, idleTimeoutMs: 60_000 }, resyncPeriodMs: 400 });
+    source = startKubernetesSource({ cluster, nodeName: NODE, handler, logger, metrics: registry, watchdog: { ...WATCHDOG, idleTimeoutMs: 60_000 }, resyncPeriodMs: 400 });
     await source.ready;
     await waitFor('three watches', () => server.activeWatches() === 3);
     const listsBefore = server.requestsOf('list', 'services').length;
@@ -293,8 +294,8 @@ describe('Kubernetes source (client-node informers against the test API server)'
     const saved = process.env[WATCH_IDLE_TIMEOUT_ENV];
     process.env[WATCH_IDLE_TIMEOUT_ENV] = '1s';
     try {
-      const kubeConfig = loadKubeConfig(await writeKubeconfig(dir, server.url));
-      source = startKubernetesSource({ kubeConfig, nodeName: NODE, handler, logger, metrics: registry });
+      const cluster = loadClusterAccess(await writeKubeconfig(dir, server.url));
+      source = startKubernetesSource({ cluster, nodeName: NODE, handler, logger, metrics: registry });
       await source.ready;
       await waitFor('three watches', () => server.activeWatches() === 3);
       server.stallWatches();
@@ -390,8 +391,8 @@ describe('Kubernetes source: ServiceCIDRs', () => {
     const handler = new RecordingHandler();
     const logger = createTestLogger();
     const registry = new Registry();
-    const kubeConfig = loadKubeConfig(await writeKubeconfig(dir, server.url));
-    source = startKubernetesSource({ kubeConfig, nodeName: NODE, handler, logger, metrics: registry, watchdog: WATCHDOG });
+    const cluster = loadClusterAccess(await writeKubeconfig(dir, server.url));
+    source = startKubernetesSource({ cluster, nodeName: NODE, handler, logger, metrics: registry, watchdog: WATCHDOG });
     return { handler, logger, registry, source };
   }
 
@@ -504,40 +505,5 @@ describe('watchdogFromEnvironment', () => {
     expect(watchdogFromEnvironment({ [WATCH_IDLE_TIMEOUT_ENV]: '1m30s' }, logger)).toEqual({ idleTimeoutMs: 90_000 });
     for (const bad of ['45', 'soon', '500ms', '-1m']) expect(watchdogFromEnvironment({ [WATCH_IDLE_TIMEOUT_ENV]: bad }, logger), bad).toEqual({});
     expect(logger.at('warn')).toHaveLength(4);
-  });
-});
-
-describe('loadKubeConfig', () => {
-  let dir: string;
-  const saved = { host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT };
-
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'kpts-kubeconfig-'));
-  });
-
-  afterEach(async () => {
-    for (const [name, value] of [['KUBERNETES_SERVICE_HOST', saved.host], ['KUBERNETES_SERVICE_PORT', saved.port]] as const) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
-    await rm(dir, { recursive: true, force: true });
-  });
-
-  it('reads a kubeconfig file, and --master replaces its server', async () => {
-    const path = await writeKubeconfig(dir, 'http://127.0.0.1:1');
-    expect(loadKubeConfig(path).getCurrentCluster()?.server).toBe('http://127.0.0.1:1');
-    const overridden = loadKubeConfig(path, 'http://10.0.0.1:8080');
-    expect(overridden.getCurrentCluster()).toMatchObject({ server: 'http://10.0.0.1:8080', skipTLSVerify: true });
-    expect(overridden.getCurrentUser()?.token).toBe('test-token');
-  });
-
-  it('uses --master alone, or the in-cluster service account, and says what is missing otherwise', () => {
-    expect(loadKubeConfig(undefined, 'https://api.example:6443').getCurrentCluster()).toMatchObject({ server: 'https://api.example:6443', skipTLSVerify: false });
-    delete process.env.KUBERNETES_SERVICE_HOST;
-    delete process.env.KUBERNETES_SERVICE_PORT;
-    expect(() => loadKubeConfig()).toThrow(/not running in a cluster \(KUBERNETES_SERVICE_HOST\/PORT unset\)/);
-    process.env.KUBERNETES_SERVICE_HOST = 'fd00::1';
-    process.env.KUBERNETES_SERVICE_PORT = '443';
-    expect(loadKubeConfig().getCurrentCluster()).toMatchObject({ server: 'https://[fd00::1]:443', caFile: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt' });
   });
 });

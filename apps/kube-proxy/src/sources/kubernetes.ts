@@ -4,69 +4,16 @@
 // never arrive. A cluster without the ServiceCIDR API (before Kubernetes 1.33) is fine: the start
 // never waits for ServiceCIDRs, as upstream's does not.
 
-import {
-  CoreV1Api,
-  DiscoveryV1Api,
-  KubeConfig,
-  NetworkingV1Api,
-  type KubernetesListObject,
-  type KubernetesObject,
-  type V1EndpointSlice,
-  type V1Node,
-  type V1Service,
-  type V1ServiceCIDR,
-} from '@kubernetes/client-node';
+import type { KubernetesListObject, KubernetesObject, V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
 import { counter, type Logger } from '@kube-proxy-ts/core';
 import { parseDuration } from '../config/duration.js';
 import { type KindHandler, PROXIED_OBJECTS_LABEL_SELECTOR, type ProxiedKind, endpointSliceHandler, nodeHandler, serviceCIDRHandler, serviceHandler } from './kinds.js';
 import { type ListPageRequest, ResilientInformer } from './informer.js';
 import { nodeEventRecorder } from './node-events.js';
-import { RestClientKubeConfig } from './rest-client.js';
+import { ApiClient } from './rest-client.js';
 import { ObjectDiff, sameResourceVersion } from './object-diff.js';
 import { toTyped } from './typed.js';
 import type { KubernetesSourceOptions, Source, WatchdogOptions } from './types.js';
-
-/**
- * The client configuration kube-proxy uses: the kubeconfig file when given (with `master`
- * replacing its server, as upstream's --master does), only `master` when that is all there is,
- * and the in-cluster service account otherwise.
- */
-export function loadKubeConfig(path?: string, master?: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (path) {
-    kc.loadFromFile(path);
-    if (master) {
-      const current = kc.getCurrentCluster();
-      if (!current) throw new Error(`kubeconfig ${path} has no current cluster`);
-      kc.loadFromOptions({
-        clusters: kc.clusters.map((c) => (c.name === current.name ? { ...c, server: master, skipTLSVerify: c.skipTLSVerify || isPlainHttp(master) } : c)),
-        users: kc.users,
-        contexts: kc.contexts,
-        currentContext: kc.currentContext,
-      });
-    }
-    return kc;
-  }
-  if (master) {
-    kc.loadFromOptions({
-      // client-node refuses http:// unless TLS verification is off; there is no TLS to verify.
-      clusters: [{ name: 'master', server: master, skipTLSVerify: isPlainHttp(master) }],
-      users: [{ name: 'anonymous' }],
-      contexts: [{ name: 'master', cluster: 'master', user: 'anonymous' }],
-      currentContext: 'master',
-    });
-    return kc;
-  }
-  if (!process.env.KUBERNETES_SERVICE_HOST || !process.env.KUBERNETES_SERVICE_PORT) {
-    throw new Error('no kubeconfig or master given, and not running in a cluster (KUBERNETES_SERVICE_HOST/PORT unset)');
-  }
-  kc.loadFromCluster();
-  return kc;
-}
-
-function isPlainHttp(server: string): boolean {
-  return server.startsWith('http:');
-}
 
 interface Resource<T extends KubernetesObject> {
   resource: string;
@@ -119,12 +66,13 @@ const UNAVAILABLE_RETRY_MS = 10 * 60_000;
 export function startKubernetesSource(options: KubernetesSourceOptions): Source {
   const { nodeName, handler } = options;
   // Every request below goes through it: clientConnection.qps/burst and the rest_client_* series.
-  const kubeConfig = new RestClientKubeConfig(options.kubeConfig, { ...options.clientConnection, ...(options.metrics ? { registry: options.metrics } : {}) });
+  const client = new ApiClient(options.cluster, { ...options.clientConnection, ...(options.metrics ? { registry: options.metrics } : {}) });
   const logger = options.logger.child({ component: 'kubernetes-source' });
   const watchdog = { ...watchdogFromEnvironment(process.env, logger), ...options.watchdog };
-  const core = kubeConfig.makeApiClient(CoreV1Api);
-  const discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
-  const networking = kubeConfig.makeApiClient(NetworkingV1Api);
+  const list =
+    <T extends KubernetesObject>(path: string) =>
+    (r: ListPageRequest) =>
+      client.get<KubernetesListObject<T>>(path, { ...r });
   const restarts = options.metrics
     ? counter(options.metrics, {
         name: 'informer_restarts_total',
@@ -139,7 +87,7 @@ export function startKubernetesSource(options: KubernetesSourceOptions): Source 
       kind: 'Service',
       path: '/api/v1/services',
       labelSelector: PROXIED_OBJECTS_LABEL_SELECTOR,
-      listPage: (r: ListPageRequest) => core.listServiceForAllNamespaces(r),
+      listPage: list<V1Service>('/api/v1/services'),
       handler: serviceHandler(handler),
     } satisfies Resource<V1Service>,
     {
@@ -147,7 +95,7 @@ export function startKubernetesSource(options: KubernetesSourceOptions): Source 
       kind: 'EndpointSlice',
       path: '/apis/discovery.k8s.io/v1/endpointslices',
       labelSelector: PROXIED_OBJECTS_LABEL_SELECTOR,
-      listPage: (r: ListPageRequest) => discovery.listEndpointSliceForAllNamespaces(r),
+      listPage: list<V1EndpointSlice>('/apis/discovery.k8s.io/v1/endpointslices'),
       handler: endpointSliceHandler(handler),
     } satisfies Resource<V1EndpointSlice>,
     {
@@ -155,14 +103,14 @@ export function startKubernetesSource(options: KubernetesSourceOptions): Source 
       kind: 'Node',
       path: '/api/v1/nodes',
       fieldSelector: `metadata.name=${nodeName}`,
-      listPage: (r: ListPageRequest) => core.listNode(r),
+      listPage: list<V1Node>('/api/v1/nodes'),
       handler: nodeHandler(handler),
     } satisfies Resource<V1Node>,
     {
       resource: 'servicecidrs',
       kind: 'ServiceCIDR',
       path: '/apis/networking.k8s.io/v1/servicecidrs',
-      listPage: (r: ListPageRequest) => networking.listServiceCIDR(r),
+      listPage: list<V1ServiceCIDR>('/apis/networking.k8s.io/v1/servicecidrs'),
       handler: serviceCIDRHandler(handler),
       optional: true,
     } satisfies Resource<V1ServiceCIDR>,
@@ -187,7 +135,7 @@ export function startKubernetesSource(options: KubernetesSourceOptions): Source 
           ...(r.optional ? { unavailableRetryMs: UNAVAILABLE_RETRY_MS } : {}),
         },
         {
-          kubeConfig,
+          client,
           logger,
           ...(restarts ? { restarts } : {}),
           watchdog,
@@ -205,11 +153,11 @@ export function startKubernetesSource(options: KubernetesSourceOptions): Source 
 
   let stopped = false;
   for (const informer of informers) informer.start();
-  logger.info({ nodeName, server: kubeConfig.getCurrentCluster()?.server }, 'watching the API server');
+  logger.info({ nodeName, server: options.cluster.server, credentials: options.cluster.credentials }, 'watching the API server');
 
   return {
     ready: Promise.all(synced).then(() => undefined),
-    recordNodeEvent: nodeEventRecorder(kubeConfig, nodeName, logger),
+    recordNodeEvent: nodeEventRecorder(client, nodeName, logger),
     async stop() {
       if (stopped) return;
       stopped = true;

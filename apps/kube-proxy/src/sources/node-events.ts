@@ -3,9 +3,10 @@
 // event is best effort: a refused or failed create is logged once and never holds anything up.
 
 import { hostname } from 'node:os';
-import { EventsV1Api, type EventsV1Event, type KubeConfig, V1MicroTime } from '@kubernetes/client-node';
+import type { EventsV1Event } from '@kubernetes/client-node';
 import type { Logger } from '@kube-proxy-ts/core';
 import { describeError } from './informer.js';
+import type { ApiClient } from './rest-client.js';
 
 export interface NodeEvent {
   readonly type: 'Normal' | 'Warning';
@@ -18,8 +19,13 @@ export type NodeEventRecorder = (event: NodeEvent) => void;
 
 const REPORTING_CONTROLLER = 'kube-proxy';
 
-/** The Event client-go's recorder writes for `event` about Node `nodeName` at `now` (ms). */
-export function nodeEvent(nodeName: string, event: NodeEvent, now: number, host = hostname()): EventsV1Event {
+/** A MicroTime as the API writes it: RFC 3339 with six fractional digits. */
+export function microTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
+
+/** The Event client-go's recorder writes for `event` about Node `nodeName` at `now` (ms), as JSON. */
+export function nodeEvent(nodeName: string, event: NodeEvent, now: number, host = hostname()): Omit<EventsV1Event, 'eventTime'> & { eventTime: string } {
   // client-go names events <object>.<unix nanoseconds in hex>; ms precision keeps them unique enough here.
   const name = `${nodeName}.${(BigInt(now) * 1_000_000n).toString(16)}`;
   return {
@@ -27,7 +33,7 @@ export function nodeEvent(nodeName: string, event: NodeEvent, now: number, host 
     kind: 'Event',
     // A cluster-scoped object's events go to "default", as client-go's.
     metadata: { name, namespace: 'default' },
-    eventTime: new V1MicroTime(now),
+    eventTime: microTime(now),
     reportingController: REPORTING_CONTROLLER,
     reportingInstance: `${REPORTING_CONTROLLER}-${host}`,
     action: event.action,
@@ -38,12 +44,11 @@ export function nodeEvent(nodeName: string, event: NodeEvent, now: number, host 
   };
 }
 
-export function nodeEventRecorder(kubeConfig: KubeConfig, nodeName: string, logger: Logger): NodeEventRecorder {
-  const events = kubeConfig.makeApiClient(EventsV1Api);
+export function nodeEventRecorder(client: ApiClient, nodeName: string, logger: Logger): NodeEventRecorder {
   let failedBefore = false;
   return (event) => {
     const body = nodeEvent(nodeName, event, Date.now());
-    events.createNamespacedEvent({ namespace: 'default', body }).then(
+    client.post('/apis/events.k8s.io/v1/namespaces/default/events', body).then(
       () => logger.debug({ reason: event.reason, name: body.metadata?.name }, 'recorded an event on the Node'),
       (err: unknown) => {
         const fields = { reason: event.reason, err: describeError(err) };

@@ -1,16 +1,15 @@
-// The client-side rate limit (clientConnection.qps/burst) and the rest_client_* series, through
-// client-node's own API clients and Watch against the in-repo API server.
+// The API client against the in-repo API server: JSON answers and errors, watch events, the
+// client-side rate limit (clientConnection.qps/burst) and the rest_client_* series.
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import { createFakeClock, flushPromises } from '@kube-proxy-ts/testing';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestApiServer, writeKubeconfig } from '@kube-proxy-ts/testing/apiserver';
-import { loadKubeConfig } from './kubernetes.js';
-import { DEFAULT_BURST, DEFAULT_QPS, RestClientKubeConfig, TokenBucket, clientRateLimit } from './rest-client.js';
+import { type ClusterAccess, loadClusterAccess } from './kubeconfig.js';
+import { ApiClient, ApiError, DEFAULT_BURST, DEFAULT_QPS, TokenBucket, clientRateLimit } from './rest-client.js';
 
 /** A counter's value, or a histogram's `_count`, for the series with these labels. */
 async function sample(registry: Registry, name: string, labels: Record<string, string>): Promise<number | undefined> {
@@ -70,16 +69,16 @@ describe('TokenBucket (client-go flowcontrol semantics)', () => {
   });
 });
 
-describe('RestClientKubeConfig against the test API server', () => {
+describe('ApiClient against the test API server', () => {
   let server: TestApiServer;
   let dir: string;
-  let base: KubeConfig;
+  let base: ClusterAccess;
   let host: string;
 
   beforeAll(async () => {
     server = await TestApiServer.start({ bookmarkIntervalMs: 100 });
     dir = await mkdtemp(join(tmpdir(), 'kpts-rest-client-'));
-    base = loadKubeConfig(await writeKubeconfig(dir, server.url));
+    base = loadClusterAccess(await writeKubeconfig(dir, server.url));
     host = new URL(server.url).host;
   });
 
@@ -90,11 +89,11 @@ describe('RestClientKubeConfig against the test API server', () => {
 
   it('counts every API call by code, method and host, and times it by verb and host', async () => {
     const registry = new Registry();
-    const core = new RestClientKubeConfig(base, { registry }).makeApiClient(CoreV1Api);
-    await core.listServiceForAllNamespaces();
-    await core.listNode({ fieldSelector: 'metadata.name=node1' });
+    const client = new ApiClient(base, { registry });
+    await client.get('/api/v1/services');
+    await client.get('/api/v1/nodes', { fieldSelector: 'metadata.name=node1' });
     server.failRequests({ verb: 'list', resource: 'services', status: 503 });
-    await expect(core.listServiceForAllNamespaces()).rejects.toThrow();
+    await expect(client.get('/api/v1/services')).rejects.toThrow(ApiError);
 
     expect(await sample(registry, 'rest_client_requests_total', { code: '200', method: 'GET', host })).toBe(2);
     expect(await sample(registry, 'rest_client_requests_total', { code: '503', method: 'GET', host })).toBe(1);
@@ -106,26 +105,19 @@ describe('RestClientKubeConfig against the test API server', () => {
 
   it('counts a request that gets no response as code "<error>"', async () => {
     const registry = new Registry();
-    const refused = new KubeConfig();
     // A port nothing listens on: the closed test server's.
     const gone = await TestApiServer.start();
     const url = gone.url;
     await gone.close();
-    refused.loadFromOptions({
-      clusters: [{ name: 'c', server: url, skipTLSVerify: true }],
-      users: [{ name: 'u' }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
-    });
-    const core = new RestClientKubeConfig(refused, { registry }).makeApiClient(CoreV1Api);
-    await expect(core.listServiceForAllNamespaces()).rejects.toThrow();
+    const client = new ApiClient(loadClusterAccess(undefined, url), { registry });
+    await expect(client.get('/api/v1/services')).rejects.toThrow(/ECONNREFUSED/);
     expect(await sample(registry, 'rest_client_requests_total', { code: '<error>', method: 'GET', host: new URL(url).host })).toBe(1);
   });
 
   it('counts a watch when its response headers arrive, before any event, and does not time it', async () => {
     const registry = new Registry();
-    const kc = new RestClientKubeConfig(base, { registry });
-    const controller = await new Watch(kc).watch('/api/v1/services', { allowWatchBookmarks: false }, () => undefined, () => undefined);
+    const client = new ApiClient(base, { registry });
+    const controller = await client.watch('/api/v1/services', { allowWatchBookmarks: false }, () => undefined, () => undefined);
     try {
       await waitFor('the watch to be counted', async () => (await sample(registry, 'rest_client_requests_total', { code: '200', method: 'GET', host })) === 1);
     } finally {
@@ -141,18 +133,17 @@ describe('RestClientKubeConfig against the test API server', () => {
   it('holds API calls to clientConnection.qps/burst, but never a watch', async () => {
     const clock = createFakeClock(0);
     const registry = new Registry();
-    const kc = new RestClientKubeConfig(base, { registry, qps: 2, burst: 2, clock });
-    const core = kc.makeApiClient(CoreV1Api);
+    const client = new ApiClient(base, { registry, qps: 2, burst: 2, clock });
     const lists = () => server.requestsOf('list', 'nodes').length;
     const before = lists();
-    const calls = Array.from({ length: 6 }, () => core.listNode());
+    const calls = Array.from({ length: 6 }, () => client.get('/api/v1/nodes'));
     await waitFor('the burst', () => lists() - before === 2);
     await new Promise((r) => setTimeout(r, 100));
     expect(lists() - before).toBe(2);
 
     // A watch starts at once although the bucket is empty.
     const watchesBefore = server.requestsOf('watch', 'nodes').length;
-    const controller = await new Watch(kc).watch('/api/v1/nodes', {}, () => undefined, () => undefined);
+    const controller = await client.watch('/api/v1/nodes', {}, () => undefined, () => undefined);
     await waitFor('the watch request', () => server.requestsOf('watch', 'nodes').length === watchesBefore + 1);
     controller.abort();
 
@@ -165,5 +156,34 @@ describe('RestClientKubeConfig against the test API server', () => {
     expect(await sample(registry, 'rest_client_rate_limiter_duration_seconds', { verb: 'GET', host })).toBe(6);
     const sum = (await registry.getSingleMetric('rest_client_rate_limiter_duration_seconds')?.get())?.values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_sum'))?.value;
     expect(sum).toBeCloseTo(5, 5);
+  });
+
+  it('answers JSON, gives an error answer its code and Status message, and sends the bearer token', async () => {
+    const client = new ApiClient(base);
+    server.apply('services', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'ns1' }, spec: { clusterIP: '10.96.0.10', ports: [{ port: 80, protocol: 'TCP' }] } });
+    const list = await client.get<{ items: Array<{ metadata: { name: string } }> }>('/api/v1/services', { limit: 10, labelSelector: undefined });
+    expect(list.items.map((s) => s.metadata.name)).toContain('web');
+    expect(server.requestsOf('list', 'services').at(-1)?.query).toMatchObject({ limit: '10' });
+    server.failRequests({ verb: 'list', resource: 'services', status: 403 });
+    const err = await client.get('/api/v1/services').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).statusCode).toBe(403);
+  });
+
+  it('delivers watch events in order, and reports the end of a watch once', async () => {
+    const client = new ApiClient(base);
+    const events: string[] = [];
+    let ends = 0;
+    const { metadata } = await client.get<{ metadata: { resourceVersion: string } }>('/api/v1/services');
+    const controller = await client.watch('/api/v1/services', { resourceVersion: metadata.resourceVersion }, (type, obj) => events.push(`${type} ${(obj as { metadata: { name: string } }).metadata.name}`), () => ends++);
+    await waitFor('the watch', () => server.activeWatches('services') > 0);
+    for (const name of ['a', 'b']) server.apply('services', { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'ns2' }, spec: { clusterIP: 'None' } });
+    server.delete('services', 'ns2', 'a');
+    await waitFor('three events', () => events.length >= 3);
+    expect(events).toEqual(['ADDED a', 'ADDED b', 'DELETED a']);
+    controller.abort();
+    await waitFor('the end', () => ends === 1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(ends).toBe(1);
   });
 });

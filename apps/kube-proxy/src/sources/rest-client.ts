@@ -1,11 +1,10 @@
-// What client-go does around every API request, for the client-node client: the client-side rate
-// limit of clientConnection.qps/burst, and the rest_client_* metrics dashboards query.
+// The proxy's API client: JSON over one keep-alive agent, with what client-go does around every
+// request: the client-side rate limit of clientConnection.qps/burst, and the rest_client_* metrics
+// dashboards query. Lists and watches are plain JSON: the source converts objects itself
+// (typed.ts), so no generated API model is needed.
 //
-// client-node 1.3 offers no hook that sees both its API calls and its watches: the generated API
-// clients take the agent from applySecurityAuthentication(), Watch takes it from
-// applyToFetchOptions(), and both send through a node-fetch bundled inside the library. So the
-// KubeConfig below hands out agents it knows, and Node's http diagnostics channels report each
-// request made through one of them: its method, when its response headers came, and its status.
+// Node's http diagnostics channels report each request made through the client's agent: its
+// method, when its response headers came, and its status.
 //
 // As client-go: watches are not rate limited (a watch is one long request; its events cost no
 // request); a watch is counted in rest_client_requests_total once its response headers arrive,
@@ -13,12 +12,12 @@
 // request's start to its response's end. A request that fails before any response counts as
 // code "<error>".
 
-import type { Agent, ClientRequest, IncomingMessage } from 'node:http';
+import http, { type Agent, type ClientRequest, type IncomingMessage } from 'node:http';
 import diagnostics from 'node:diagnostics_channel';
-import type { RequestOptions } from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
+import https, { type RequestOptions } from 'node:https';
 import type { Clock } from '@kube-proxy-ts/core';
 import { Counter, Histogram, type Registry } from 'prom-client';
+import type { ClusterAccess } from './kubeconfig.js';
 
 /** client-go's rest.DefaultQPS and DefaultBurst: what a qps or burst of 0 means. */
 export const DEFAULT_QPS = 5;
@@ -157,53 +156,173 @@ export interface RestClientOptions {
 
 const realTime: Pick<Clock, 'now' | 'setTimeout'> = { now: () => performance.now(), setTimeout: (fn, ms) => setTimeout(fn, ms) };
 
+export type Query = Record<string, string | number | boolean | undefined>;
+
+/** An HTTP error answer of the API server: its code and its body (a Status object when it sent one). */
+export class ApiError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly body: unknown,
+  ) {
+    const message = (body as { message?: unknown } | null)?.message;
+    super(typeof message === 'string' ? message : `HTTP ${statusCode}`);
+    this.name = 'ApiError';
+  }
+}
+
+/** Receives one watch event; `object` is the event's object as JSON (a Status for ERROR). */
+export type WatchEventHandler = (type: string, object: unknown) => void;
+
 /**
- * The client configuration every API call of the proxy goes through: `base`'s clusters, users and
- * contexts, with the rate limit and metrics above. Pass it wherever a KubeConfig is expected.
+ * Every API call of the proxy goes through one of these: the cluster and credentials of `access`,
+ * the rate limit and the metrics above.
  */
-export class RestClientKubeConfig extends KubeConfig {
+export class ApiClient {
   private readonly limiter: TokenBucket | undefined;
   private readonly metrics: RestClientMetrics | undefined;
   private readonly clock: Pick<Clock, 'now' | 'setTimeout'>;
+  private readonly agent: Agent;
+  private readonly plain: boolean;
+  /** The host label: the API server's host[:port] as written in the kubeconfig, like Go's url.Host. */
+  readonly host: string;
 
-  constructor(base: KubeConfig, options: RestClientOptions = {}) {
-    super();
-    this.loadFromOptions({ clusters: base.clusters, users: base.users, contexts: base.contexts, currentContext: base.currentContext });
+  constructor(
+    readonly access: ClusterAccess,
+    options: RestClientOptions = {},
+  ) {
     this.clock = options.clock ?? realTime;
     this.limiter = options.qps !== undefined ? clientRateLimit(options.qps, options.burst ?? 0, this.clock) : undefined;
     this.metrics = options.registry ? restClientMetrics(options.registry) : undefined;
-    if (this.metrics) subscribe();
-  }
-
-  /** The host label: the API server's host[:port] as written in the kubeconfig, like Go's url.Host. */
-  private host(): string {
-    const server = this.getCurrentCluster()?.server ?? '';
-    try {
-      return new URL(server).host;
-    } catch {
-      return server;
+    const url = new URL(access.server);
+    this.host = url.host;
+    this.plain = url.protocol === 'http:';
+    const { ca, cert, key, insecureSkipTLSVerify, serverName } = access.tls;
+    this.agent = this.plain
+      ? new http.Agent({ keepAlive: true })
+      : new https.Agent({
+          keepAlive: true,
+          ...(ca ? { ca } : {}),
+          ...(cert ? { cert } : {}),
+          ...(key ? { key } : {}),
+          rejectUnauthorized: !insecureSkipTLSVerify,
+          ...(serverName ? { servername: serverName } : {}),
+        });
+    if (this.metrics) {
+      subscribe();
+      trackedAgents.set(this.agent, { metrics: this.metrics, host: this.host, now: () => this.clock.now() });
     }
   }
 
-  private track(agent: unknown): void {
-    if (!this.metrics || !agent || typeof agent !== 'object') return;
-    trackedAgents.set(agent as Agent, { metrics: this.metrics, host: this.host(), now: () => this.clock.now() });
+  /** A GET (a list, a get): rate limited. */
+  async get<T>(path: string, query: Query = {}): Promise<T> {
+    return this.call<T>('GET', path, query);
   }
 
-  /** Used by the generated API clients (lists, gets): rate limited. */
-  override async applySecurityAuthentication(context: Parameters<KubeConfig['applySecurityAuthentication']>[0]): Promise<void> {
+  /** A POST (a create): rate limited. */
+  async post<T>(path: string, body: unknown): Promise<T> {
+    return this.call<T>('POST', path, {}, body);
+  }
+
+  /**
+   * A watch: each event line goes to `onEvent`; `onDone` is called once, with null when the server
+   * ended the watch or it was aborted, or with the error (an ApiError for an HTTP error answer). Not
+   * rate limited, as client-go's watches are not. Resolves once the request is sent, with what
+   * aborts it.
+   */
+  async watch(path: string, query: Query, onEvent: WatchEventHandler, onDone: (err: unknown) => void): Promise<AbortController> {
+    const controller = new AbortController();
+    let finished = false;
+    const done = (err: unknown) => {
+      if (finished) return;
+      finished = true;
+      onDone(controller.signal.aborted ? null : err);
+    };
+    const request = await this.open('GET', path, { ...query, watch: true }, controller.signal);
+    request.on('error', done);
+    request.on('response', (response) => {
+      if ((response.statusCode ?? 0) >= 300) {
+        readBody(response).then((body) => done(new ApiError(response.statusCode ?? 0, body)), done);
+        return;
+      }
+      response.setEncoding('utf8');
+      let pending = '';
+      const line = (text: string) => {
+        if (text.trim() === '') return;
+        let event: { type?: unknown; object?: unknown };
+        try {
+          event = JSON.parse(text) as typeof event;
+        } catch (err) {
+          done(new Error(`undecodable watch event: ${(err as Error).message}`));
+          request.destroy();
+          return;
+        }
+        if (typeof event.type === 'string') onEvent(event.type, event.object);
+      };
+      response.on('data', (chunk: string) => {
+        pending += chunk;
+        let nl = pending.indexOf('\n');
+        while (nl >= 0 && !finished) {
+          line(pending.slice(0, nl));
+          pending = pending.slice(nl + 1);
+          nl = pending.indexOf('\n');
+        }
+      });
+      response.on('end', () => {
+        if (!finished) line(pending);
+        done(null);
+      });
+      response.on('error', done);
+      response.on('aborted', () => done(new Error('watch connection aborted')));
+    });
+    request.end();
+    return controller;
+  }
+
+  private async call<T>(method: string, path: string, query: Query, body?: unknown): Promise<T> {
     if (this.limiter) {
       const waitedMs = await this.limiter.wait();
-      this.metrics?.rateLimiterDuration.observe({ verb: context.getHttpMethod().toString(), host: this.host() }, waitedMs / 1000);
+      this.metrics?.rateLimiterDuration.observe({ verb: method, host: this.host }, waitedMs / 1000);
     }
-    await super.applySecurityAuthentication(context);
-    this.track(context.getAgent());
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const request = await this.open(method, path, query, undefined, payload);
+    const response = await new Promise<IncomingMessage>((resolve, reject) => {
+      request.on('response', resolve);
+      request.on('error', reject);
+      request.end(payload);
+    });
+    const answer = await readBody(response);
+    if ((response.statusCode ?? 0) >= 300) throw new ApiError(response.statusCode ?? 0, answer);
+    return answer as T;
   }
 
-  /** Used by Watch: not rate limited, as client-go's watches are not. */
-  override async applyToFetchOptions(opts: RequestOptions): ReturnType<KubeConfig['applyToFetchOptions']> {
-    const init = await super.applyToFetchOptions(opts);
-    this.track(init.agent);
-    return init;
+  private async open(method: string, path: string, query: Query, signal?: AbortSignal, payload?: string): Promise<ClientRequest> {
+    const search = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') search.set(k, String(v));
+    const qs = search.toString();
+    const url = new URL(`${this.access.server}${path}${qs ? `?${qs}` : ''}`);
+    const options: RequestOptions = {
+      method,
+      agent: this.agent,
+      headers: {
+        Accept: 'application/json',
+        'User-Agent': 'kube-proxy',
+        ...(payload !== undefined ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) } : {}),
+      },
+      ...(signal ? { signal } : {}),
+    };
+    await this.access.authenticate(options);
+    return (this.plain ? http : https).request(url, options);
+  }
+}
+
+/** The whole body: parsed JSON when it is JSON, else the text. */
+async function readBody(response: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of response) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString('utf8');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
   }
 }

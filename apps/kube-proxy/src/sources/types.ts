@@ -1,8 +1,8 @@
 // What every source of Services, EndpointSlices and the Node looks like to the daemon.
 
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger, ProxyEventHandler } from '@kube-proxy-ts/core';
 import type { Registry } from 'prom-client';
+import type { ClusterAccess } from './kubeconfig.js';
 import type { NodeEventRecorder } from './node-events.js';
 
 /**
@@ -50,8 +50,8 @@ export interface WatchdogOptions {
 }
 
 export interface KubernetesSourceOptions {
-  /** Loaded from clientConnection.kubeconfig / --kubeconfig, or in-cluster (see loadKubeConfig). */
-  readonly kubeConfig: KubeConfig;
+  /** Loaded from clientConnection.kubeconfig / --kubeconfig, or in-cluster (see loadClusterAccess). */
+  readonly cluster: ClusterAccess;
   /** Only this Node is watched (field selector metadata.name). */
   readonly nodeName: string;
   readonly handler: ProxyEventHandler;
