@@ -12,6 +12,8 @@
 //     [--sources manifest,files,kubernetes] [--sizes 10000x10,1000x100,30000x3] [--edits 20]
 //     [--min-sync 1s] [--steady-s 10] [--heap-snapshot DIR] [--json FILE] [--node-flags "--max-semi-space-size=2"]
 //
+// The daemon runs with the V8 options of cli.js's interpreter line, as the binary does; --node-flags
+// adds to them (a later option wins).
 // --modes none runs daemon-sources.ts instead of the daemon: the same sources and tracker, no
 // backend, to tell their share of memory and start-up time from the backend's.
 // Run as root from bench/ after `pnpm build`. Each run creates kpts-dmnbench-* (deleted at the end)
@@ -30,6 +32,12 @@ import { summarizeHeapSnapshot } from './heap-snapshot.js';
 const CLI = fileURLToPath(new URL('../apps/kube-proxy/dist/cli.js', import.meta.url));
 const NODE_NAME = 'bench-node';
 const METRICS = '127.0.0.1:10249';
+
+/** The V8 options of the daemon's interpreter line (`#!/usr/bin/env -S node ...`): what running the binary gives it. */
+function interpreterFlags(file: string): string[] {
+  const first = readFileSync(file, 'utf8').split('\n', 1)[0] ?? '';
+  return /^#!.*\benv -S node\b(.*)$/.exec(first)?.[1]?.trim().split(/\s+/).filter(Boolean) ?? [];
+}
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -261,7 +269,9 @@ async function runInside(spec: RunSpec): Promise<RunResult> {
     };
   }
 
+  // The daemon's own V8 options apply to the sources-only run too, so that the two compare.
   const daemonArgs = [
+    ...interpreterFlags(CLI),
     ...arg('node-flags', '').split(' ').filter(Boolean),
     ...(snapshotDir ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${dir}`] : []),
     ...(spec.mode === 'none' ? [...process.execArgv, fileURLToPath(new URL('daemon-sources.ts', import.meta.url))] : [CLI]),

@@ -37,4 +37,5 @@ for tool in iptables ip6tables; do
   fi
 done
 
-exec node /opt/kube-proxy/dist/cli.js "$@"
+# Through its interpreter line, which carries the V8 options the daemon runs with.
+exec "${KUBE_PROXY_CLI:-/opt/kube-proxy/dist/cli.js}" "$@"

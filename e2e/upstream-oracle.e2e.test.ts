@@ -5,9 +5,9 @@
 // normalise.ts) and compared; a difference fails the suite unless e2e/oracle/
 // accepted-differences.yaml lists it with its reason.
 //
-// iptables: nat, filter and mangle, IPv4 and IPv6, rule by rule. nftables: the table, its base
-// chains, the service chain names and the named sets and maps with their elements; the layout
-// below them is ours to choose.
+// iptables: nat, filter and mangle, IPv4 and IPv6, rule by rule. nftables: the table, every chain
+// (base chains with their hooks and priorities) and its rules in order, and the named sets and
+// maps with their elements, IPv4 and IPv6.
 //
 // Skipped when the binaries are not built, unless CI is set: then missing binaries fail.
 
@@ -157,7 +157,7 @@ describe.skipIf(unsupported !== undefined)(`our rules against upstream kube-prox
     expect(unaccepted(compareIptables(rules))).toEqual([]);
   }, 180_000);
 
-  it('nftables: the table, base chains, service chains and named sets and maps are upstream\'s', async () => {
+  it("nftables: every chain with its rules, every set and map with its elements is upstream's (but the listed DNAT form)", async () => {
     for (const side of SIDES) {
       await pair.stopDaemon(side);
       await pair.cleanup(side);

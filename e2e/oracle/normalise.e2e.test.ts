@@ -85,28 +85,34 @@ describe('nftables fixed parts', () => {
     expect(found[1]!.item).toContain('10.96.0.2');
   });
 
-  it('compares the rules of base chains and upstream helper chains in order, not those of service chains', () => {
+  it('compares the rules of every chain in order, not their handles', () => {
     const withRules = (rules: Array<[string, string]>) => {
       const doc = JSON.parse(table(-100, [])) as { nftables: unknown[] };
       for (const [chain, target] of rules) doc.nftables.push({ rule: { family: 'ip', table: 'kube-proxy', chain, handle: doc.nftables.length, expr: [{ jump: { target } }] } });
       return normaliseNftJson(JSON.stringify(doc));
     };
     const upstream = withRules([['nat-prerouting', 'services'], ['masquerading', 'mark-for-masquerade'], ['masquerading', 'reject-chain']]);
-    // Handles differ (they always do): not a difference. A service chain's rules are ours to lay out.
-    expect(diffNftables('ipv4', upstream, withRules([['service-ABCD-ns/svc/tcp/p80', 'x'], ['nat-prerouting', 'services'], ['masquerading', 'mark-for-masquerade'], ['masquerading', 'reject-chain']]))).toEqual([]);
-    const found = diffNftables('ipv4', upstream, withRules([['nat-prerouting', 'masquerading'], ['masquerading', 'reject-chain'], ['masquerading', 'mark-for-masquerade']]));
-    expect(found.map((d) => `${d.kind} ${d.chain}`)).toEqual(['order masquerading', 'missing nat-prerouting', 'extra nat-prerouting']);
+    // Handles differ (they always do): not a difference.
+    const same = withRules([['nat-prerouting', 'services'], ['masquerading', 'mark-for-masquerade'], ['masquerading', 'reject-chain']]);
+    expect(diffNftables('ipv4', upstream, same)).toEqual([]);
+    const found = diffNftables('ipv4', upstream, withRules([['service-ABCD-ns/svc/tcp/p80', 'x'], ['nat-prerouting', 'masquerading'], ['masquerading', 'reject-chain'], ['masquerading', 'mark-for-masquerade']]));
+    expect(found.map((d) => `${d.kind} ${d.chain}`)).toEqual(['order masquerading', 'missing nat-prerouting', 'extra nat-prerouting', 'extra service-ABCD-ns/svc/tcp/p80']);
   });
 });
 
 describe('the list of accepted differences', () => {
-  const difference: Difference = { mode: 'nftables', family: 'ipv4', table: 'kube-proxy', chain: 'endpoint-XYZ-ns/svc/tcp/p80__10.1.0.1/80', kind: 'extra', item: 'chain' };
+  const dnat = (first: string) => `rule {"expr":[${first}{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":"tcp"}},{"dnat":{"addr":"10.244.1.11","port":8080}}]}`;
+  const difference: Difference = { mode: 'nftables', family: 'ipv4', table: 'kube-proxy', chain: 'service-ABCD-ns/svc/tcp/p80', kind: 'extra', item: dnat('{"match":{"op":"==","left":{"numgen":{"mode":"random","mod":2,"offset":0}},"right":0}},') };
 
   it('the checked-in list loads, every entry with a reason, and matches by whole-value patterns', () => {
     const accepted = loadAccepted();
     expect(accepted.length).toBeGreaterThan(0);
     expect(isAccepted(difference, accepted)).toBeDefined();
-    // A service chain is fixed: its absence is never accepted by the layout entry.
+    expect(isAccepted({ ...difference, item: dnat('') }, accepted)).toBeDefined();
+    // Only the DNAT form: another rule, or one in another chain, is not accepted.
+    expect(isAccepted({ ...difference, item: dnat('{"counter":null},') }, accepted)).toBeUndefined();
+    expect(isAccepted({ ...difference, chain: 'external-ABCD-ns/svc/tcp/p80' }, accepted)).toBeUndefined();
+    // A service chain is fixed: its absence is never accepted.
     expect(isAccepted({ ...difference, chain: 'service-ABCD-ns/svc/tcp/p80', kind: 'missing' }, accepted)).toBeUndefined();
     expect(isAccepted({ ...difference, mode: 'iptables', table: 'nat', chain: 'KUBE-SERVICES' }, accepted)).toBeUndefined();
   });

@@ -119,29 +119,13 @@ export function diffIptables(family: Family, upstream: NormalTables, ours: Norma
   return out;
 }
 
-// --- nftables: only what is fixed (table, base chains, service chain names, named sets/maps, and
-// the rules of the base chains and of upstream's helper chains) ---
-
-/**
- * Chains below the base chains whose rules are compared: upstream's dispatch and check chains,
- * which hold no per-service rules, so an operator reading them sees upstream's rules.
- */
-const COMPARED_HELPER_CHAINS = new Set([
-  'services',
-  'service-endpoints-check',
-  'nodeport-endpoints-check',
-  'firewall-check',
-  'cluster-ips-check',
-  'reject-chain',
-  'mark-for-masquerade',
-  'masquerading',
-]);
+// --- nftables: the table, its chains with their rules, and its named sets and maps with their elements ---
 
 interface NftJsonChain { name: string; type?: string; hook?: string; prio?: number; policy?: string }
 interface NftJsonSet { name: string; type: unknown; map?: unknown; flags?: unknown; elem?: unknown[] }
 
-/** The fixed parts of `nft -j list table <family> kube-proxy`. */
-export interface NftFixed {
+/** What `nft -j list table <family> kube-proxy` holds, without handles. */
+export interface NftTable {
   /** base chain name -> "type nat hook prerouting priority -100 policy accept". */
   baseChains: Map<string, string>;
   /** Names of the other chains. */
@@ -150,13 +134,13 @@ export interface NftFixed {
   sets: Map<string, string>;
   /** set/map name -> its elements, each as JSON, sorted. */
   elements: Map<string, string[]>;
-  /** Base and compared helper chain -> its rules in order, each as JSON (expressions and comment). */
+  /** Chain -> its rules in order, each as JSON (expressions and comment; no handle). */
   rules: Map<string, string[]>;
 }
 
-export function normaliseNftJson(json: string): NftFixed {
+export function normaliseNftJson(json: string): NftTable {
   const doc = JSON.parse(json) as { nftables?: Array<Record<string, unknown>> };
-  const fixed: NftFixed = { baseChains: new Map(), chains: new Set(), sets: new Map(), elements: new Map(), rules: new Map() };
+  const fixed: NftTable = { baseChains: new Map(), chains: new Set(), sets: new Map(), elements: new Map(), rules: new Map() };
   const rules: Array<{ chain: string; expr: unknown; comment?: unknown }> = [];
   for (const entry of doc.nftables ?? []) {
     const rule = entry.rule as { chain: string; expr: unknown; comment?: unknown } | undefined;
@@ -174,7 +158,6 @@ export function normaliseNftJson(json: string): NftFixed {
     }
   }
   for (const { chain, expr, comment } of rules) {
-    if (!fixed.baseChains.has(chain) && !COMPARED_HELPER_CHAINS.has(chain)) continue;
     const list = fixed.rules.get(chain) ?? [];
     list.push(JSON.stringify(comment === undefined ? { expr } : { expr, comment }));
     fixed.rules.set(chain, list);
@@ -182,7 +165,7 @@ export function normaliseNftJson(json: string): NftFixed {
   return fixed;
 }
 
-export function diffNftables(family: Family, upstream: NftFixed, ours: NftFixed): Difference[] {
+export function diffNftables(family: Family, upstream: NftTable, ours: NftTable): Difference[] {
   const out: Difference[] = [];
   const table = 'kube-proxy';
   const add = (chain: string, kind: Difference['kind'], item: string) => out.push({ mode: 'nftables', family, table, chain, kind, item });

@@ -146,7 +146,7 @@ export class DaemonPair {
     const argv =
       side === 'upstream'
         ? [join(this.cp.binDir, 'kube-proxy'), `--config=${config}`, `--hostname-override=${NODE_NAME}`, `--v=${options.verbosity ?? 2}`]
-        : [process.execPath, CLI, `--config=${config}`, `--hostname-override=${NODE_NAME}`, `--v=${options.verbosity ?? 2}`];
+        : [CLI, `--config=${config}`, `--hostname-override=${NODE_NAME}`, `--v=${options.verbosity ?? 2}`];
     const d = new NetnsProcess(`kube-proxy-${side}`, this.node(side).netns('node'), argv, join(this.dir, `daemon-${n}-${side}-${options.mode}.log`));
     this.daemons.set(side, d);
     return d;
@@ -159,7 +159,7 @@ export class DaemonPair {
 
   /** Runs `kube-proxy --cleanup` of `side` in its node (removes every mode's rules). */
   async cleanup(side: Side): Promise<void> {
-    const argv = side === 'upstream' ? [join(this.cp.binDir, 'kube-proxy'), '--cleanup'] : [process.execPath, CLI, '--cleanup'];
+    const argv = side === 'upstream' ? [join(this.cp.binDir, 'kube-proxy'), '--cleanup'] : [CLI, '--cleanup'];
     await this.node(side).execOk('node', argv, { timeoutMs: 60_000 });
   }
 

@@ -45,7 +45,11 @@ describe('kube-proxy.sh (the image entrypoint)', () => {
     }
     tool('update-alternatives', `echo "update-alternatives $*" >> '${log}'`);
     tool('node', `echo "node $*" >> '${log}'`);
-    const r = spawnSync('sh', [deployFile('kube-proxy.sh'), ...args], { env: { PATH: `${bin}:/usr/bin:/bin` }, encoding: 'utf8' });
+    // The built daemon, with the interpreter line of the real one (src/cli.ts): run by the fake node above.
+    const cli = join(bin, 'cli.js');
+    writeFileSync(cli, `${readFileSync(fileURLToPath(new URL('./cli.ts', import.meta.url)), 'utf8').split('\n')[0]}\n`);
+    chmodSync(cli, 0o755);
+    const r = spawnSync('sh', [deployFile('kube-proxy.sh'), ...args], { env: { PATH: `${bin}:/usr/bin:/bin`, KUBE_PROXY_CLI: cli }, encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     return readFileSync(log, 'utf8').trim().split('\n');
   }
@@ -65,7 +69,9 @@ describe('kube-proxy.sh (the image entrypoint)', () => {
     expect(run({}).slice(0, 2)).toEqual(nftSet);
   });
 
-  it('then runs the proxy with the arguments as given', () => {
-    expect(run({}, ['--config=/var/lib/kube-proxy/config.conf', '--hostname-override=node 1'])[2]).toBe('node /opt/kube-proxy/dist/cli.js --config=/var/lib/kube-proxy/config.conf --hostname-override=node 1');
+  it("then runs the proxy with the arguments as given, through its interpreter line's V8 options", () => {
+    const [exec] = run({}, ['--config=/var/lib/kube-proxy/config.conf', '--hostname-override=node 1']).slice(2);
+    expect(exec).toMatch(/^node --max-semi-space-size=1 \S+\/cli\.js --config=\/var\/lib\/kube-proxy\/config\.conf --hostname-override=node 1$/);
+    expect(readFileSync(deployFile('kube-proxy.sh'), 'utf8')).toContain('${KUBE_PROXY_CLI:-/opt/kube-proxy/dist/cli.js}');
   });
 });

@@ -186,9 +186,11 @@ describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () =
     expect(all).toContain('add chain ip kube-proxy filter-output { type filter hook output priority 0 ; }\n');
     expect(all).toContain('add set ip kube-proxy hairpin-connections { type ipv4_addr . ipv4_addr . inet_proto . inet_service ; comment "service hairpin connections" ; }\n');
     expect(all).toContain('add chain ip kube-proxy nat-postrouting { type nat hook postrouting priority 100 ; }\n');
-    expect(all).toContain('add rule ip kube-proxy mark-for-masquerade mark set mark or 0x004000\n');
-    expect(all).toContain('add rule ip kube-proxy masquerading mark and 0x004000 == 0 return\n');
-    expect(all).toContain('add rule ip kube-proxy masquerading masquerade fully-random\n');
+    // upstream's masquerading rules, marks set inline (no chain of their own)
+    expect(all).toContain('add rule ip kube-proxy masquerading mark and 0x004000 != 0 mark set mark xor 0x004000 masquerade fully-random\n');
+    expect(all).toContain('add rule ip kube-proxy masquerading ct status dnat ip saddr . ip daddr . meta l4proto . th dport @hairpin-connections masquerade fully-random\n');
+    expect(all).not.toContain('mark-for-masquerade');
+    expect(all).toContain('add rule ip kube-proxy services ip daddr @cluster-ips ip saddr != 10.0.0.0/8 mark set mark or 0x004000 comment "masquerade clusterIP traffic from outside cluster"\n');
     expect(all).toContain('add rule ip kube-proxy cluster-ips-check ip daddr @cluster-ips reject comment "Reject traffic to invalid ports of ClusterIPs"\n');
     expect(all).toContain('add rule ip kube-proxy filter-input ct state new jump nodeport-endpoints-check\n');
     expect(all).toContain('add rule ip kube-proxy filter-output ct state new jump cluster-ips-check\n');
@@ -206,19 +208,18 @@ describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () =
     const { scripts } = await f.sync();
     const all = scripts.join('');
     const has = (line: string) => expect(all).toContain(`${line}\n`);
-    // svc1: ClusterIP
-    has('add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 tcp dport 80 ip saddr != 10.0.0.0/8 jump mark-for-masquerade');
+    // svc1: ClusterIP (off-cluster sources are marked in the services chain, for every ClusterIP);
     // the service chain DNATs itself; hairpin traffic is masqueraded through hairpin-connections
     has('add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 meta l4proto tcp dnat to 10.180.0.1:80');
     expect(all).not.toContain('endpoint-5OJB2KTY');
-    has('add rule ip kube-proxy masquerading ct status dnat ip saddr . ip daddr . meta l4proto . th dport @hairpin-connections jump mark-for-masquerade');
+    has('add rule ip kube-proxy masquerading ct status dnat ip saddr . ip daddr . meta l4proto . th dport @hairpin-connections masquerade fully-random');
     // svc2: LoadBalancer, ETP Local, no local endpoint
     has('add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 ip saddr 10.0.0.0/8 goto service-42NFTM6N-ns2/svc2/tcp/p80 comment "short-circuit pod traffic"');
-    has('add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 fib saddr type local jump mark-for-masquerade comment "masquerade local traffic"');
+    has('add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 fib saddr type local mark set mark or 0x004000 comment "masquerade local traffic"');
     has('add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 fib saddr type local goto service-42NFTM6N-ns2/svc2/tcp/p80 comment "short-circuit local traffic"');
     expect(all).not.toContain('local-42NFTM6N');
     // svc3: NodePort, Cluster policy
-    has('add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 jump mark-for-masquerade');
+    has('add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 mark set mark or 0x004000 comment "masquerade"');
     has('add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 goto service-4AT6LBPK-ns3/svc3/tcp/p80');
     // svc4: two endpoints balanced with numgen, half each
     has('add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 numgen random mod 2 0 meta l4proto tcp dnat to 10.180.0.4:80');
@@ -310,7 +311,8 @@ describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () =
     f.tracker.onServiceCIDRsChanged(['172.30.0.0/16', 'fd00::/108']);
     overallWorld(f);
     const all = (await f.sync()).scripts.join('');
-    expect(all).toContain('add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 tcp dport 80 jump mark-for-masquerade\n');
+    expect(all).toContain('add rule ip kube-proxy services ip daddr @cluster-ips mark set mark or 0x004000 comment "masquerade all clusterIP traffic"\n');
+    expect(all).not.toContain('masquerade clusterIP traffic from outside cluster');
     expect(all).toContain('add rule ip kube-proxy cluster-ips-check ip daddr { 172.30.0.0/16 } drop comment "Drop traffic to unallocated ClusterIPs"\n');
   });
 
@@ -373,7 +375,6 @@ describe('nftables backend: partial sync', () => {
     // the service chain alone, and the new endpoint's hairpin pair; other services untouched
     expect([...new Set(lines.filter((l) => l.startsWith('add chain')).map((l) => l.split(' ')[4]))]).toEqual(['service-LAUZTJTB-ns4/svc4/tcp/p80']);
     expect(f.modelChains()['service-LAUZTJTB-ns4/svc4/tcp/p80']).toEqual([
-      'ip daddr 172.30.0.44 tcp dport 80 ip saddr != 10.0.0.0/8 jump mark-for-masquerade',
       'numgen random mod 3 0 meta l4proto tcp dnat to 10.180.0.4:80',
       'numgen random mod 2 0 meta l4proto tcp dnat to 10.180.0.5:80',
       'meta l4proto tcp dnat to 10.180.0.6:80',
@@ -539,7 +540,7 @@ describe('nftables backend: partial sync', () => {
     await f.sync();
     await f.ctx.clock.advanceAsync(2000);
     await f.backend.stop();
-    expect(f.modelChains()['service-ULMVA6XW-ns1/svc1/tcp/p80']).toHaveLength(2);
+    expect(f.modelChains()['service-ULMVA6XW-ns1/svc1/tcp/p80']).toEqual(['meta l4proto tcp dnat to 10.180.0.1:80']);
     expect(f.elements('service-ips')).toContain('172.30.0.41 . tcp . 80 : goto service-ULMVA6XW-ns1/svc1/tcp/p80');
   });
 
@@ -588,7 +589,7 @@ describe('nftables backend: partial sync', () => {
     expect(retry.full).toBe(true);
     const text = f.runner.stdinsTo('nft').join('');
     expect(text).toContain('flush chain ip kube-proxy service-AAAAAAAA-old/gone/tcp/p80\n');
-    expect(f.modelChains()['service-ULMVA6XW-ns1/svc1/tcp/p80']![1]).toContain('numgen random mod 2');
+    expect(f.modelChains()['service-ULMVA6XW-ns1/svc1/tcp/p80']![0]).toContain('numgen random mod 2');
   });
 });
 
@@ -667,11 +668,13 @@ describe('nftables backend: a restarted daemon', () => {
     const r = await backend.sync(state, emptyChangeSet());
     expect(r.ok).toBe(true);
     expect(servesEveryService(f.model)).toEqual([]);
-    expect(f.modelChains()[svc]).toEqual(['ip daddr 172.30.0.41 tcp dport 80 ip saddr != 10.0.0.0/8 jump mark-for-masquerade', 'meta l4proto tcp dnat to 10.180.0.1:80']);
+    expect(f.modelChains()[svc]).toEqual(['meta l4proto tcp dnat to 10.180.0.1:80']);
     expect(f.table()!.chains.get(ep)).toEqual([]);
+    expect(f.table()!.chains.get('mark-for-masquerade')).toEqual([]);
     await f.ctx.clock.advanceAsync(1100);
     await backend.stop();
     expect(f.table()!.chains.has(ep)).toBe(false);
+    expect(f.table()!.chains.has('mark-for-masquerade')).toBe(false);
   });
 
   it('deletes the base chains and the hairpin set an earlier version created', async () => {
@@ -814,7 +817,7 @@ describe('nftables backend: IPv6', () => {
     expect(text).toContain('add table ip6 kube-proxy');
     expect(text).toContain('ip6 daddr != ::1 meta l4proto . th dport vmap @no-endpoint-nodeports');
     expect(text).toMatch(/endpoint-[A-Z2-7]{8}-ns1\/svc1\/tcp\/p80__fd00\.10\.\.1\/80 meta l4proto tcp dnat to \[fd00:10::1\]:80/);
-    expect(text).toContain('ip6 saddr != fd00:10::/64 jump mark-for-masquerade');
+    expect(text).toContain('add rule ip6 kube-proxy services ip6 daddr @cluster-ips ip6 saddr != fd00:10::/64 mark set mark or 0x004000 comment "masquerade clusterIP traffic from outside cluster"');
     expect(text).toContain('add set ip6 kube-proxy hairpin-connections { type ipv6_addr . ipv6_addr . inet_proto . inet_service ; comment "service hairpin connections" ; }');
     expect(text).toContain('add element ip6 kube-proxy hairpin-connections { fd00:10::1 . fd00:10::1 . tcp . 80 }');
   });

@@ -427,6 +427,10 @@ function runChain(name: string, w0: Walk, c: Ctx, depth: number): End[] {
             // `mark ^ 0x4000` in the masquerading chain only clears the bit before `masquerade`.
             if (e.mangle.value?.['|']) w.masquerade = true;
             after.push(w);
+          } else if (e.masquerade !== undefined) {
+            // Upstream's masquerading rules masquerade in place (a marked packet, a hairpin connection).
+            w.masquerade = true;
+            ends.push({ walk: w, verdict: 'accept', chain: name });
           } else if (e.dnat) {
             w.dnat = e.dnat.port !== undefined ? joinHostPort(String(e.dnat.addr), Number(e.dnat.port)) : String(e.dnat.addr);
             ends.push({ walk: w, verdict: 'accept', chain: name });

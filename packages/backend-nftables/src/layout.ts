@@ -20,7 +20,6 @@ export const NODEPORT_ENDPOINTS_CHECK_CHAIN = 'nodeport-endpoints-check';
 export const FIREWALL_CHECK_CHAIN = 'firewall-check';
 export const CLUSTER_IPS_CHECK_CHAIN = 'cluster-ips-check';
 export const REJECT_CHAIN = 'reject-chain';
-export const MARK_MASQ_CHAIN = 'mark-for-masquerade';
 export const MASQUERADING_CHAIN = 'masquerading';
 
 // sets and maps
@@ -79,6 +78,11 @@ export const BASE_CHAINS: readonly BaseChain[] = [
 
 /** Base chains and sets that earlier versions of this layout created: deleted when found. */
 export const OBSOLETE_BASE_CHAINS: readonly string[] = ['filter-prerouting', 'filter-output-post-dnat'];
+/**
+ * Helper chains of earlier versions that service chains jumped to (upstream's marking is now
+ * inline, `mark set mark or 0x4000`): deleted as stale chains, once no service chain refers to them.
+ */
+export const OBSOLETE_HELPER_CHAINS: readonly string[] = ['mark-for-masquerade'];
 export const OBSOLETE_SETS: readonly string[] = ['hairpin-endpoints'];
 
 /** Jumps from base chains to helper chains, in rule order. */
@@ -104,7 +108,6 @@ export const HELPER_CHAINS: readonly string[] = [
   FIREWALL_CHECK_CHAIN,
   CLUSTER_IPS_CHECK_CHAIN,
   REJECT_CHAIN,
-  MARK_MASQ_CHAIN,
   MASQUERADING_CHAIN,
 ];
 

@@ -24,7 +24,6 @@ import {
   FIREWALL_PREFIX,
   HAIRPIN_CONNECTIONS_SET,
   LOCAL_POLICY_PREFIX,
-  MARK_MASQ_CHAIN,
   NO_ENDPOINT_NODEPORTS_MAP,
   NO_ENDPOINT_SERVICES_MAP,
   REJECT_CHAIN,
@@ -55,6 +54,8 @@ export interface RuleContext {
   readonly localDetector: LocalTrafficDetector;
   /** The node's primary IP of this family, for loadBalancerSourceRanges that include the node. */
   readonly nodeIP: string | undefined;
+  /** What marks a packet for masquerading in postrouting: `mark set mark or 0x004000`. */
+  readonly masqueradeRule: string;
 }
 
 export function computeServiceObjects(
@@ -73,7 +74,6 @@ export function computeServiceObjects(
   const nameString = servicePortNameString(svc.name);
   const affinity = svc.sessionAffinity.type === 'ClientIP' ? svc.sessionAffinity.timeoutSeconds : 0;
   const ifLocal = nftablesLocalMatch(ctx.localDetector, false);
-  const ifNotLocal = nftablesLocalMatch(ctx.localDetector, true);
 
   const chains = new Map<string, string[]>();
   const affinitySets = new Map<string, number>();
@@ -135,22 +135,18 @@ export function computeServiceObjects(
   if (usesClusterPolicyChain) rules(clusterPolicyChain);
   if (usesLocalPolicyChain) rules(localPolicyChain);
 
-  if (hasInternalEndpoints) {
-    const dest = `${ipX} daddr ${svc.clusterIP} ${protocol} dport ${port}`;
-    if (ctx.masqueradeAll) rules(internalChain).push(`${dest} jump ${MARK_MASQ_CHAIN}`);
-    // Off-cluster traffic to a ClusterIP may be bridged to another node: masquerade it.
-    else if (ifNotLocal) rules(internalChain).push(`${dest} ${ifNotLocal} jump ${MARK_MASQ_CHAIN}`);
-  }
+  // ClusterIP traffic from outside the cluster (or all of it, masqueradeAll) is marked in the
+  // services chain, for every ClusterIP at once (setup.ts), as upstream.
 
   if (usesExternalChain) {
     const ext = rules(externalChain);
     if (!svc.externalPolicyLocal) {
-      ext.push(`jump ${MARK_MASQ_CHAIN}`);
+      ext.push(`${ctx.masqueradeRule} comment "masquerade"`);
     } else {
       // Pod and host traffic to an external address acts as if it left and came back through
       // a load balancer: it may use any endpoint; host traffic is masqueraded.
       if (ifLocal) ext.push(`${ifLocal} goto ${clusterPolicyChain} comment "short-circuit pod traffic"`);
-      ext.push(`fib saddr type local jump ${MARK_MASQ_CHAIN} comment "masquerade local traffic"`);
+      ext.push(`fib saddr type local ${ctx.masqueradeRule} comment "masquerade local traffic"`);
       ext.push(`fib saddr type local goto ${clusterPolicyChain} comment "short-circuit local traffic"`);
     }
     if (hasExternalEndpoints) ext.push(`goto ${externalPolicyChain}`);
@@ -196,7 +192,6 @@ export function computeServiceObjects(
       const name = endpointNames.get(ep)!;
       affinitySets.set(AFFINITY_PREFIX + name, affinity);
       const r = rules(ENDPOINT_PREFIX + name);
-      r.push(`${ipX} saddr ${ep.ip} jump ${MARK_MASQ_CHAIN}`);
       r.push(`update @${AFFINITY_PREFIX}${name} { ${ipX} saddr }`);
       r.push(dnat(ep));
     }

@@ -12,7 +12,6 @@ import {
   HAIRPIN_CONNECTIONS_SET,
   HELPER_CHAINS,
   JUMPS,
-  MARK_MASQ_CHAIN,
   MASQUERADING_CHAIN,
   NODEPORT_ENDPOINTS_CHECK_CHAIN,
   NODEPORT_IPS_SET,
@@ -37,6 +36,10 @@ export interface SetupOptions {
   readonly ipFamily: IPFamily;
   /** config.nftables.masqueradeBit */
   readonly masqueradeBit: number;
+  /** config.nftables.masqueradeAll: every packet to a ClusterIP is masqueraded. */
+  readonly masqueradeAll: boolean;
+  /** Matches packets that do not come from this node's pods ('' when no detector is set): ClusterIP traffic from outside the cluster is masqueraded. */
+  readonly ifNotLocal: string;
   /** null: NodePorts accepted on every local address; else only on these (nodeport-ips). */
   readonly nodePortIPs: readonly string[] | null;
   /** Service CIDRs of this family (ProxyState.serviceCIDRs): traffic to unallocated addresses in them is dropped. */
@@ -57,6 +60,11 @@ export function masqueradeMark(bit: number): string {
   return `0x${(1 << bit >>> 0).toString(16).padStart(6, '0')}`;
 }
 
+/** What marks a packet to be masqueraded in postrouting (the masquerading chain), as upstream writes it. */
+export function masqueradeRule(bit: number): string {
+  return `mark set mark or ${masqueradeMark(bit)}`;
+}
+
 /** The rules of every helper chain, by chain, in order. */
 export function helperChainRules(options: SetupOptions): Map<string, string[]> {
   const ipX = nftFamily(options.ipFamily);
@@ -66,12 +74,9 @@ export function helperChainRules(options: SetupOptions): Map<string, string[]> {
   const rules = new Map<string, string[]>(HELPER_CHAINS.map((c) => [c, []]));
   const add = (chain: string, rule: string) => rules.get(chain)!.push(rule);
 
-  add(MARK_MASQ_CHAIN, `mark set mark or ${mark}`);
+  add(MASQUERADING_CHAIN, `mark and ${mark} != 0 mark set mark xor ${mark} masquerade fully-random`);
   // After DNAT the destination is the endpoint: one that is also the source reached itself.
-  add(MASQUERADING_CHAIN, `ct status dnat ${ipX} saddr . ${ipX} daddr . meta l4proto . th dport @${HAIRPIN_CONNECTIONS_SET} jump ${MARK_MASQ_CHAIN}`);
-  add(MASQUERADING_CHAIN, `mark and ${mark} == 0 return`);
-  add(MASQUERADING_CHAIN, `mark set mark xor ${mark}`);
-  add(MASQUERADING_CHAIN, 'masquerade fully-random');
+  add(MASQUERADING_CHAIN, `ct status dnat ${ipX} saddr . ${ipX} daddr . meta l4proto . th dport @${HAIRPIN_CONNECTIONS_SET} masquerade fully-random`);
   add(CLUSTER_IPS_CHECK_CHAIN, `${ipX} daddr @${CLUSTER_IPS_SET} reject comment "Reject traffic to invalid ports of ClusterIPs"`);
   if (options.serviceCIDRs.length > 0) {
     add(CLUSTER_IPS_CHECK_CHAIN, `${ipX} daddr { ${options.serviceCIDRs.join(', ')} } drop comment "Drop traffic to unallocated ClusterIPs"`);
@@ -81,6 +86,9 @@ export function helperChainRules(options: SetupOptions): Map<string, string[]> {
   const nodePortMatch = options.nodePortIPs === null ? noLocalhost : `${ipX} daddr @${NODEPORT_IPS_SET}`;
   add(NODEPORT_ENDPOINTS_CHECK_CHAIN, `${nodePortMatch} meta l4proto . th dport vmap @${NO_ENDPOINT_NODEPORTS_MAP}`);
   add(FIREWALL_CHECK_CHAIN, `${lookup} vmap @${FIREWALL_IPS_MAP}`);
+  // Off-cluster traffic to a ClusterIP may be bridged to another node: masquerade it.
+  if (options.masqueradeAll) add(SERVICES_CHAIN, `${ipX} daddr @${CLUSTER_IPS_SET} ${masqueradeRule(options.masqueradeBit)} comment "masquerade all clusterIP traffic"`);
+  else if (options.ifNotLocal) add(SERVICES_CHAIN, `${ipX} daddr @${CLUSTER_IPS_SET} ${options.ifNotLocal} ${masqueradeRule(options.masqueradeBit)} comment "masquerade clusterIP traffic from outside cluster"`);
   add(SERVICES_CHAIN, `${lookup} vmap @${SERVICE_IPS_MAP}`);
   const nodePortDispatch = options.nodePortIPs === null ? `fib daddr type local ${noLocalhost}` : `${ipX} daddr @${NODEPORT_IPS_SET}`;
   add(SERVICES_CHAIN, `${nodePortDispatch} meta l4proto . th dport vmap @${SERVICE_NODEPORTS_MAP}`);

@@ -5,11 +5,11 @@
 // point at them).
 
 import type { ChangeSet, IPFamily, ProxyConfig, ProxyState, ServicePortKey } from '@kube-proxy-ts/core';
-import { createLocalTrafficDetector, isNftServiceObjectName } from '@kube-proxy-ts/netfilter';
+import { createLocalTrafficDetector, isNftServiceObjectName, nftablesLocalMatch } from '@kube-proxy-ts/netfilter';
 import type { ExistingObjects } from './existing-objects.js';
-import { AFFINITY_PREFIX, SERVICE_CONTAINERS, TABLE, nftFamily } from './layout.js';
+import { AFFINITY_PREFIX, OBSOLETE_HELPER_CHAINS, SERVICE_CONTAINERS, TABLE, nftFamily } from './layout.js';
 import { computeServiceObjects, type ElementValue, type RuleContext, type ServiceObjects } from './service-objects.js';
-import { containerDeclaration, obsoleteObjects, writeClusterIPsCheck, writeNodePortIPs, writeSetup, type SetupOptions } from './setup.js';
+import { containerDeclaration, masqueradeRule, obsoleteObjects, writeClusterIPsCheck, writeNodePortIPs, writeSetup, type SetupOptions } from './setup.js';
 import { NftTransaction } from './transaction.js';
 
 /** An element in the kernel, and how many service ports want it (a ClusterIP, an endpoint pair). */
@@ -90,6 +90,7 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
     masqueradeAll: limits.config.nftables.masqueradeAll,
     localDetector: createLocalTrafficDetector(limits.config, limits.ipFamily, state.node),
     nodeIP: state.node.addresses[0],
+    masqueradeRule: masqueradeRule(limits.config.nftables.masqueradeBit),
   };
 
   // 1. Objects of every service port; recomputed only where something changed.
@@ -120,7 +121,7 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
   if (recomputeAll) {
     for (const o of next.values()) for (const name of o.chains.keys()) active.add(name);
     for (const o of held.services.values()) for (const name of o.chains.keys()) candidates.add(name);
-    if (existing) for (const name of existing.chains) if (isNftServiceObjectName(name)) candidates.add(name);
+    if (existing) for (const name of existing.chains) if (isNftServiceObjectName(name) || OBSOLETE_HELPER_CHAINS.includes(name)) candidates.add(name);
   } else {
     const touched = new Set([...changes.servicePorts, ...[...held.services.keys()].filter((k) => !state.services.has(k))]);
     for (const key of touched) {
@@ -148,6 +149,8 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
     ? {
         ipFamily: limits.ipFamily,
         masqueradeBit: limits.config.nftables.masqueradeBit,
+        masqueradeAll: ruleCtx.masqueradeAll,
+        ifNotLocal: nftablesLocalMatch(ruleCtx.localDetector, true),
         nodePortIPs,
         serviceCIDRs,
         recreateBaseChains: !held.baseChainsRecreated,
