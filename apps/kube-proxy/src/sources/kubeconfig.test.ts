@@ -32,6 +32,7 @@ function makeCertificates(dir: string): void {
 interface Seen {
   authorization?: string;
   clientCN?: string;
+  impersonate?: string;
 }
 
 describe('loadClusterAccess', () => {
@@ -48,7 +49,13 @@ describe('loadClusterAccess', () => {
     server = createServer({ key: file('server.key'), cert: file('server.crt'), ca: file('ca.crt'), requestCert: true, rejectUnauthorized: false }, (req, res) => {
       const peer = (req.socket as TLSSocket).getPeerCertificate();
       const cn = peer?.subject?.CN;
-      seen.push({ ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}), ...(cn ? { clientCN: String(cn) } : {}) });
+      const as = req.headersDistinct['impersonate-user'];
+      const groups = req.headersDistinct['impersonate-group'];
+      seen.push({
+        ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
+        ...(cn ? { clientCN: String(cn) } : {}),
+        ...(as ? { impersonate: [...as, ...(groups ?? [])].join(' ') } : {}),
+      });
       res.setHeader('Content-Type', 'application/json');
       res.end(JSON.stringify({ kind: 'NodeList', apiVersion: 'v1', metadata: { resourceVersion: '7' }, items: [] }));
     });
@@ -124,6 +131,11 @@ describe('loadClusterAccess', () => {
     expect(seen).toEqual([{ authorization: 'Bearer from-exec' }]);
   });
 
+  it('impersonates as `as` and `as-groups` say, with the credentials of the user', async () => {
+    await list(kubeconfig('as', { server: url, 'insecure-skip-tls-verify': true }, { token: 'abc', as: 'system:serviceaccount:kube-system:kube-proxy', 'as-groups': ['g1', 'g2'] }));
+    expect(seen).toEqual([{ authorization: 'Bearer abc', impersonate: 'system:serviceaccount:kube-system:kube-proxy g1 g2' }]);
+  });
+
   it('--master replaces the server and keeps the credentials', async () => {
     const path = kubeconfig('master', { server: 'https://192.0.2.1:6443', 'insecure-skip-tls-verify': true }, { token: 'kept' });
     expect(loadClusterAccess(path, url).server).toBe(url);
@@ -139,6 +151,7 @@ describe('loadClusterAccess', () => {
     expect(() => loadClusterAccess(kubeconfig('no-context', { server: url }, {}, { 'current-context': 'nope' }))).toThrow(/no current context \(nope is not defined\)/);
     expect(() => loadClusterAccess(kubeconfig('no-ca', { server: url, 'certificate-authority': 'absent.crt' }, {}))).toThrow(/certificate-authority .*absent\.crt: ENOENT/);
     expect(() => loadClusterAccess(kubeconfig('no-server', {}, {}))).toThrow(/cluster c has no server/);
+    expect(() => loadClusterAccess(kubeconfig('proxy', { server: url, 'proxy-url': 'http://proxy:3128' }, {}))).toThrow(/sets proxy-url, which this kube-proxy does not support/);
   });
 
   it('uses the in-cluster service account, and says what is missing otherwise', () => {

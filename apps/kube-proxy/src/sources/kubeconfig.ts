@@ -98,25 +98,54 @@ function fromKubeconfigFile(path: string, master: string | undefined): ClusterAc
     insecureSkipTLSVerify: cluster['insecure-skip-tls-verify'] === true,
     ...(typeof cluster['tls-server-name'] === 'string' && cluster['tls-server-name'] !== '' ? { serverName: cluster['tls-server-name'] } : {}),
   };
+  if (typeof cluster['proxy-url'] === 'string' && cluster['proxy-url'] !== '') {
+    throw new Error(`kubeconfig ${path}: cluster ${String(context.cluster)} sets proxy-url, which this kube-proxy does not support; reach the API server directly`);
+  }
+  const impersonation = impersonationHeaders(user);
   const access = { server: trimServer(server), tls };
+  if (impersonation) {
+    // Impersonation applies whatever the credentials: wrap them.
+    const inner = credentialsOf(path, master, base, user, cert !== undefined);
+    return {
+      ...access,
+      credentials: inner.credentials,
+      authenticate: async (o) => {
+        await inner.authenticate(o);
+        o.headers = { ...(o.headers as Record<string, string | string[]> | undefined), ...impersonation };
+      },
+    };
+  }
+  return { ...access, ...credentialsOf(path, master, base, user, cert !== undefined) };
+}
+
+/** `as` and `as-groups` of a kubeconfig user: client-go's Impersonate-* headers. */
+function impersonationHeaders(user: Record<string, unknown>): Record<string, string | string[]> | undefined {
+  const as = user.as;
+  const groups = Array.isArray(user['as-groups']) ? user['as-groups'].filter((g): g is string => typeof g === 'string') : [];
+  if (typeof as !== 'string' || as === '') return undefined;
+  return { 'Impersonate-User': as, ...(groups.length > 0 ? { 'Impersonate-Group': groups } : {}) };
+}
+
+/** How a kubeconfig user authenticates. */
+function credentialsOf(path: string, master: string | undefined, base: string, user: Record<string, unknown>, hasCert: boolean): Pick<ClusterAccess, 'authenticate' | 'credentials'> {
   if (user.exec || user['auth-provider']) {
-    return { ...access, authenticate: delegated(path, master), credentials: user.exec ? 'exec' : 'auth provider' };
+    return { authenticate: delegated(path, master), credentials: user.exec ? 'exec' : 'auth provider' };
   }
   if (typeof user.token === 'string' && user.token !== '') {
     const header = `Bearer ${user.token}`;
-    return { ...access, authenticate: async (o) => setHeader(o, header), credentials: 'token' };
+    return { authenticate: async (o) => setHeader(o, header), credentials: 'token' };
   }
   const tokenFile = user.tokenFile ?? user['token-file'];
   if (typeof tokenFile === 'string' && tokenFile !== '') {
     const full = isAbsolute(tokenFile) ? tokenFile : join(base, tokenFile);
     bearerOf(full, path);
-    return { ...access, authenticate: bearerFromFile(full), credentials: 'token file' };
+    return { authenticate: bearerFromFile(full), credentials: 'token file' };
   }
   if (typeof user.username === 'string' && user.username !== '') {
     const header = `Basic ${Buffer.from(`${user.username}:${String(user.password ?? '')}`).toString('base64')}`;
-    return { ...access, authenticate: async (o) => setHeader(o, header), credentials: 'basic' };
+    return { authenticate: async (o) => setHeader(o, header), credentials: 'basic' };
   }
-  return { ...access, authenticate: async () => {}, credentials: cert ? 'client certificate' : 'none' };
+  return { authenticate: async () => {}, credentials: hasCert ? 'client certificate' : 'none' };
 }
 
 function trimServer(server: string): string {
