@@ -26,6 +26,16 @@ const CORE_IO = [
 
 const restrict = (...groups) => ['error', { patterns: groups.flat() }];
 
+/**
+ * Shipped code uses client-node's types only: loading the library (its generated API and models)
+ * costs the daemon about 75 MiB. kubeconfig.ts imports it on demand, for exec plugins and auth
+ * providers alone.
+ */
+const CLIENT_NODE_TYPES_ONLY = [
+  'error',
+  { paths: [{ name: '@kubernetes/client-node', allowTypeImports: true, message: 'Import types only (import type); sources/rest-client.ts and sources/kubeconfig.ts talk to the API server.' }] },
+];
+
 const TESTS = ['**/*.test.ts', '**/*.test-support.ts', '**/test-support/**'];
 
 export default tseslint.config(
@@ -41,11 +51,11 @@ export default tseslint.config(
   {
     files: ['packages/*/src/**/*.ts', 'apps/*/src/**/*.ts'],
     ignores: [...TESTS, 'packages/testing/**'],
-    rules: { 'no-restricted-imports': restrict(CROSS_PACKAGE_SRC, TEST_KIT) },
+    rules: { 'no-restricted-imports': restrict(CROSS_PACKAGE_SRC, TEST_KIT), '@typescript-eslint/no-restricted-imports': CLIENT_NODE_TYPES_ONLY },
   },
   {
     files: ['packages/core/src/**/*.ts'],
     ignores: TESTS,
-    rules: { 'no-restricted-imports': restrict(CROSS_PACKAGE_SRC, TEST_KIT, CORE_IO) },
+    rules: { 'no-restricted-imports': restrict(CROSS_PACKAGE_SRC, TEST_KIT, CORE_IO), '@typescript-eslint/no-restricted-imports': CLIENT_NODE_TYPES_ONLY },
   },
 );
