@@ -10,7 +10,7 @@
 //
 //   node --conditions=@kube-proxy-ts/source --import tsx daemon.ts [--modes iptables,nftables,none]
 //     [--sources manifest,files,kubernetes] [--sizes 10000x10,1000x100,30000x3] [--edits 20]
-//     [--min-sync 1s] [--steady-s 10] [--heap-snapshot DIR] [--json FILE] [--node-flags "--max-semi-space-size=2"]
+//     [--min-sync 1s] [--steady-s 45] [--heap-snapshot DIR] [--json FILE] [--node-flags "--max-semi-space-size=2"]
 //
 // The daemon runs with the V8 options of cli.js's interpreter line, as the binary does; --node-flags
 // adds to them (a later option wins).
@@ -212,7 +212,7 @@ function kernelHolds(mode: Mode, ip: string): boolean {
 
 async function runInside(spec: RunSpec): Promise<RunResult> {
   const minSync = arg('min-sync', '1s');
-  const steadyMs = Number(arg('steady-s', '10')) * 1000;
+  const steadyMs = Number(arg('steady-s', '45')) * 1000;
   const edits = spec.mode === 'none' ? 0 : Number(arg('edits', '20'));
   const snapshotDir = arg('heap-snapshot', '');
   const dir = mkdtempSync(join(tmpdir(), 'kpts-dmnbench-'));

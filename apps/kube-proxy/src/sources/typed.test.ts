@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ObjectSerializer } from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
-import { endpointSliceToEndpoints, serviceToServicePorts } from '@kube-proxy-ts/core';
+import { endpointSliceToEndpoints, nodeEligible, nodeToNodeInfo, serviceToServicePorts } from '@kube-proxy-ts/core';
 import { toTyped } from './typed.js';
 
 const BULK = {
@@ -71,7 +70,7 @@ const SLICE = {
 describe('toTyped', () => {
   it('keeps of a Service and an EndpointSlice only what a proxy reads, and converts to the same records as the full object', () => {
     const svc = toTyped('Service', SERVICE);
-    const full = ObjectSerializer.deserialize(SERVICE, 'V1Service', '') as V1Service;
+    const full = SERVICE as unknown as V1Service;
     for (const family of ['IPv4', 'IPv6'] as const) expect(serviceToServicePorts(svc, family)).toEqual(serviceToServicePorts(full, family));
     expect(svc.metadata).toEqual({
       name: 'web',
@@ -83,7 +82,7 @@ describe('toTyped', () => {
     expect(JSON.stringify(svc).length).toBeLessThan(1000);
 
     const slice = toTyped('EndpointSlice', SLICE);
-    const fullSlice = ObjectSerializer.deserialize(SLICE, 'V1EndpointSlice', '') as V1EndpointSlice;
+    const fullSlice = SLICE as unknown as V1EndpointSlice;
     const opts = { nodeName: 'node-a' };
     expect(endpointSliceToEndpoints(slice, 'IPv4', opts)).toEqual(endpointSliceToEndpoints(fullSlice, 'IPv4', opts));
     expect(slice.metadata?.annotations).toEqual({ 'endpoints.kubernetes.io/last-change-trigger-time': '2024-01-01T00:00:01Z' });
@@ -91,9 +90,31 @@ describe('toTyped', () => {
     expect(slice.endpoints[0]).not.toHaveProperty('targetRef');
   });
 
-  it('gives list items (the client’s models) and watch events (plain JSON) one shape', () => {
-    const fromList = toTyped('EndpointSlice', ObjectSerializer.deserialize(SLICE, 'V1EndpointSlice', ''));
-    expect(fromList).toEqual(toTyped('EndpointSlice', JSON.parse(JSON.stringify(SLICE))));
+  it('keeps of a Node its name, labels, deletion, pod CIDRs and addresses, and of a ServiceCIDR its CIDRs', () => {
+    const node = toTyped('Node', {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'n1', resourceVersion: '9', labels: { 'topology.kubernetes.io/zone': 'z1' }, deletionTimestamp: '2026-12-03T07:00:00Z', managedFields: [{ manager: 'kubelet' }] },
+      spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24', 'fd00:10:244:1::/64'], providerID: 'x' },
+      status: { addresses: [{ type: 'InternalIP', address: '10.0.0.1' }], conditions: [{ type: 'Ready', status: 'True' }], images: [{ names: ['a'] }] },
+    });
+    expect(node).toEqual({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'n1', resourceVersion: '9', labels: { 'topology.kubernetes.io/zone': 'z1' }, deletionTimestamp: '2026-12-03T07:00:00Z' },
+      spec: { podCIDR: '10.244.1.0/24', podCIDRs: ['10.244.1.0/24', 'fd00:10:244:1::/64'] },
+      status: { addresses: [{ type: 'InternalIP', address: '10.0.0.1' }] },
+    });
+    // What core reads of it.
+    expect(nodeToNodeInfo(node, 'IPv4')).toMatchObject({ name: 'n1', addresses: ['10.0.0.1'], podCIDRs: ['10.244.1.0/24'] });
+    expect(nodeEligible(node)).toBe(false);
+    expect(toTyped('ServiceCIDR', { metadata: { name: 'kubernetes', resourceVersion: '3', uid: 'u' }, spec: { cidrs: ['10.96.0.0/16'] }, status: { conditions: [] } })).toEqual({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'ServiceCIDR',
+      metadata: { name: 'kubernetes', resourceVersion: '3' },
+      spec: { cidrs: ['10.96.0.0/16'] },
+    });
+    expect(() => toTyped('Node', [])).toThrow('a Node must be an object');
   });
 
   it('refuses what is not an object with a clear error', () => {

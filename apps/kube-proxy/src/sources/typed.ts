@@ -1,20 +1,12 @@
-// One shape for every object a handler sees. Lists, watch events and manifest files deliver
-// Services and EndpointSlices in different forms (the generated client's models, plain JSON); all
-// become the same compact object: the fields a proxy reads, nothing else. Sources keep one of these
-// per object for as long as it exists, so what they drop (managedFields, last-applied-configuration,
-// status conditions, timestamps, ...) is memory saved on every node; and picking fields is much
-// faster than the generated client's deserializer. Nodes and ServiceCIDRs (few) go through that
-// deserializer, so their timestamps are Dates as elsewhere.
+// One shape for every object a handler sees. Lists, watch events and manifest files (JSON or
+// YAML) all become the same compact object: the fields a proxy reads, nothing else. Sources keep
+// one of these per object for as long as it exists, so what they drop (managedFields,
+// last-applied-configuration, status conditions, timestamps, ...) is memory saved on every node.
+// Timestamps that are kept (a Node's deletionTimestamp) stay the strings the API sent: the proxy
+// only asks whether one is set.
 
 import type { KubernetesObject, V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
-// Not re-exported by the package root; the package has no exports map, so the path is stable per version.
-import { ObjectSerializer } from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
 import type { ProxiedKind } from './kinds.js';
-
-const MODEL: Record<'Node' | 'ServiceCIDR', string> = {
-  Node: 'V1Node',
-  ServiceCIDR: 'V1ServiceCIDR',
-};
 
 /** The annotations a proxy reads; all others are dropped. */
 const ANNOTATIONS: Record<'Service' | 'EndpointSlice', readonly string[]> = {
@@ -50,7 +42,8 @@ export function toTyped(kind: ProxiedKind, raw: unknown): KubernetesObject;
 export function toTyped(kind: ProxiedKind, raw: unknown): KubernetesObject {
   if (kind === 'Service') return compactService(raw);
   if (kind === 'EndpointSlice') return compactEndpointSlice(raw);
-  return ObjectSerializer.deserialize(raw, MODEL[kind], '') as KubernetesObject;
+  if (kind === 'Node') return compactNode(raw);
+  return compactServiceCIDR(raw);
 }
 
 type Plain = Record<string, unknown>;
@@ -71,10 +64,11 @@ function pickEach(list: unknown, fields: readonly string[]): unknown {
   return Array.isArray(list) ? list.map((x) => pick(x, fields) ?? x) : list;
 }
 
+const METADATA = ['name', 'namespace', 'resourceVersion', 'labels'] as const;
+
 function metadataOf(raw: Plain, kind: 'Service' | 'EndpointSlice'): Plain {
   const m = isPlain(raw.metadata) ? raw.metadata : {};
-  const out: Plain = {};
-  for (const f of ['name', 'namespace', 'resourceVersion', 'labels']) if (m[f] !== undefined && m[f] !== null) out[f] = m[f];
+  const out = pick(m, METADATA) as Plain;
   if (isPlain(m.annotations)) {
     let kept: Record<string, unknown> | undefined;
     for (const a of ANNOTATIONS[kind]) if (m.annotations[a] !== undefined) (kept ??= {})[a] = m.annotations[a];
@@ -137,4 +131,31 @@ function compactEndpointSlice(raw: unknown): V1EndpointSlice {
     endpoints: Array.isArray(raw.endpoints) ? raw.endpoints.map(compactEndpoint) : raw.endpoints,
     ...(raw.ports !== undefined && raw.ports !== null ? { ports: pickEach(raw.ports, SLICE_PORT) } : {}),
   } as V1EndpointSlice;
+}
+
+/** A Node: its name, labels (topology), deletion, pod CIDRs and addresses. */
+function compactNode(raw: unknown): V1Node {
+  if (!isPlain(raw)) throw new TypeError('a Node must be an object');
+  const metadata = pick(isPlain(raw.metadata) ? raw.metadata : {}, [...METADATA, 'deletionTimestamp']);
+  const spec = pick(raw.spec, ['podCIDR', 'podCIDRs']);
+  const addresses = isPlain(raw.status) ? raw.status.addresses : undefined;
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata,
+    ...(spec !== undefined ? { spec } : {}),
+    ...(addresses !== undefined && addresses !== null ? { status: { addresses: pickEach(addresses, ['type', 'address']) } } : {}),
+  } as V1Node;
+}
+
+/** A ServiceCIDR: its name and CIDRs. */
+function compactServiceCIDR(raw: unknown): V1ServiceCIDR {
+  if (!isPlain(raw)) throw new TypeError('a ServiceCIDR must be an object');
+  const spec = pick(raw.spec, ['cidrs']);
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'ServiceCIDR',
+    metadata: pick(isPlain(raw.metadata) ? raw.metadata : {}, METADATA),
+    ...(spec !== undefined ? { spec } : {}),
+  } as V1ServiceCIDR;
 }
