@@ -45,6 +45,22 @@ describe('IptablesBackend sync', () => {
     expect(tracePacket(payload, { src: '10.0.0.2', dst: '172.30.0.1', dport: 80, protocol: 'tcp' }, { localAddresses: [TEST_NODE_IP] }).dnatTargets).toEqual(['10.180.0.1:80']);
   });
 
+  it('does not keep a large sync’s payloads once it is done', async () => {
+    const { backend, runner } = await setUp();
+    const cluster = new Cluster();
+    const ip = (i: number) => `172.30.${i >> 8}.${i & 255}`;
+    for (let i = 1; i <= 2000; i++) {
+      cluster.upsert(service('ns1', `svc${i}`, { clusterIP: ip(i), ports: [{ name: 'p80', port: 80 }] }), endpointSlice('ns1', `svc${i}`, { name: `svc${i}-a`, endpoints: [`10.180.${i >> 8}.${i & 255}`, `10.181.${i >> 8}.${i & 255}`], ports: [{ name: 'p80', port: 80, protocol: 'TCP' }] }));
+    }
+    const { state, changes } = cluster.checkpoint();
+    const result = await backend.sync(state, changes);
+    expect(result.ok).toBe(true);
+    const written = runner.stdinsTo(RESTORE).reduce((n, p) => n + p.length, 0);
+    expect(written).toBeGreaterThan(1 << 20);
+    expect(result.stats?.payloadBytes).toBe(written);
+    expect(backend.lastPayload()).toBe('');
+  });
+
   it.each([
     ['iptables v1.8.9 (nf_tables)', true],
     ['iptables v1.6.1', false],

@@ -108,6 +108,9 @@ interface SyncDecision {
   readonly reason: string;
 }
 
+/** The last sync's payloads are kept (lastPayload(), tests and --dry-run) up to this size. */
+const MAX_KEPT_PAYLOAD_BYTES = 1 << 20;
+
 export class IptablesBackend implements Backend {
   readonly name = NAME;
   readonly requirements: readonly Requirement[];
@@ -162,7 +165,7 @@ export class IptablesBackend implements Backend {
     this.model = undefined;
   }
 
-  /** The iptables-restore payloads of the last sync, in the order they were applied. */
+  /** The iptables-restore payloads of the last sync, in the order they were applied; empty when they exceeded 1 MB. */
   lastPayload(): string {
     return this.payloads.join('');
   }
@@ -408,6 +411,8 @@ export class IptablesBackend implements Backend {
         skipped: rules.skipped.size,
       };
       logger.debug({ ...stats, reason: decision.reason }, 'iptables sync done');
+      // A full sync at scale writes tens of MB: not kept in memory until the next sync.
+      if (stats.payloadBytes > MAX_KEPT_PAYLOAD_BYTES) this.payloads = [];
       return { ok: true, full, stats };
     } catch (err) {
       // Never throw out of sync: report, and start over with a full sync.
