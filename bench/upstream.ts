@@ -3,7 +3,8 @@
 // etcd and kube-apiserver in a third). Per size (Services x 10 endpoints, remote endpoints):
 //   - how long writing the objects to the API took;
 //   - each daemon's first full sync: its kubeproxy_sync_proxy_rules_duration_seconds, and the time
-//     from its start until the kernel holds every Service's endpoints;
+//     from its start until the kernel holds every Service's endpoints (checked in the kernel; timed
+//     by the daemon's last-sync gauge when that first sync was its only one);
 //   - one endpoint change: from the API write until the end of the sync that put the new
 //     endpoint in the kernel (checked in the kernel; timed by the daemon's last-sync gauge);
 //   - a restarted daemon's first sync (the rules of the previous run still in the kernel);
@@ -12,6 +13,7 @@
 // The daemons run one after the other, never together, so they do not compete for the 2 cores.
 //
 //   node --conditions=@kube-proxy-ts/source --import tsx upstream.ts [--sizes 1000,5000] [--modes iptables,nftables] [--out results/upstream.md]
+//     [--sides upstream,ours] [--show-log]   (--show-log prints each daemon's log after its first sync)
 //
 // Root only; needs scripts/build-kubernetes.sh's binaries and a built daemon (pnpm build).
 
@@ -154,8 +156,12 @@ async function measure(pair: DaemonPair, side: Side, mode: ProxyMode, services: 
     await pair.stopDaemon(side);
     return { mode, side, services, timedOutS: timeout / 1000, firstSyncS: Number.NaN, firstSyncCount: 0, toKernelS: Number.NaN, changeToKernelMs: Number.NaN, changeSyncMs: Number.NaN, restartSyncS: Number.NaN, restartToKernelS: Number.NaN, peakRssMiB: used.peakRssMiB, cpuS: used.cpuS, load: [...loads, load()] };
   }
-  const toKernelS = (Date.now() - t0) / 1000;
   const first = await syncHistogram(pair, side);
+  if (process.argv.includes('--show-log')) console.log(`${side}'s log after its first sync:\n${pair.log(side, 60)}`);
+  // Listing a 10k table takes nft seconds, so the poll above lags: when that was the daemon's only
+  // sync, its end is the daemon's last-sync gauge.
+  const firstSyncedAt = metricValue(await pair.metrics(side), 'kubeproxy_sync_proxy_rules_last_timestamp_seconds', 'max', 'IPv4') * 1000;
+  const toKernelS = (first.count === 1 && Number.isFinite(firstSyncedAt) && firstSyncedAt >= t0 ? firstSyncedAt - t0 : Date.now() - t0) / 1000;
   loads.push(load());
 
   // One endpoint change, three times (median): service 0's first endpoint moves to a new address
@@ -252,7 +258,7 @@ async function main(): Promise<void> {
       say(`- ${size} Services: writing Services ${created}..${size - 1} and their EndpointSlices took ${(ms / 1000).toFixed(1)} s (${CREATE_CONCURRENCY} concurrent clients' requests; load ${loadBefore})`);
       created = size;
       for (const mode of modes) {
-        for (const side of ['upstream', 'ours'] as const) {
+        for (const side of arg('sides', 'upstream,ours').split(',') as Side[]) {
           const r = await measure(pair, side, mode, size);
           results.push(r);
           console.log(JSON.stringify(r));

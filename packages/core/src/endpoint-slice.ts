@@ -35,6 +35,8 @@ export interface EndpointSliceConversion {
   readonly ports: readonly SliceServicePort[];
   /** Why the whole slice is ignored. */
   readonly skipped?: string;
+  /** Skipped only because its addresses are of the other IP family: that family's tracker has it; not worth a log line. */
+  readonly otherFamily?: boolean;
   /** Why the whole slice is refused: the API server would have rejected it (bad names). */
   readonly invalid?: string;
   /** Parts that were dropped, one readable sentence each. */
@@ -92,7 +94,13 @@ export function endpointSliceToEndpoints(slice: V1EndpointSlice, family: IPFamil
   const namespace = slice.metadata?.namespace ?? '';
   const serviceName = labels?.[LABEL_SERVICE_NAME];
   const base = { slice: sliceName(slice), problems };
-  const none = (skipped: string, service?: string): EndpointSliceConversion => ({ ...base, ...(service ? { service } : {}), ports: [], skipped });
+  const none = (skipped: string, service?: string, otherFamily = false): EndpointSliceConversion => ({
+    ...base,
+    ...(service ? { service } : {}),
+    ports: [],
+    skipped,
+    ...(otherFamily ? { otherFamily } : {}),
+  });
   const badNamespace = validateDNS1123Label(namespace);
   if (badNamespace) return { ...base, ports: [], invalid: invalidValueMessage('namespace', namespace, badNamespace) };
   if (serviceName === undefined || serviceName === '') return none(`the EndpointSlice has no ${LABEL_SERVICE_NAME} label`);
@@ -110,7 +118,7 @@ export function endpointSliceToEndpoints(slice: V1EndpointSlice, family: IPFamil
   }
   if (belongsToOtherProxy(labels, opts.proxyName)) return none('the EndpointSlice belongs to another proxy', service);
   if (labels?.[LABEL_HEADLESS] !== undefined) return none('the EndpointSlice belongs to a headless Service', service);
-  if (slice.addressType !== family) return none(`addressType ${slice.addressType} is not ${family}`, service);
+  if (slice.addressType !== family) return none(`addressType ${slice.addressType} is not ${family}`, service, slice.addressType === 'IPv4' || slice.addressType === 'IPv6');
 
   const endpoints: { ep: V1Endpoint; ip: string }[] = [];
   for (const ep of Array.isArray(slice.endpoints) ? slice.endpoints : []) {

@@ -70,7 +70,7 @@ export class EndpointsChangeTracker {
     const news = this.refused.note(`EndpointSlice ${conv.slice}`, removed ? undefined : conv.invalid);
     if (logger) {
       if (conv.invalid && news) logger.warn({ endpointSlice: conv.slice, reason: conv.invalid }, 'Ignoring invalid EndpointSlice');
-      if (conv.skipped) logger.debug({ endpointSlice: conv.slice, ipFamily, reason: conv.skipped }, 'Skipping EndpointSlice');
+      if (conv.skipped && !conv.otherFamily) logger.debug({ endpointSlice: conv.slice, ipFamily, reason: conv.skipped }, 'Skipping EndpointSlice');
       for (const problem of conv.problems) logger.warn({ endpointSlice: conv.slice, ipFamily, problem }, 'Ignoring part of EndpointSlice');
     }
     // A slice that cannot name its Service cannot be merged anywhere.

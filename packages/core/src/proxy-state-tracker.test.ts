@@ -444,6 +444,9 @@ describe('logging and families', () => {
     t.onServiceAdd(svc('ns', 'bad', { externalIPs: ['nope'] }));
     t.onServiceAdd(svc('ns', 'headless', { clusterIP: 'None' }));
     t.onEndpointSliceAdd(slice('ns', 'bad', 'bad-1', ['10.0.0.1', '10.0.0.999']));
+    // Objects of the other family are passed over without a line, as upstream's trackers do.
+    t.onServiceAdd(svc('ns', 'v6', { clusterIP: 'fd00:30::5', clusterIPs: ['fd00:30::5'], ipFamilies: ['IPv6'] }));
+    t.onEndpointSliceAdd(slice('ns', 'v6', 'v6-1', ['fd00::1'], undefined, { addressType: 'IPv6' }));
     expect(lines).toEqual([
       { level: 'warn', obj: { service: 'ns/bad', ipFamily: 'IPv4', problem: 'externalIP "nope" is not a valid IP address' }, msg: 'Ignoring part of Service' },
       { level: 'debug', obj: { service: 'ns/headless', ipFamily: 'IPv4', reason: 'headless Services are not proxied' }, msg: 'Skipping Service' },

@@ -87,11 +87,12 @@ export class ServiceChangeTracker {
   }
 
   private convert(svc: V1Service, service: string): ServicePortMap {
-    const { ports, skipped, invalid, problems } = serviceToServicePorts(svc, this.ipFamily, { proxyName: this.proxyName });
+    const { ports, skipped, otherFamily, invalid, problems } = serviceToServicePorts(svc, this.ipFamily, { proxyName: this.proxyName });
     const news = this.refused.note(`Service ${service}`, invalid);
     if (this.logger) {
       if (invalid && news) this.logger.warn({ service, reason: invalid }, 'Ignoring invalid Service');
-      if (skipped) this.logger.debug({ service, ipFamily: this.ipFamily, reason: skipped }, 'Skipping Service');
+      // As upstream, a Service of the other family is passed over silently (10k lines at -v=2 otherwise).
+      if (skipped && !otherFamily) this.logger.debug({ service, ipFamily: this.ipFamily, reason: skipped }, 'Skipping Service');
       for (const problem of problems) this.logger.warn({ service, ipFamily: this.ipFamily, problem }, 'Ignoring part of Service');
     }
     return new Map(ports.map((p) => [p.key, p]));

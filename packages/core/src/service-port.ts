@@ -46,6 +46,8 @@ export interface ServiceConversion {
   readonly ports: ServicePort[];
   /** Why the whole Service is ignored (ExternalName, headless, other family, ...). */
   readonly skipped?: string;
+  /** Skipped only because it is of the other IP family: that family's tracker has it; not worth a log line. */
+  readonly otherFamily?: boolean;
   /** Why the whole Service is refused: the API server would have rejected it (bad names). */
   readonly invalid?: string;
   /** Parts that were dropped (bad IPs, ports, CIDRs), one readable sentence each. */
@@ -124,7 +126,7 @@ function topologyModeOf(svc: V1Service): string | undefined {
  */
 export function serviceToServicePorts(svc: V1Service, family: IPFamily, opts: ServiceConversionOptions = {}): ServiceConversion {
   const problems: string[] = [];
-  const none = (skipped: string): ServiceConversion => ({ ports: [], skipped, problems });
+  const none = (skipped: string, otherFamily = false): ServiceConversion => ({ ports: [], skipped, problems, ...(otherFamily ? { otherFamily } : {}) });
   const spec = svc.spec;
   const namespace = svc.metadata?.namespace ?? '';
   const name = svc.metadata?.name ?? '';
@@ -147,11 +149,11 @@ export function serviceToServicePorts(svc: V1Service, family: IPFamily, opts: Se
   if (!rawClusterIP) {
     const bad = [spec.clusterIP, ...(spec.clusterIPs ?? [])].find((ip) => ip && !parseIP(ip));
     if (bad !== undefined && !spec.ipFamilies?.length) return none(`ClusterIP ${JSON.stringify(bad)} is not a valid IP address`);
-    return none(`the Service has no ${family} ClusterIP`);
+    return none(`the Service has no ${family} ClusterIP`, true);
   }
   const clusterIP = parseIP(rawClusterIP);
   if (!clusterIP) return none(`ClusterIP ${JSON.stringify(rawClusterIP)} is not a valid IP address`);
-  if (clusterIP.family !== family) return none(`ClusterIP ${rawClusterIP} is not ${family}`);
+  if (clusterIP.family !== family) return none(`ClusterIP ${rawClusterIP} is not ${family}`, true);
 
   const externalIPs = ipsOfFamily('externalIP', spec.externalIPs, family, problems);
   const ingressIPs = (svc.status?.loadBalancer?.ingress ?? [])
