@@ -26,6 +26,7 @@ import {
 import {
   createLocalTrafficDetector,
   clearStaleUDPFlows,
+  keptPayloads,
   detectIptablesFlavour,
   driftCounter,
   ensureNFAcctCounters,
@@ -107,9 +108,6 @@ interface SyncDecision {
   readonly full: boolean;
   readonly reason: string;
 }
-
-/** The last sync's payloads are kept (lastPayload(), tests and --dry-run) up to this size. */
-const MAX_KEPT_PAYLOAD_BYTES = 1 << 20;
 
 export class IptablesBackend implements Backend {
   readonly name = NAME;
@@ -411,8 +409,7 @@ export class IptablesBackend implements Backend {
         skipped: rules.skipped.size,
       };
       logger.debug({ ...stats, reason: decision.reason }, 'iptables sync done');
-      // A full sync at scale writes tens of MB: not kept in memory until the next sync.
-      if (stats.payloadBytes > MAX_KEPT_PAYLOAD_BYTES) this.payloads = [];
+      this.payloads = keptPayloads(this.payloads);
       return { ok: true, full, stats };
     } catch (err) {
       // Never throw out of sync: report, and start over with a full sync.

@@ -31,6 +31,7 @@ import { SyncProgress } from '@kube-proxy-ts/core';
 import {
   clearStaleUDPFlows,
   currentNodePortIPs,
+  keptPayloads,
   registerDriftSeries,
   resolveNodePortAddresses,
 } from '@kube-proxy-ts/netfilter';
@@ -194,7 +195,7 @@ export class NftablesBackend implements Backend {
       const nodePortIPs = await this.nodePortIPs(state);
       const plan = this.plan(state, changes, nodePortIPs, existing);
       const texts = plan.transactions.map((t) => t.toString());
-      this.lastTransactions = texts.reduce((n, t) => n + t.length, 0) <= 1 << 20 ? texts : [];
+      this.lastTransactions = keptPayloads(texts);
       const progress = new SyncProgress(ctx.logger, ctx.clock, plan.stats.servicesWritten);
       let written = 0;
       for (const [i, text] of texts.entries()) {

@@ -49,7 +49,6 @@ export interface ServiceObjects {
 
 export interface RuleContext {
   readonly family: NftFamily;
-  readonly masqueradeAll: boolean;
   /** Which packets come from pods on this node; kind 'none' drops the rules that need it. */
   readonly localDetector: LocalTrafficDetector;
   /** The node's primary IP of this family, for loadBalancerSourceRanges that include the node. */
@@ -135,7 +134,7 @@ export function computeServiceObjects(
   if (usesClusterPolicyChain) rules(clusterPolicyChain);
   if (usesLocalPolicyChain) rules(localPolicyChain);
 
-  // ClusterIP traffic from outside the cluster (or all of it, masqueradeAll) is marked in the
+  // ClusterIP traffic from outside the cluster (or all of it, with masqueradeAll) is marked in the
   // services chain, for every ClusterIP at once (setup.ts), as upstream.
 
   if (usesExternalChain) {

@@ -87,7 +87,6 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
   const recomputeAll = full || changes.nodeChanged;
   const ruleCtx: RuleContext = {
     family: family,
-    masqueradeAll: limits.config.nftables.masqueradeAll,
     localDetector: createLocalTrafficDetector(limits.config, limits.ipFamily, state.node),
     nodeIP: state.node.addresses[0],
     masqueradeRule: masqueradeRule(limits.config.nftables.masqueradeBit),
@@ -149,7 +148,7 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
     ? {
         ipFamily: limits.ipFamily,
         masqueradeBit: limits.config.nftables.masqueradeBit,
-        masqueradeAll: ruleCtx.masqueradeAll,
+        masqueradeAll: limits.config.nftables.masqueradeAll,
         ifNotLocal: nftablesLocalMatch(ruleCtx.localDetector, true),
         nodePortIPs,
         serviceCIDRs,

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { IpsetRestoreWriter } from './ipset.js';
 import { formatRestoreLine, RestoreTableWriter } from './iptables-restore.js';
 import { splitRuleArgs } from './iptables-save.js';
-import { COMMENT_MAX_BYTES, assertNoControlCharacters, truncateComment } from './payload-text.js';
+import { COMMENT_MAX_BYTES, assertNoControlCharacters, keptPayloads, truncateComment } from './payload-text.js';
 
 const CONTROLS = ['web\n-A KUBE-SERVICES -j X\n#', 'a\rb', 'a\u0000b', 'a\tb', 'a\u007fb', 'a\u0085b'];
 const LONG = 'x'.repeat(300);
@@ -71,5 +71,14 @@ describe('ipset restore writer', () => {
     expect(w.size).toBe(0);
     w.add('KUBE-LOOP-BACK', 'fd00::1,tcp:80,fd00::1').add('KUBE-LOAD-BALANCER-SOURCE-CIDR', '10.0.0.1,tcp:80,10.0.0.0/8').add('KUBE-NODE-PORT-TCP', '30080');
     expect(w.toString().split('\n')).toHaveLength(4);
+  });
+});
+
+describe('keptPayloads', () => {
+  it('keeps a sync’s payloads up to 1 MB in all, and none beyond', () => {
+    const half = 'x'.repeat(1 << 19);
+    expect(keptPayloads([half, half])).toEqual([half, half]);
+    expect(keptPayloads([half, half, 'y'])).toEqual([]);
+    expect(keptPayloads([])).toEqual([]);
   });
 });

@@ -42,3 +42,11 @@ export function truncateComment(comment: string, tool: CommentTool): string {
   }
   return out;
 }
+
+/**
+ * What a backend keeps of its last sync's payloads (for inspection, tests and dry runs): all of them
+ * up to 1 MB in all, none beyond. A full sync at scale writes tens of MB: not held until the next sync.
+ */
+export function keptPayloads(payloads: readonly string[]): string[] {
+  return payloads.reduce((n, p) => n + p.length, 0) <= 1 << 20 ? [...payloads] : [];
+}

@@ -166,25 +166,23 @@ export class ResilientInformer<T extends KubernetesObject> {
     if (this.isCurrent(gen)) await this.watchFrom(gen, resourceVersion);
   }
 
-  /** Watches from `resourceVersion`; renews the watch when the server ends it, relists after 410. */
+  /** Watches from `resourceVersion`; renews the watch from the last one seen when the server ends it, relists after 410. */
   private async watchFrom(gen: Generation, resourceVersion: string): Promise<void> {
-    let rv = resourceVersion;
     let gone = false;
     const onEvent: WatchEventHandler = (type, obj) => {
       if (!this.isCurrent(gen)) return;
       if (type === 'ADDED' || type === 'MODIFIED') this.spec.diff.upsert(obj as T);
       else if (type === 'DELETED') this.spec.diff.remove(obj as T);
       else if (type === 'ERROR') gone = true; // only 410 gets here: GuardedWatch fails on any other
-      const next = (obj as { metadata?: { resourceVersion?: unknown } } | undefined)?.metadata?.resourceVersion;
-      if (type !== 'ERROR' && typeof next === 'string' && next !== '') rv = next;
     };
     const onDone = (err: unknown) => {
       if (!this.isCurrent(gen)) return;
       if (gone || isGone(err)) void this.listAndWatch(gen);
       else if (err) this.failed('informer stopped', err);
-      else void this.watchFrom(gen, rv);
+      // The watch hooks keep lastSeenRV: every event of this generation, bookmarks included, went through them.
+      else void this.watchFrom(gen, this.lastSeenRV ?? resourceVersion);
     };
-    const query: Query = { resourceVersion: rv, labelSelector: this.spec.labelSelector, fieldSelector: this.spec.fieldSelector };
+    const query: Query = { resourceVersion, labelSelector: this.spec.labelSelector, fieldSelector: this.spec.fieldSelector };
     await new GuardedWatch(this.options.client, this.watchHooks(gen)).watch(this.spec.path, query, onEvent, onDone);
   }
 

@@ -187,3 +187,39 @@ describe('ApiClient against the test API server', () => {
     expect(ends).toBe(1);
   });
 });
+
+describe('ApiClient watch stream', () => {
+  it('reads events split across chunks, a last line without a newline, and gives an HTTP error its code', async () => {
+    const { createServer } = await import('node:http');
+    const server = createServer((req, res) => {
+      if (req.url?.includes('forbidden')) {
+        res.writeHead(403, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify({ kind: 'Status', message: 'services is forbidden', code: 403 }));
+        return;
+      }
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      const a = JSON.stringify({ type: 'ADDED', object: { metadata: { name: 'a' } } });
+      const b = JSON.stringify({ type: 'BOOKMARK', object: { metadata: { resourceVersion: '9' } } });
+      // One event cut in two writes, then one that ends the stream without a newline.
+      res.write(a.slice(0, 10));
+      setTimeout(() => {
+        res.write(`${a.slice(10)}\n`);
+        setTimeout(() => res.end(b), 20);
+      }, 20);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      const client = new ApiClient(loadClusterAccess(undefined, url));
+      const events: string[] = [];
+      const ended = await new Promise<unknown>((resolve) => void client.watch('/api/v1/services', {}, (type, obj) => events.push(`${type} ${JSON.stringify(obj)}`), resolve));
+      expect(ended).toBeNull();
+      expect(events).toEqual(['ADDED {"metadata":{"name":"a"}}', 'BOOKMARK {"metadata":{"resourceVersion":"9"}}']);
+      const refused = await new Promise<unknown>((resolve) => void client.watch('/api/v1/forbidden', {}, () => undefined, resolve));
+      expect(refused).toBeInstanceOf(ApiError);
+      expect([(refused as ApiError).statusCode, (refused as ApiError).message]).toEqual([403, 'services is forbidden']);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
