@@ -12,7 +12,7 @@
 //     [--sources manifest,files,kubernetes] [--sizes 10000x10,1000x100,30000x3] [--edits 20]
 //     [--min-sync 1s] [--steady-s 45] [--heap-snapshot DIR] [--json FILE] [--node-flags "--max-semi-space-size=2"]
 //
-// The daemon runs with the V8 options of cli.js's interpreter line, as the binary does; --node-flags
+// The daemon runs with the environment and V8 options of cli.js's interpreter line, as the binary does; --node-flags
 // adds to them (a later option wins).
 // --modes none runs daemon-sources.ts instead of the daemon: the same sources and tracker, no
 // backend, to tell their share of memory and start-up time from the backend's.
@@ -33,10 +33,13 @@ const CLI = fileURLToPath(new URL('../apps/kube-proxy/dist/cli.js', import.meta.
 const NODE_NAME = 'bench-node';
 const METRICS = '127.0.0.1:10249';
 
-/** The V8 options of the daemon's interpreter line (`#!/usr/bin/env -S node ...`): what running the binary gives it. */
-function interpreterFlags(file: string): string[] {
+/** The environment and node options of the daemon's interpreter line (`#!/usr/bin/env -S A=B node ...`): what running the binary gives it. */
+function interpreterLine(file: string): { env: Record<string, string>; flags: string[] } {
   const first = readFileSync(file, 'utf8').split('\n', 1)[0] ?? '';
-  return /^#!.*\benv -S node\b(.*)$/.exec(first)?.[1]?.trim().split(/\s+/).filter(Boolean) ?? [];
+  const words = /^#!.*\benv -S (.*)$/.exec(first)?.[1]?.trim().split(/\s+/) ?? [];
+  const node = words.indexOf('node');
+  const env = Object.fromEntries(words.slice(0, Math.max(node, 0)).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]));
+  return { env, flags: node < 0 ? [] : words.slice(node + 1) };
 }
 
 function arg(name: string, fallback: string): string {
@@ -54,6 +57,8 @@ interface RunSpec {
   endpoints: number;
 }
 
+type RssParts = { file: number; brk: number; anon: number };
+
 interface RunResult extends RunSpec {
   startToSyncedMs: number;
   startToRulesMs: number;
@@ -63,6 +68,8 @@ interface RunResult extends RunSpec {
   rssSteadyMiB: number;
   /** At steady state, from the daemon's nodejs_* metrics: V8's heap (committed, live after the last GC) and memory outside it. */
   heapSteadyMiB: { total: number; used: number; external: number };
+  /** RSS by kind of mapping after the first sync and at steady state (before the edits). */
+  rssParts: { first: RssParts; steady: RssParts };
   editMs: number[];
   programmingMetricMs: number[];
   lastEditInKernel: boolean;
@@ -175,6 +182,23 @@ function procStatus(pid: number): { rss: number; hwm: number } {
   return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
 }
 
+/** Where the RSS is, from /proc/<pid>/smaps: mapped files (the node binary, libraries), malloc's brk heap, and other anonymous memory (V8's heap, large mallocs, stacks). */
+function rssParts(pid: number): RssParts {
+  const parts = { file: 0, brk: 0, anon: 0 };
+  let where: keyof typeof parts = 'anon';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      const name = head[1] ?? '';
+      where = name.startsWith('/') ? 'file' : name === '[heap]' ? 'brk' : 'anon';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) parts[where] += Number(rss[1]) / 1024;
+  }
+  return parts;
+}
+
 async function metrics(): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   try {
@@ -271,7 +295,7 @@ async function runInside(spec: RunSpec): Promise<RunResult> {
 
   // The daemon's own V8 options apply to the sources-only run too, so that the two compare.
   const daemonArgs = [
-    ...interpreterFlags(CLI),
+    ...interpreterLine(CLI).flags,
     ...arg('node-flags', '').split(' ').filter(Boolean),
     ...(snapshotDir ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${dir}`] : []),
     ...(spec.mode === 'none' ? [...process.execArgv, fileURLToPath(new URL('daemon-sources.ts', import.meta.url))] : [CLI]),
@@ -286,7 +310,11 @@ async function runInside(spec: RunSpec): Promise<RunResult> {
   ];
   const load0 = loadavg()[0] as number;
   const t0 = performance.now();
-  const daemon: ChildProcess = spawn(process.execPath, daemonArgs, { cwd: fileURLToPath(new URL('.', import.meta.url)), stdio: ['ignore', 'pipe', 'pipe'] });
+  const daemon: ChildProcess = spawn(process.execPath, daemonArgs, {
+    cwd: fileURLToPath(new URL('.', import.meta.url)),
+    env: { ...process.env, ...interpreterLine(CLI).env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let log = '';
   let syncedAt = 0;
   const onOut = (b: Buffer) => {
@@ -308,6 +336,7 @@ async function runInside(spec: RunSpec): Promise<RunResult> {
       100,
     );
     const first = procStatus(pid);
+    const firstParts = rssParts(pid);
     // The first sync must hold every Service and endpoint, or the figures mean nothing.
     const done = await until('the first sync log line', () => /First sync done.*?services[=":]+(\d+).*?endpoints[=":]+(\d+)/.exec(log) ?? undefined, 10_000);
     if (Number(done[1]) !== n || Number(done[2]) !== n * per) throw new Error(`first sync held ${done[1]} Services and ${done[2]} endpoints, not ${n} and ${n * per}`);
@@ -315,6 +344,7 @@ async function runInside(spec: RunSpec): Promise<RunResult> {
     const fullSyncMs = metric(m0, 'sync_full_proxy_rules_duration_seconds_sum') * 1000;
     await sleep(steadyMs);
     const steady = procStatus(pid);
+    const steadyParts = rssParts(pid);
     const mSteady = await metrics();
     const heapSteadyMiB = {
       total: (mSteady.get('nodejs_heap_size_total_bytes') ?? NaN) / 2 ** 20,
@@ -371,7 +401,7 @@ async function runInside(spec: RunSpec): Promise<RunResult> {
       mkdirSync(snapshotDir, { recursive: true });
       const dest = join(snapshotDir, `${spec.mode}-${spec.source}-${n}x${per}.heapsnapshot`);
       execFileSync('cp', [file, dest]);
-      heap = `${dest}\n${summarizeHeapSnapshot(dest, 25)}`;
+      heap = `${dest}\n${summarizeHeapSnapshot(dest, 25, true)}`;
     }
     return {
       ...spec,
@@ -382,6 +412,7 @@ async function runInside(spec: RunSpec): Promise<RunResult> {
       peakRssMiB: final.hwm,
       rssSteadyMiB: Math.max(steady.rss, final.rss),
       heapSteadyMiB,
+      rssParts: { first: firstParts, steady: steadyParts },
       editMs,
       programmingMetricMs,
       lastEditInKernel,
@@ -452,6 +483,8 @@ async function main(): Promise<void> {
           results.push(r);
           console.log(header.split('\n')[0]);
           console.log(row(r));
+          const parts = (p: RssParts) => `files ${mib(p.file)}, malloc heap ${mib(p.brk)}, other anonymous ${mib(p.anon)}`;
+          console.log(`RSS after the first sync: ${parts(r.rssParts.first)}; steady: ${parts(r.rssParts.steady)}`);
           if (r.heap) console.log(r.heap);
         } finally {
           spawnSync('ip', ['netns', 'del', netns], { timeout: 60_000 });

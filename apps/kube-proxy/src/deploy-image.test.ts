@@ -44,7 +44,7 @@ describe('kube-proxy.sh (the image entrypoint)', () => {
       tool(t, `cat <<'OUT'\n${saves[t] ?? ''}\nOUT`);
     }
     tool('update-alternatives', `echo "update-alternatives $*" >> '${log}'`);
-    tool('node', `echo "node $*" >> '${log}'`);
+    tool('node', `echo "GLIBC_TUNABLES=$GLIBC_TUNABLES node $*" >> '${log}'`);
     // The built daemon, with the interpreter line of the real one (src/cli.ts): run by the fake node above.
     const cli = join(bin, 'cli.js');
     writeFileSync(cli, `${readFileSync(fileURLToPath(new URL('./cli.ts', import.meta.url)), 'utf8').split('\n')[0]}\n`);
@@ -71,7 +71,9 @@ describe('kube-proxy.sh (the image entrypoint)', () => {
 
   it("then runs the proxy with the arguments as given, through its interpreter line's V8 options", () => {
     const [exec] = run({}, ['--config=/var/lib/kube-proxy/config.conf', '--hostname-override=node 1']).slice(2);
-    expect(exec).toMatch(/^node --max-semi-space-size=1 \S+\/cli\.js --config=\/var\/lib\/kube-proxy\/config\.conf --hostname-override=node 1$/);
+    expect(exec).toMatch(
+      /^GLIBC_TUNABLES=glibc\.malloc\.mmap_threshold=131072 node --max-semi-space-size=1 --heap-growing-percent=10 \S+\/cli\.js --config=\/var\/lib\/kube-proxy\/config\.conf --hostname-override=node 1$/,
+    );
     expect(readFileSync(deployFile('kube-proxy.sh'), 'utf8')).toContain('${KUBE_PROXY_CLI:-/opt/kube-proxy/dist/cli.js}');
   });
 });

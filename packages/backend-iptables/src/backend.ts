@@ -47,6 +47,7 @@ import {
   parseIptablesSave,
   resolveNodePortAddresses,
   RestoreTableWriter,
+  ruleLines,
   runIptablesRestore,
   type IptablesCommands,
   type IptablesFlavour,
@@ -594,7 +595,8 @@ export class IptablesBackend implements Backend {
       }
       return out;
     };
-    return Promise.resolve({ filter: picture('filter', model.filter), nat: picture('nat', model.nat), serviceChains: picture('svc', model.serviceChains) });
+    const serviceChains = new Map([...model.serviceChains].map(([chain, rules]) => [chain, ruleLines(rules)]));
+    return Promise.resolve({ filter: picture('filter', model.filter), nat: picture('nat', model.nat), serviceChains: picture('svc', serviceChains) });
   }
 }
 

@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { endpointSlice, service } from '@kube-proxy-ts/testing';
 import type { ProxyState } from '@kube-proxy-ts/core';
+import { ruleLines } from '@kube-proxy-ts/netfilter';
 import { masqueradeMark, probability } from './layout.js';
 import { tracePacket } from './packet-tracer.js';
 import { computeRules, renderFullPayload, type RuleOptions } from './rules.js';
@@ -360,9 +361,9 @@ describe('computeRules: upstream scenarios', () => {
     const rules = computeRules(state, options());
     expect(rules.largeClusterMode).toBe(true);
     const chains = rules.services.values().next().value!.chains;
-    const svc = chains.get('KUBE-SVC-XPGD46QRK7WJZT7O')!;
+    const svc = ruleLines(chains.get('KUBE-SVC-XPGD46QRK7WJZT7O')!);
     expect(svc[1]).toMatch(/^-m statistic --mode random --probability 0\.0009990010 -j KUBE-SEP-/);
-    const sep = [...chains.entries()].find(([c]) => c.startsWith('KUBE-SEP-'))![1];
+    const sep = ruleLines([...chains.entries()].find(([c]) => c.startsWith('KUBE-SEP-'))![1]);
     expect(sep[0]).toMatch(/^-s 10\.1\.\d+\.\d+ -j KUBE-MARK-MASQ$/);
     // The ClusterIP rules keep their comments (operators grep for them).
     expect(svc[0]).toContain('"ns1/svc1:p80 cluster IP"');

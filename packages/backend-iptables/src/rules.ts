@@ -20,8 +20,10 @@ import {
   endpointChainName,
   formatRestoreLine,
   iptablesLocalMatch,
+  joinRuleLines,
   NFACCT_CT_STATE_INVALID_DROPPED,
   NFACCT_LOCALHOST_NODEPORTS_ACCEPTED,
+  ruleLines,
   servicePortChainNames,
   type LocalTrafficDetector,
 } from '@kube-proxy-ts/netfilter';
@@ -72,8 +74,8 @@ export interface ServicePortRules {
   readonly filterExternalServices: readonly string[];
   readonly filterNodePorts: readonly string[];
   readonly filterFirewall: readonly string[];
-  /** Per-service nat chains (KUBE-EXT/FW/SVC/SVL/SEP) in declaration order, with their rules. */
-  readonly chains: ReadonlyMap<string, readonly string[]>;
+  /** Per-service nat chains (KUBE-EXT/FW/SVC/SVL/SEP) in declaration order, with their rules (joinRuleLines). */
+  readonly chains: ReadonlyMap<string, string>;
   readonly noLocalEndpointsInternal: boolean;
   readonly noLocalEndpointsExternal: boolean;
 }
@@ -523,7 +525,7 @@ export function serviceRules(
     filterExternalServices,
     filterNodePorts,
     filterFirewall,
-    chains,
+    chains: new Map([...chains].map(([n, rules]) => [n, joinRuleLines(n, rules)])),
     noLocalEndpointsInternal,
     noLocalEndpointsExternal,
   };
@@ -537,7 +539,7 @@ export function renderFullPayload(rules: RuleSet): string {
   out.push('COMMIT', '*nat');
   for (const chainName of rules.nat.keys()) out.push(`:${chainName} - [0:0]`);
   for (const svc of rules.services.values()) for (const chainName of svc.chains.keys()) out.push(`:${chainName} - [0:0]`);
-  for (const svc of rules.services.values()) for (const [chainName, lines] of svc.chains) for (const line of lines) out.push(`-A ${chainName} ${line}`);
+  for (const svc of rules.services.values()) for (const [chainName, lines] of svc.chains) for (const line of ruleLines(lines)) out.push(`-A ${chainName} ${line}`);
   for (const [chainName, lines] of rules.nat) for (const line of lines) out.push(`-A ${chainName} ${line}`);
   out.push('COMMIT');
   return `${out.join('\n')}\n`;

@@ -18,6 +18,8 @@ import {
   ENDPOINT_CHAIN_PREFIX,
   formatRestoreLine,
   jumpRuleArgs,
+  ruleLineCount,
+  ruleLines,
   RestoreTableWriter,
   SERVICE_EXTERNAL_CHAIN_PREFIX,
   SERVICE_FIREWALL_CHAIN_PREFIX,
@@ -34,7 +36,7 @@ export interface KernelModel {
    * Per-service nat chains (KUBE-SVC/SVL/EXT/FW/SEP). Updated in place by commitPlan(), so a
    * partial sync costs what changed, not what exists.
    */
-  readonly serviceChains: Map<string, readonly string[]>;
+  readonly serviceChains: Map<string, string>;
   /** Rules in serviceChains. */
   readonly serviceRuleCount: number;
 }
@@ -108,7 +110,7 @@ export interface IptablesSyncPlan {
   readonly filter: ReadonlyMap<string, readonly string[]>;
   readonly nat: ReadonlyMap<string, readonly string[]>;
   /** Service chains written; with `replaceServiceChains`, these are all of them. */
-  readonly serviceChainsWritten: ReadonlyMap<string, readonly string[]>;
+  readonly serviceChainsWritten: ReadonlyMap<string, string>;
   readonly serviceChainsDeleted: readonly string[];
   readonly replaceServiceChains: boolean;
   readonly stats: {
@@ -122,15 +124,16 @@ export interface IptablesSyncPlan {
 /** The kernel's content after `plan` succeeded; reuses (and updates) `model`'s service-chain map. */
 export function commitPlan(model: KernelModel | undefined, plan: IptablesSyncPlan): KernelModel {
   const replace = plan.replaceServiceChains || !model;
-  const serviceChains = replace ? new Map<string, readonly string[]>() : model.serviceChains;
+  const serviceChains = replace ? new Map<string, string>() : model.serviceChains;
   let count = replace ? 0 : model.serviceRuleCount;
+  const rulesOf = (chain: string) => ruleLineCount(serviceChains.get(chain) ?? '');
   for (const chain of plan.serviceChainsDeleted) {
-    count -= serviceChains.get(chain)?.length ?? 0;
+    count -= rulesOf(chain);
     serviceChains.delete(chain);
   }
-  for (const [chain, lines] of plan.serviceChainsWritten) {
-    count += lines.length - (serviceChains.get(chain)?.length ?? 0);
-    serviceChains.set(chain, lines);
+  for (const [chain, rules] of plan.serviceChainsWritten) {
+    count += ruleLineCount(rules) - rulesOf(chain);
+    serviceChains.set(chain, rules);
   }
   return { filter: plan.filter, nat: plan.nat, serviceChains, serviceRuleCount: count };
 }
@@ -153,7 +156,7 @@ function isNodePortsTail(table: string, chain: string, line: string): boolean {
 
 function serviceLines(rules: ServicePortRules): number {
   let n = 0;
-  for (const lines of rules.chains.values()) n += lines.length + 1;
+  for (const lines of rules.chains.values()) n += ruleLineCount(lines) + 1;
   return n;
 }
 
@@ -207,10 +210,10 @@ function descending(a: string, b: string): number {
 
 /** The per-service chains of `services`, in the write order described at the top. */
 function writeServiceChains(writer: RestoreTableWriter, services: readonly ServicePortRules[]): void {
-  const chains: Array<[string, readonly string[]]> = [];
+  const chains: Array<[string, string]> = [];
   for (const svc of services) for (const entry of svc.chains) chains.push(entry);
   chains.sort(([a], [b]) => chainWriteRank(a) - chainWriteRank(b) || descending(a, b));
-  for (const [chain, lines] of chains) writer.writeChain(chain, lines);
+  for (const [chain, rules] of chains) writer.writeChain(chain, ruleLines(rules));
 }
 
 function jumpTarget(line: string): string {
@@ -318,7 +321,7 @@ export function planSync(input: IptablesPlanInput): IptablesSyncPlan {
 
   // Which service ports to write.
   const toWrite: Array<[ServicePortKey, ServicePortRules]> = [];
-  const serviceChainsWritten = new Map<string, readonly string[]>();
+  const serviceChainsWritten = new Map<string, string>();
   let servicesWritten = 0;
   for (const [key, svc] of rules.services) {
     if (svc.chains.size === 0 || !(everything || input.changed.has(key) || !previous?.services.has(key))) continue;

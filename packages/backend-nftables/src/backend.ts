@@ -34,6 +34,7 @@ import {
   keptPayloads,
   registerDriftSeries,
   resolveNodePortAddresses,
+  ruleLines,
 } from '@kube-proxy-ts/netfilter';
 import { TableWatch } from './canary.js';
 import { listExistingObjects, type ExistingObjects } from './existing-objects.js';
@@ -153,7 +154,7 @@ export class NftablesBackend implements Backend {
     const chains: Record<string, string[]> = {};
     for (const [name, rules] of baseChainRules()) chains[name] = rules;
     for (const [name, rules] of helperChainRules(this.setup)) chains[name] = rules;
-    for (const objects of this.services.values()) for (const [name, rules] of objects.chains) chains[name] = [...rules];
+    for (const objects of this.services.values()) for (const { name, rules } of objects.chains) chains[name] = ruleLines(rules);
     const containers: Record<string, string[]> = {};
     for (const c of SERVICE_CONTAINERS) {
       const els = this.elements.get(c.name) ?? new Map<string, HeldElement>();

@@ -13,7 +13,7 @@ import {
   type NodeInfo,
   type ServicePort,
 } from '@kube-proxy-ts/core';
-import { nftablesLocalMatch, nftEndpointChainBase, nftServiceChainBase, type LocalTrafficDetector } from '@kube-proxy-ts/netfilter';
+import { joinRuleLines, nftablesLocalMatch, nftEndpointChainBase, nftServiceChainBase, type LocalTrafficDetector } from '@kube-proxy-ts/netfilter';
 import {
   AFFINITY_PREFIX,
   CLUSTER_IPS_SET,
@@ -38,14 +38,34 @@ export interface ElementValue {
   readonly comment?: string;
 }
 
+/** A chain and its rules, one a line, in order: held as one string, not one per rule. */
+export interface ChainRules {
+  readonly name: string;
+  readonly rules: string;
+}
+
+/** One element of a shared set or map (key `a . b . c`). */
+export interface ServiceElement {
+  readonly container: string;
+  readonly key: string;
+  readonly value: ElementValue;
+}
+
+/**
+ * The backend holds one of these per service port for as long as it exists, so it is kept
+ * small: arrays rather than maps (a service port has a few chains and elements), and the
+ * common values shared.
+ */
 export interface ServiceObjects {
-  /** Chain name -> its rules, in order. */
-  readonly chains: ReadonlyMap<string, readonly string[]>;
+  readonly chains: readonly ChainRules[];
   /** Affinity set name -> timeout in seconds. */
   readonly affinitySets: ReadonlyMap<string, number>;
-  /** Container name -> element key (`a . b . c`) -> value. */
-  readonly elements: ReadonlyMap<string, ReadonlyMap<string, ElementValue>>;
+  readonly elements: readonly ServiceElement[];
 }
+
+/** A set element's value, shared by every set element. */
+const SET_ELEMENT: ElementValue = Object.freeze({ value: '' });
+const NO_AFFINITY_SETS: ReadonlyMap<string, number> = new Map();
 
 export interface RuleContext {
   readonly family: NftFamily;
@@ -76,11 +96,9 @@ export function computeServiceObjects(
 
   const chains = new Map<string, string[]>();
   const affinitySets = new Map<string, number>();
-  const elements = new Map<string, Map<string, ElementValue>>();
+  const elements = new Map<string, ServiceElement>();
   const addElement = (container: string, key: string, value: ElementValue): void => {
-    let m = elements.get(container);
-    if (!m) elements.set(container, (m = new Map()));
-    m.set(key, value);
+    elements.set(`${container} ${key}`, { container, key, value: value.value === '' && value.comment === undefined ? SET_ELEMENT : value });
   };
   const rules = (chain: string): string[] => {
     let r = chains.get(chain);
@@ -197,9 +215,9 @@ export function computeServiceObjects(
   }
 
   return {
-    chains,
-    affinitySets,
-    elements,
+    chains: [...chains].map(([name, r]) => ({ name, rules: joinRuleLines(name, r) })),
+    affinitySets: affinitySets.size > 0 ? affinitySets : NO_AFFINITY_SETS,
+    elements: [...elements.values()],
   };
 }
 

@@ -5,7 +5,7 @@
 // point at them).
 
 import type { ChangeSet, IPFamily, ProxyConfig, ProxyState, ServicePortKey } from '@kube-proxy-ts/core';
-import { createLocalTrafficDetector, isNftServiceObjectName, nftablesLocalMatch } from '@kube-proxy-ts/netfilter';
+import { createLocalTrafficDetector, isNftServiceObjectName, nftablesLocalMatch, ruleLines } from '@kube-proxy-ts/netfilter';
 import type { ExistingObjects } from './existing-objects.js';
 import { AFFINITY_PREFIX, OBSOLETE_HELPER_CHAINS, SERVICE_CONTAINERS, TABLE, nftFamily } from './layout.js';
 import { computeServiceObjects, type ElementValue, type RuleContext, type ServiceObjects } from './service-objects.js';
@@ -118,14 +118,14 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
   const active = new Set<string>();
   const candidates = new Set<string>();
   if (recomputeAll) {
-    for (const o of next.values()) for (const name of o.chains.keys()) active.add(name);
-    for (const o of held.services.values()) for (const name of o.chains.keys()) candidates.add(name);
+    for (const o of next.values()) for (const { name } of o.chains) active.add(name);
+    for (const o of held.services.values()) for (const { name } of o.chains) candidates.add(name);
     if (existing) for (const name of existing.chains) if (isNftServiceObjectName(name) || OBSOLETE_HELPER_CHAINS.includes(name)) candidates.add(name);
   } else {
     const touched = new Set([...changes.servicePorts, ...[...held.services.keys()].filter((k) => !state.services.has(k))]);
     for (const key of touched) {
-      for (const name of held.services.get(key)?.chains.keys() ?? []) candidates.add(name);
-      for (const name of next.get(key)?.chains.keys() ?? []) active.add(name);
+      for (const { name } of held.services.get(key)?.chains ?? []) candidates.add(name);
+      for (const { name } of next.get(key)?.chains ?? []) active.add(name);
     }
   }
   const newlyStale = [...candidates].filter((name) => !active.has(name) && !held.staleChains.has(name));
@@ -174,20 +174,20 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
     const objects = next.get(key)!;
     const prev = full ? undefined : held.services.get(key);
     const recreate = [...objects.affinitySets.keys()].filter((n) => setsToRecreate.has(n));
-    const chains = [...objects.chains].filter(
-      ([name, rules]) => !prev || recreate.length > 0 || held.staleChains.has(name) || !sameRules(prev.chains.get(name), rules),
+    const chains = objects.chains.filter(
+      ({ name, rules }) => !prev || recreate.length > 0 || held.staleChains.has(name) || prev.chains.find((c) => c.name === name)?.rules !== rules,
     );
     const newSets = [...objects.affinitySets].filter(([name]) => full || !knownSets.has(name) || setsToRecreate.has(name));
     if (chains.length === 0 && newSets.length === 0) continue;
     servicesWritten++;
     chainsWritten += chains.length;
     const part = newTx();
-    for (const [name] of chains) part.addChain(name).flushChain(name);
+    for (const { name } of chains) part.addChain(name).flushChain(name);
     for (const name of recreate) part.deleteContainer('set', name);
     for (const [name, timeout] of newSets) {
       part.addContainer('set', name, family === 'ip6' ? 'ipv6_addr' : 'ipv4_addr', { flags: 'dynamic,timeout', timeoutSeconds: timeout });
     }
-    for (const [name, rules] of chains) part.addChainRules(name, rules);
+    for (const { name, rules } of chains) part.addChainRules(name, ruleLines(rules));
     if (tx.size > 0 && (servicesInTx >= limits.servicesPerTransaction || tx.size + part.size > limits.linesPerTransaction)) {
       transactions.push(tx);
       tx = newTx();
@@ -314,13 +314,11 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
  * wants keeps its count above zero.
  */
 function countElements(into: Elements, objects: ServiceObjects, sign: 1 | -1, base?: Elements): void {
-  for (const [container, els] of objects.elements) {
+  for (const { container, key, value } of objects.elements) {
     let m = into.get(container);
     if (!m) into.set(container, (m = new Map()));
-    for (const [k, v] of els) {
-      const e = m.get(k) ?? base?.get(container)?.get(k) ?? { value: v, refs: 0 };
-      m.set(k, { value: sign > 0 ? v : e.value, refs: e.refs + sign });
-    }
+    const e = m.get(key) ?? base?.get(container)?.get(key) ?? { value, refs: 0 };
+    m.set(key, { value: sign > 0 ? value : e.value, refs: e.refs + sign });
   }
 }
 
@@ -328,12 +326,8 @@ function sameElement(a: ElementValue, b: ElementValue): boolean {
   return a.value === b.value && a.comment === b.comment;
 }
 
-function sameRules(a: readonly string[] | undefined, b: readonly string[]): boolean {
-  return a !== undefined && a.length === b.length && a.every((r, i) => r === b[i]);
-}
-
 /** Equal address lists (null: every local address). */
 function sameList(a: readonly string[] | null, b: readonly string[] | null): boolean {
-  return a === null || b === null ? a === b : sameRules(a, b);
+  return a === null || b === null ? a === b : a.length === b.length && a.every((x, i) => x === b[i]);
 }
 

@@ -196,17 +196,19 @@ function dedupe(list: Iterable<Endpoint>): readonly Endpoint[] {
  */
 export function mergeEndpointSlices(slices: Iterable<EndpointSliceConversion>): Map<ServicePortKey, readonly Endpoint[]> {
   const ordered = [...slices].sort((a, b) => (a.slice < b.slice ? -1 : a.slice > b.slice ? 1 : 0));
-  const collected = new Map<ServicePortKey, Endpoint[]>();
+  const collected = new Map<ServicePortKey, (readonly Endpoint[])[]>();
   for (const s of ordered) {
     for (const p of s.ports) {
-      let list = collected.get(p.key);
-      if (!list) collected.set(p.key, (list = []));
-      list.push(...p.endpoints);
+      const lists = collected.get(p.key);
+      if (lists) lists.push(p.endpoints);
+      else collected.set(p.key, [p.endpoints]);
     }
   }
   const merged = new Map<ServicePortKey, readonly Endpoint[]>();
   for (const key of [...collected.keys()].sort()) {
-    const list = dedupe(collected.get(key) ?? []);
+    const lists = collected.get(key) ?? [];
+    // One slice's list is already deduplicated and sorted: held as it is, not copied.
+    const list = lists.length === 1 ? (lists[0] as readonly Endpoint[]) : dedupe(lists.flat());
     // A port without any endpoint is the same as no port at all.
     if (list.length > 0) merged.set(key, list);
   }

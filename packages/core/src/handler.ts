@@ -8,7 +8,13 @@ export interface ProxyEventHandler {
   onServiceDelete(service: V1Service): void;
   onServicesSynced(): void;
   onEndpointSliceAdd(slice: V1EndpointSlice): void;
+  /**
+   * `oldSlice` is what was delivered before, but the sources keep only its metadata and
+   * addressType (a cluster's endpoints are held once, by the trackers): its endpoints and ports
+   * are absent.
+   */
   onEndpointSliceUpdate(oldSlice: V1EndpointSlice, slice: V1EndpointSlice): void;
+  /** Like `oldSlice` above, a slice deleted while the source was not watching (found missing from a relist) comes without its endpoints and ports. */
   onEndpointSliceDelete(slice: V1EndpointSlice): void;
   onEndpointSlicesSynced(): void;
   onNodeAdd(node: V1Node): void;

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { IpsetRestoreWriter } from './ipset.js';
 import { formatRestoreLine, RestoreTableWriter } from './iptables-restore.js';
 import { splitRuleArgs } from './iptables-save.js';
-import { COMMENT_MAX_BYTES, assertNoControlCharacters, keptPayloads, truncateComment } from './payload-text.js';
+import { COMMENT_MAX_BYTES, assertNoControlCharacters, joinRuleLines, keptPayloads, ruleLineCount, ruleLines, truncateComment } from './payload-text.js';
 
 const CONTROLS = ['web\n-A KUBE-SERVICES -j X\n#', 'a\rb', 'a\u0000b', 'a\tb', 'a\u007fb', 'a\u0085b'];
 const LONG = 'x'.repeat(300);
@@ -80,5 +80,20 @@ describe('keptPayloads', () => {
     expect(keptPayloads([half, half])).toEqual([half, half]);
     expect(keptPayloads([half, half, 'y'])).toEqual([]);
     expect(keptPayloads([])).toEqual([]);
+  });
+});
+
+describe('rules held as one string per chain', () => {
+  it('gives back the rules it joined, and counts them', () => {
+    for (const rules of [[], ['-j ACCEPT'], ['a', 'b c', '']]) {
+      const text = joinRuleLines('KUBE-SVC-X', rules);
+      expect(ruleLines(text)).toEqual(rules.length === 1 && rules[0] === '' ? [] : rules);
+      expect(ruleLineCount(text)).toBe(ruleLines(text).length);
+    }
+    expect(ruleLineCount(joinRuleLines('c', ['a', 'b', 'c']))).toBe(3);
+  });
+
+  it('refuses a rule with a line break, which would come back as two rules', () => {
+    expect(() => joinRuleLines('KUBE-SVC-X', ['-j ACCEPT', '-m comment --comment "a\nb" -j DROP'])).toThrow(/line break/);
   });
 });

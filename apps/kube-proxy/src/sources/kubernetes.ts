@@ -11,8 +11,8 @@ import { type KindHandler, PROXIED_OBJECTS_LABEL_SELECTOR, type ProxiedKind, end
 import { type ListPageRequest, ResilientInformer } from './informer.js';
 import { nodeEventRecorder } from './node-events.js';
 import { ApiClient } from './rest-client.js';
-import { ObjectDiff, sameResourceVersion } from './object-diff.js';
-import { toTyped } from './typed.js';
+import { ObjectDiff, resourceVersionOf } from './object-diff.js';
+import { keptOf, toTyped } from './typed.js';
 import type { KubernetesSourceOptions, Source, WatchdogOptions } from './types.js';
 
 interface Resource<T extends KubernetesObject> {
@@ -120,7 +120,7 @@ export function startKubernetesSource(options: KubernetesSourceOptions): Source 
   const synced = resources.map((r) => {
     let resolve!: () => void;
     const done = new Promise<void>((res) => (resolve = res));
-    const diff = new ObjectDiff<KubernetesObject>(r.kind, r.handler, sameResourceVersion, logger);
+    const diff = new ObjectDiff<KubernetesObject>(r.kind, r.handler, { version: resourceVersionOf, keep: keptOf(r.kind) }, logger);
     informers.push(
       new ResilientInformer<KubernetesObject>(
         {

@@ -13,11 +13,11 @@ import { type FSWatcher, watch as fsWatch } from 'node:fs';
 import { type FileHandle, open, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { isDeepStrictEqual } from 'node:util';
 import type { KubernetesObject, V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
-import { endpointSliceHandler, isProxiedByUs, nodeHandler, objectKey, serviceCIDRHandler, serviceHandler } from './kinds.js';
+import { type ProxiedKind, endpointSliceHandler, isProxiedByUs, nodeHandler, objectKey, serviceCIDRHandler, serviceHandler } from './kinds.js';
 import { type ManifestObjects, type ParsedManifest, parseManifest } from './manifest-parse.js';
-import { ObjectDiff } from './object-diff.js';
+import { ObjectDiff, type Remembering, instanceVersions } from './object-diff.js';
+import { keptOf } from './typed.js';
 import type { ManifestSourceOptions, Source } from './types.js';
 
 const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
@@ -92,10 +92,16 @@ export function startManifestSource(options: ManifestSourceOptions): Source {
   if (!(maxFileBytes > 0)) throw new RangeError(`manifest maxFileBytes must be more than 0, got ${maxFileBytes}`);
   const logger = options.logger.child({ component: 'manifest-source', path });
 
-  const services = new ObjectDiff<V1Service>('Service', serviceHandler(handler), isDeepStrictEqual, logger);
-  const slices = new ObjectDiff<V1EndpointSlice>('EndpointSlice', endpointSliceHandler(handler), isDeepStrictEqual, logger);
-  const nodes = new ObjectDiff<V1Node>('Node', nodeHandler(handler), isDeepStrictEqual, logger);
-  const serviceCIDRs = new ObjectDiff<V1ServiceCIDR>('ServiceCIDR', serviceCIDRHandler(handler), isDeepStrictEqual, logger);
+  // Files carry no resourceVersion; a document that did not change gives the same objects again.
+  const version = instanceVersions();
+  const byInstance = <T extends KubernetesObject>(kind: ProxiedKind): Remembering<T> => {
+    const keep = keptOf(kind) as ((obj: T) => T) | undefined;
+    return { version, ...(keep ? { keep } : {}) };
+  };
+  const services = new ObjectDiff<V1Service>('Service', serviceHandler(handler), byInstance('Service'), logger);
+  const slices = new ObjectDiff<V1EndpointSlice>('EndpointSlice', endpointSliceHandler(handler), byInstance('EndpointSlice'), logger);
+  const nodes = new ObjectDiff<V1Node>('Node', nodeHandler(handler), byInstance('Node'), logger);
+  const serviceCIDRs = new ObjectDiff<V1ServiceCIDR>('ServiceCIDR', serviceCIDRHandler(handler), byInstance('ServiceCIDR'), logger);
 
   const files = new Map<string, FileState>();
   let pathUnreadable = false;

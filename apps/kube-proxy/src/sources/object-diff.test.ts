@@ -1,9 +1,10 @@
-import type { V1Service } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { createTestLogger } from '@kube-proxy-ts/testing';
 import { describe, expect, it } from 'vitest';
 import { Backoff } from './backoff.js';
 import type { KindHandler } from './kinds.js';
-import { ObjectDiff, sameResourceVersion } from './object-diff.js';
+import { ObjectDiff, instanceVersions, resourceVersionOf } from './object-diff.js';
+import { keptOf } from './typed.js';
 
 const svc = (name: string, rv: string): V1Service => ({ metadata: { namespace: 'ns', name, resourceVersion: rv } });
 
@@ -32,7 +33,7 @@ function recorder(): KindHandler<V1Service> & { log: string[]; held: Map<string,
 describe('ObjectDiff', () => {
   it('emits only real differences on a full replace, with the previously delivered object as old', () => {
     const h = recorder();
-    const diff = new ObjectDiff('Service', h, sameResourceVersion, createTestLogger());
+    const diff = new ObjectDiff('Service', h, { version: resourceVersionOf }, createTestLogger());
     diff.replaceAll([svc('a', '1'), svc('b', '2'), svc('c', '3')]);
     h.log.length = 0;
     // A relist: a unchanged (a new copy), b changed, c gone, d new.
@@ -45,10 +46,57 @@ describe('ObjectDiff', () => {
     expect(diff.remove(svc('zz', '9'))).toBe(false);
   });
 
+  it('treats an object without a resourceVersion as changed every time', () => {
+    const h = recorder();
+    const diff = new ObjectDiff('Service', h, { version: resourceVersionOf }, createTestLogger());
+    diff.upsert(svc('a', ''));
+    expect(diff.upsert(svc('a', ''))).toBe('update');
+  });
+
+  it('takes an object handed over again (an unchanged manifest document) as unchanged, a new one as an update', () => {
+    const h = recorder();
+    const diff = new ObjectDiff('Service', h, { version: instanceVersions() }, createTestLogger());
+    const a = (port: number): V1Service => ({ metadata: { namespace: 'ns', name: 'a' }, spec: { ports: [{ port }] } });
+    const first = a(80);
+    diff.replaceAll([first]);
+    expect(diff.replaceAll([first])).toEqual({ added: 0, updated: 0, deleted: 0 });
+    expect(diff.replaceAll([a(81)])).toEqual({ added: 0, updated: 1, deleted: 0 });
+  });
+
+  it('keeps an EndpointSlice without its endpoints, and hands that over as the previous and the deleted object', () => {
+    const seen: { op: string; slice: V1EndpointSlice }[] = [];
+    const h: KindHandler<V1EndpointSlice> = {
+      add: (slice) => seen.push({ op: 'add', slice }),
+      update: (slice) => seen.push({ op: 'previous', slice }),
+      delete: (slice) => seen.push({ op: 'delete', slice }),
+      synced: () => undefined,
+    };
+    const keep = keptOf('EndpointSlice') as unknown as (s: V1EndpointSlice) => V1EndpointSlice;
+    const diff = new ObjectDiff<V1EndpointSlice>('EndpointSlice', h, { version: resourceVersionOf, keep }, createTestLogger());
+    const slice = (rv: string, ip: string): V1EndpointSlice => ({
+      metadata: { namespace: 'ns', name: 's', resourceVersion: rv, labels: { 'kubernetes.io/service-name': 'svc' } },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: [ip] }],
+      ports: [{ port: 80 }],
+    });
+    diff.upsert(slice('1', '10.0.0.1'));
+    diff.upsert(slice('2', '10.0.0.2'));
+    diff.replaceAll([]);
+    expect(seen.map((s) => s.op)).toEqual(['add', 'previous', 'delete']);
+    expect(seen[0]!.slice.endpoints).toEqual([{ addresses: ['10.0.0.1'] }]);
+    for (const { slice: kept } of seen.slice(1)) {
+      expect(kept.endpoints).toBeUndefined();
+      expect(kept.ports).toBeUndefined();
+      expect(kept.addressType).toBe('IPv4');
+    }
+    expect(seen[1]!.slice.metadata).toMatchObject({ name: 's', resourceVersion: '1', labels: { 'kubernetes.io/service-name': 'svc' } });
+    expect(seen[2]!.slice.metadata?.resourceVersion).toBe('2');
+  });
+
   it('keeps its bookkeeping when the handler throws, and logs the failure', () => {
     const logger = createTestLogger();
     const h = recorder();
-    const diff = new ObjectDiff('Service', { ...h, add: () => { throw new Error('boom'); } }, sameResourceVersion, logger);
+    const diff = new ObjectDiff('Service', { ...h, add: () => { throw new Error('boom'); } }, { version: resourceVersionOf }, logger);
     expect(diff.upsert(svc('a', '1'))).toBe('add');
     expect(diff.size).toBe(1);
     expect(diff.upsert(svc('a', '2'))).toBe('update');

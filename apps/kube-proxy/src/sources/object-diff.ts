@@ -1,25 +1,51 @@
-// Remembers the last object of each key delivered to a handler, so that updates carry the
+// Remembers what was last delivered to a handler for each key, so that updates carry the
 // previous object and a full re-read (a relist, a manifest reload) emits only real differences.
+// What is remembered is a version to compare and, per kind, as much of the object as the
+// handlers need as "previous": an EndpointSlice's endpoints are held once, by the trackers.
 
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '@kube-proxy-ts/core';
 import { type KindHandler, objectKey } from './kinds.js';
 
-export type SameObject<T> = (a: T, b: T) => boolean;
+export interface Remembering<T> {
+  /** Equal strings mean the same object; undefined never equals anything. */
+  version(obj: T): string | undefined;
+  /** What is kept to be handed over later as the previous or the deleted object. Default: the object. */
+  keep?(obj: T): T;
+}
 
 /** API objects: the same resourceVersion means the same object. */
-export function sameResourceVersion(a: KubernetesObject, b: KubernetesObject): boolean {
-  const rv = a.metadata?.resourceVersion;
-  return rv !== undefined && rv !== '' && rv === b.metadata?.resourceVersion;
+export function resourceVersionOf(obj: KubernetesObject): string | undefined {
+  const rv = obj.metadata?.resourceVersion;
+  return rv === undefined || rv === '' ? undefined : rv;
+}
+
+/**
+ * Objects that are never modified once made (a manifest's: an unchanged document hands back the
+ * objects it gave before): the same instance is the same object.
+ */
+export function instanceVersions(): (obj: object) => string {
+  const ids = new WeakMap<object, string>();
+  let next = 0;
+  return (obj) => {
+    let id = ids.get(obj);
+    if (id === undefined) ids.set(obj, (id = String(++next)));
+    return id;
+  };
+}
+
+interface Held<T> {
+  readonly object: T;
+  readonly version: string | undefined;
 }
 
 export class ObjectDiff<T extends KubernetesObject> {
-  private readonly objects = new Map<string, T>();
+  private readonly objects = new Map<string, Held<T>>();
 
   constructor(
     private readonly kind: string,
     private readonly handler: KindHandler<T>,
-    private readonly same: SameObject<T>,
+    private readonly remembering: Remembering<T>,
     private readonly logger: Logger,
   ) {}
 
@@ -27,32 +53,22 @@ export class ObjectDiff<T extends KubernetesObject> {
     return this.objects.size;
   }
 
-  get(key: string): T | undefined {
-    return this.objects.get(key);
-  }
-
   /** An object appeared or changed. Returns what was emitted. */
   upsert(obj: T): 'add' | 'update' | 'none' {
     const key = objectKey(obj);
+    const version = this.remembering.version(obj);
     const previous = this.objects.get(key);
-    if (previous === undefined) {
-      this.objects.set(key, obj);
-      this.call('add', key, () => this.handler.add(obj));
-      return 'add';
-    }
-    // Keep the object the handler holds, so the next update's old object is exactly that one.
-    if (this.same(previous, obj)) return 'none';
-    this.objects.set(key, obj);
-    this.call('update', key, () => this.handler.update(previous, obj));
-    return 'update';
+    if (previous !== undefined && version !== undefined && previous.version === version) return 'none';
+    this.objects.set(key, { object: this.remembering.keep ? this.remembering.keep(obj) : obj, version });
+    if (previous === undefined) this.call('add', key, () => this.handler.add(obj));
+    else this.call('update', key, () => this.handler.update(previous.object, obj));
+    return previous === undefined ? 'add' : 'update';
   }
 
   /** An object went away; the handler receives `obj`, its final state. Unknown objects are ignored. */
   remove(obj: T): boolean {
     const key = objectKey(obj);
-    const previous = this.objects.get(key);
-    if (previous === undefined) return false;
-    this.objects.delete(key);
+    if (!this.objects.delete(key)) return false;
     this.call('delete', key, () => this.handler.delete(obj));
     return true;
   }
@@ -65,7 +81,7 @@ export class ObjectDiff<T extends KubernetesObject> {
     for (const [key, previous] of [...this.objects]) {
       if (next.has(key)) continue;
       this.objects.delete(key);
-      this.call('delete', key, () => this.handler.delete(previous));
+      this.call('delete', key, () => this.handler.delete(previous.object));
       deleted++;
     }
     let added = 0;

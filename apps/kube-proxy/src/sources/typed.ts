@@ -46,6 +46,19 @@ export function toTyped(kind: ProxiedKind, raw: unknown): KubernetesObject {
   return compactServiceCIDR(raw);
 }
 
+/**
+ * What a source keeps of an object it has handed over, to pass as the previous or deleted object
+ * later: an EndpointSlice without its endpoints and ports (the trackers hold those, converted);
+ * the other kinds whole.
+ */
+export function keptOf(kind: ProxiedKind): ((obj: KubernetesObject) => KubernetesObject) | undefined {
+  if (kind !== 'EndpointSlice') return undefined;
+  return (obj) => {
+    const slice = obj as V1EndpointSlice;
+    return { apiVersion: slice.apiVersion, kind: slice.kind, metadata: slice.metadata, addressType: slice.addressType } as V1EndpointSlice;
+  };
+}
+
 type Plain = Record<string, unknown>;
 
 function isPlain(v: unknown): v is Plain {
