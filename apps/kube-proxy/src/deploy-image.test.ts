@@ -72,7 +72,7 @@ describe('kube-proxy.sh (the image entrypoint)', () => {
   it("then runs the proxy with the arguments as given, through its interpreter line's V8 options", () => {
     const [exec] = run({}, ['--config=/var/lib/kube-proxy/config.conf', '--hostname-override=node 1']).slice(2);
     expect(exec).toMatch(
-      /^GLIBC_TUNABLES=glibc\.malloc\.mmap_threshold=131072 node --max-semi-space-size=1 --heap-growing-percent=10 \S+\/cli\.js --config=\/var\/lib\/kube-proxy\/config\.conf --hostname-override=node 1$/,
+      /^GLIBC_TUNABLES=glibc\.malloc\.mmap_threshold=131072 node --max-semi-space-size=1 --expose-gc \S+\/cli\.js --config=\/var\/lib\/kube-proxy\/config\.conf --hostname-override=node 1$/,
     );
     expect(readFileSync(deployFile('kube-proxy.sh'), 'utf8')).toContain('${KUBE_PROXY_CLI:-/opt/kube-proxy/dist/cli.js}');
   });

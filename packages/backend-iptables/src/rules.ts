@@ -247,6 +247,12 @@ export function computeRules(state: ProxyState, options: RuleOptions, compute: C
   return new RuleSetBuilder(state, options, compute).finish();
 }
 
+const NO_RULES: readonly string[] = Object.freeze([]);
+
+function exact(rules: string[]): readonly string[] {
+  return rules.length === 0 ? NO_RULES : rules.slice();
+}
+
 function topLevelRules(
   state: ProxyState,
   options: RuleOptions,
@@ -518,13 +524,14 @@ export function serviceRules(
     sep.push(fmt([...head, ...recent, ...proto, '-j', 'DNAT', '--to-destination', ep.hostPort]));
   }
 
+  // Held until the service changes: lists at their length (one grown by push keeps room for 16).
   return {
-    natServices,
-    natNodePorts,
-    filterServices,
-    filterExternalServices,
-    filterNodePorts,
-    filterFirewall,
+    natServices: exact(natServices),
+    natNodePorts: exact(natNodePorts),
+    filterServices: exact(filterServices),
+    filterExternalServices: exact(filterExternalServices),
+    filterNodePorts: exact(filterNodePorts),
+    filterFirewall: exact(filterFirewall),
     chains: new Map([...chains].map(([n, rules]) => [n, joinRuleLines(n, rules)])),
     noLocalEndpointsInternal,
     noLocalEndpointsExternal,

@@ -36,7 +36,7 @@ afterEach(async () => {
   await Promise.all(daemons.splice(0).map((d) => d.stop()));
 });
 
-function setup(over: Partial<ProxyConfig> = {}, extra: { requirements?: string[]; failingBackends?: boolean } = {}) {
+function setup(over: Partial<ProxyConfig> = {}, extra: { requirements?: string[]; failingBackends?: boolean; onSourcesSynced?: () => void } = {}) {
   const config: ProxyConfig = { ...defaultProxyConfig(), healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', minSyncPeriod: 0, syncPeriod: 200, ...over };
   const { factory, backends } = recordingBackends();
   const src = fakeSource();
@@ -60,6 +60,7 @@ function setup(over: Partial<ProxyConfig> = {}, extra: { requirements?: string[]
     createTracker: (ipFamily, nodeName) => new ProxyStateTracker({ ipFamily, nodeName }),
     startSource: src.start,
     checkRequirements: async () => extra.requirements ?? [],
+    ...(extra.onSourcesSynced ? { onSourcesSynced: extra.onSourcesSynced } : {}),
   });
   daemons.push(daemon);
   return { daemon, backends, src, registry, logger, config };
@@ -130,6 +131,23 @@ describe('daemon assembly', () => {
     expect(b.stopped).toBe(1);
     expect(b.cleaned).toBe(0);
     expect(src.s.stopped).toBe(true);
+  });
+
+  it('calls onSourcesSynced once, after the initial lists and before the first backend starts', async () => {
+    const seen: number[] = [];
+    const { daemon, backends, src } = setup({}, { onSourcesSynced: () => seen.push(backends.length) });
+    const { started, h } = await startDaemon(daemon, src);
+    h.onServiceAdd(web());
+    h.onServicesSynced();
+    h.onEndpointSlicesSynced();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(seen).toEqual([]);
+    h.onNodeAdd(node('node1', { addresses: ['192.168.50.1'] }));
+    h.onNodeSynced();
+    await started;
+    h.onServiceAdd(service('ns1', 'db', { clusterIP: '10.96.0.20', ports: [{ port: 5432 }] }));
+    await until(() => (backends[0]?.syncs.length ?? 0) >= 1);
+    expect(seen).toEqual([0]);
   });
 
   it('records "Starting" on the Node when the proxy starts, after a warning for a server that could not listen', async () => {

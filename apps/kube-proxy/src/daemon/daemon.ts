@@ -47,6 +47,8 @@ export interface DaemonOptions {
   readonly families?: readonly IPFamily[];
   /** ms one sync may take before it counts as failed; default: SyncRunner's defaultSyncDeadline. */
   readonly syncDeadline?: number;
+  /** Called once, when the initial lists are in and before any backend starts. */
+  readonly onSourcesSynced?: () => void;
 }
 
 export class StartupError extends Error {
@@ -110,6 +112,7 @@ export class Daemon {
     // A family the node does not have needs no tracking from now on.
     for (const f of [...trackers.keys()]) if (!families.includes(f)) trackers.delete(f);
     logger.info({ mode: config.mode, ipFamilies: families }, 'Sources synced; starting the proxy');
+    this.opts.onSourcesSynced?.();
     const factory = await this.opts.loadFactory(config.mode);
     const metrics = daemonMetrics(registry);
     const conntrackReconciler = new ConntrackReconcilerMetrics(metrics, this.clock);

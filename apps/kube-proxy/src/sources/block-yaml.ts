@@ -115,7 +115,9 @@ class Reader {
       }
       const next = this.lines[this.at];
       // Another line at this column ends the sequence ("key:\n- a\nother: b"); the caller checks it.
-      if (!next || next.indent < indent || (next.indent === indent && !isSequenceEntry(next.text))) return out;
+      // Copied to its exact length: an array grown by push keeps room for 16 entries, and a
+      // manifest's objects (an endpoint's one address) are held as long as the file is in use.
+      if (!next || next.indent < indent || (next.indent === indent && !isSequenceEntry(next.text))) return out.slice();
       if (next.indent > indent) return bail();
       text = next.text;
       column = next.indent;

@@ -54,6 +54,25 @@ function emptyContent(): DocumentContent {
   return { services: [], endpointSlices: [], nodes: [], serviceCIDRs: [], problems: [], ignored: {} };
 }
 
+const NONE: never[] = Object.freeze([]) as unknown as never[];
+const NONE_IGNORED: Record<string, number> = Object.freeze({}) as Record<string, number>;
+
+/**
+ * A parsed document as it is kept for the next parse of its file: a document holds one object or
+ * few, so its empty lists are one shared empty list, and the others are copied to their length.
+ */
+function kept(content: DocumentContent): DocumentContent {
+  const list = <T>(xs: T[]): T[] => (xs.length === 0 ? NONE : xs.slice());
+  return {
+    services: list(content.services),
+    endpointSlices: list(content.endpointSlices),
+    nodes: list(content.nodes),
+    serviceCIDRs: list(content.serviceCIDRs),
+    problems: list(content.problems),
+    ignored: Object.keys(content.ignored).length === 0 ? NONE_IGNORED : content.ignored,
+  };
+}
+
 /**
  * Reads a manifest file. With `previous`, the parse of an earlier version of the same file, a
  * document whose text did not change is not read again: its objects are handed back as they were
@@ -71,7 +90,7 @@ export function parseManifest(text: string, previous?: ParsedManifest): ParsedMa
   const strings = new StringTable();
   chunks.forEach((chunk, i) => {
     const key = createHash('sha1').update(chunk).digest('base64');
-    const content = documents.get(key) ?? previous?.documents.get(key) ?? parseDocument(chunk, strings);
+    const content = documents.get(key) ?? previous?.documents.get(key) ?? kept(parseDocument(chunk, strings));
     documents.set(key, content);
     merge(out, content, i + 1);
   });
