@@ -294,8 +294,9 @@ async function runInside(spec: RunSpec): Promise<RunResult> {
   }
 
   // The daemon's own V8 options apply to the sources-only run too, so that the two compare.
+  const interpreter = interpreterLine(CLI);
   const daemonArgs = [
-    ...interpreterLine(CLI).flags,
+    ...interpreter.flags,
     ...arg('node-flags', '').split(' ').filter(Boolean),
     ...(snapshotDir ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${dir}`] : []),
     ...(spec.mode === 'none' ? [...process.execArgv, fileURLToPath(new URL('daemon-sources.ts', import.meta.url))] : [CLI]),
@@ -312,7 +313,7 @@ async function runInside(spec: RunSpec): Promise<RunResult> {
   const t0 = performance.now();
   const daemon: ChildProcess = spawn(process.execPath, daemonArgs, {
     cwd: fileURLToPath(new URL('.', import.meta.url)),
-    env: { ...process.env, ...interpreterLine(CLI).env },
+    env: { ...process.env, ...interpreter.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';

@@ -127,9 +127,9 @@ function selfSizes(s: Snapshot, top: number): string {
 /**
  * Immediate dominators (Cooper, Harvey and Kennedy's iterative algorithm over a reverse
  * post-order) of the graph of strong edges from node 0, the snapshot's root. Returns, per node,
- * its dominator and the edge name it is held by, or -1 for nodes not reached.
+ * its dominator (-1 for nodes not reached), and the reached nodes in post-order.
  */
-function dominators(s: Snapshot, nodes: Nodes): { idom: Int32Array; order: Int32Array; reached: number } {
+function dominators(s: Snapshot, nodes: Nodes): { idom: Int32Array; order: Int32Array } {
   const ef = s.meta.edge_fields.length;
   const edgeTypeAt = s.meta.edge_fields.indexOf('type');
   const toAt = s.meta.edge_fields.indexOf('to_node');
@@ -221,7 +221,7 @@ function dominators(s: Snapshot, nodes: Nodes): { idom: Int32Array; order: Int32
       }
     }
   }
-  return { idom, order: order.subarray(0, reached), reached };
+  return { idom, order: order.subarray(0, reached) };
 }
 
 /** The objects that retain the most, each with the chain of named objects that dominate it. */
