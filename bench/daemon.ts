@@ -57,7 +57,7 @@ interface RunSpec {
   endpoints: number;
 }
 
-type RssParts = { file: number; brk: number; anon: number };
+type RssParts = { file: number; brk: number; anon: number; lazyFree: number };
 
 interface RunResult extends RunSpec {
   startToSyncedMs: number;
@@ -184,8 +184,8 @@ function procStatus(pid: number): { rss: number; hwm: number } {
 
 /** Where the RSS is, from /proc/<pid>/smaps: mapped files (the node binary, libraries), malloc's brk heap, and other anonymous memory (V8's heap, large mallocs, stacks). */
 function rssParts(pid: number): RssParts {
-  const parts = { file: 0, brk: 0, anon: 0 };
-  let where: keyof typeof parts = 'anon';
+  const parts = { file: 0, brk: 0, anon: 0, lazyFree: 0 };
+  let where: 'file' | 'brk' | 'anon' = 'anon';
   for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
     const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
     if (head) {
@@ -195,6 +195,8 @@ function rssParts(pid: number): RssParts {
     }
     const rss = /^Rss:\s+(\d+) kB/.exec(line);
     if (rss) parts[where] += Number(rss[1]) / 1024;
+    const lazy = /^LazyFree:\s+(\d+) kB/.exec(line);
+    if (lazy) parts.lazyFree += Number(lazy[1]) / 1024;
   }
   return parts;
 }
@@ -484,7 +486,7 @@ async function main(): Promise<void> {
           results.push(r);
           console.log(header.split('\n')[0]);
           console.log(row(r));
-          const parts = (p: RssParts) => `files ${mib(p.file)}, malloc heap ${mib(p.brk)}, other anonymous ${mib(p.anon)}`;
+          const parts = (p: RssParts) => `files ${mib(p.file)}, malloc heap ${mib(p.brk)}, other anonymous ${mib(p.anon)} (freed but not yet reclaimed, MADV_FREE: ${mib(p.lazyFree)})`;
           console.log(`RSS after the first sync: ${parts(r.rssParts.first)}; steady: ${parts(r.rssParts.steady)}`);
           if (r.heap) console.log(r.heap);
         } finally {
