@@ -61,12 +61,12 @@ export async function startDualStack<B>(tag: string, nodeName: string, start: St
 /** ClusterIP from a pod, NodePort from outside, and no endpoints refused, all over IPv6. */
 export function ipv6TrafficTests(get: () => Sandbox): void {
   it('an IPv6 ClusterIP reaches every endpoint from an in-cluster client', async () => {
-    expect(await answers(get(), 'client', VIP6, 80, 16)).toEqual(POD_NAMES);
+    expect(await answers(get(), 'client', VIP6, 80, 16, POD_NAMES)).toEqual(POD_NAMES);
   });
 
   it("a NodePort on the node's IPv6 address reaches the endpoints from an external client", async () => {
     const sb = get();
-    expect(await answers(sb, 'external', sb.node.ipv6!, NODE_PORT, 16)).toEqual(POD_NAMES);
+    expect(await answers(sb, 'external', sb.node.ipv6!, NODE_PORT, 16, POD_NAMES)).toEqual(POD_NAMES);
   });
 
   it('refuses connections to an IPv6 service without endpoints at once', async () => {
