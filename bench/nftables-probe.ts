@@ -86,7 +86,7 @@ async function main() {
       ['add element (set)', `add element ip kube-proxy cluster-ips { ${clusterIP(0)} }\n`],
       ['add chain only', `add chain ip kube-proxy probe-x\n`],
       ['add chain + rule', `add chain ip kube-proxy probe-y\nadd rule ip kube-proxy probe-y counter\n`],
-      ['rule with jump', `add chain ip kube-proxy probe-z\nadd rule ip kube-proxy probe-z jump mark-for-masquerade\n`],
+      ['rule with jump', `add chain ip kube-proxy probe-z\nadd rule ip kube-proxy probe-z jump services\n`],
       ['flush chain', `flush chain ip kube-proxy probe-z\n`],
       ['delete+add chain', `delete chain ip kube-proxy probe-z\nadd chain ip kube-proxy probe-z\n`],
     ];

@@ -560,6 +560,38 @@ describe('nftables backend: partial sync', () => {
     expect([...f.table()!.chains.keys()].some((c) => c.includes('ns5/svc5'))).toBe(false);
   });
 
+  it('a partial sync that adds, deletes and changes service ports at once ends where a full sync of the same state does', async () => {
+    const f = await fixture();
+    overallWorld(f);
+    await f.sync();
+    f.remove(service('ns6', 'svc6'));
+    f.remove(affinityLoadBalancer(10800));
+    f.upsert(service('ns7', 'svc7', { clusterIP: '172.30.0.47', ports: [svcPort('p80', 80)] }));
+    f.upsert(slice('ns7', 'svc7', ['10.180.0.7']));
+    f.upsert(slice('ns1', 'svc1', [{ ip: '10.180.0.1', nodeName: NODE }, '10.180.0.9']));
+    const partial = await f.sync();
+    expect(partial.full).toBe(false);
+    await f.ctx.clock.advanceAsync(1100); // the stale chains' deletion
+    const after = picture(f.model);
+    const held = (await f.backend.inspect()) as { chains: Record<string, string[]>; containers: Record<string, string[]> };
+    expect(held.chains).toEqual(f.modelChains());
+    expect(held.containers['map service-ips']).toEqual(f.elements('service-ips'));
+    expect(Object.keys(held.chains).filter((c) => c.includes('svc5') || c.includes('svc6'))).toEqual([]);
+    expect(held.containers['set affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80']).toBeUndefined();
+
+    // A fresh backend, one full sync of the same state into an empty table.
+    const g = await fixture();
+    overallWorld(g);
+    g.remove(service('ns6', 'svc6'));
+    g.remove(affinityLoadBalancer(10800));
+    g.upsert(service('ns7', 'svc7', { clusterIP: '172.30.0.47', ports: [svcPort('p80', 80)] }));
+    g.upsert(slice('ns7', 'svc7', ['10.180.0.7']));
+    g.upsert(slice('ns1', 'svc1', [{ ip: '10.180.0.1', nodeName: NODE }, '10.180.0.9']));
+    expect((await g.sync()).full).toBe(true);
+    expect(after).toEqual(picture(g.model));
+    expect(held.chains).toEqual((((await g.backend.inspect()) as { chains: unknown }).chains));
+  });
+
   it('re-creates affinity sets whose timeout changed', async () => {
     const f = await fixture();
     overallWorld(f);

@@ -43,7 +43,7 @@ import { NODEPORT_IPS_SET, SERVICE_CONTAINERS, TABLE, nftFamily, type NftFamily 
 import type { ServiceObjects } from './service-objects.js';
 import { baseChainRules, helperChainRules, type SetupOptions } from './setup.js';
 import { nftablesMetrics, type NftablesMetrics } from './metrics.js';
-import { planSync, type Elements, type HeldElement, type HeldState, type NftablesPlanLimits, type NftablesSyncPlan } from './sync-plan.js';
+import { planSync, sameList, type Elements, type HeldElement, type HeldState, type NftablesPlanLimits, type NftablesSyncPlan } from './sync-plan.js';
 import { NftTransaction, renderElement } from './transaction.js';
 
 export interface NftablesBackendOptions extends BackendOptions {
@@ -193,8 +193,14 @@ export class NftablesBackend implements Backend {
     const full = this.needFullSync || changes.nodeChanged || !this.setup;
     try {
       const existing = this.kernelUnknown && (this.needFullSync || !this.setup) ? await listExistingObjects(ctx.runner, this.family, TABLE, this.timeoutMs) : undefined;
-      const nodePortIPs = await this.nodePortIPs(state);
-      const plan = this.plan(state, changes, nodePortIPs, existing);
+      // The node's addresses are read at every sync; the plan is made meanwhile with those of the
+      // last sync, and again only if they moved.
+      const reading = this.nodePortIPs(state);
+      reading.catch(() => undefined);
+      const assumed = this.setup?.nodePortIPs;
+      let plan = assumed === undefined ? undefined : this.plan(state, changes, assumed, existing);
+      const nodePortIPs = await reading;
+      if (!plan || !sameList(assumed ?? null, nodePortIPs)) plan = this.plan(state, changes, nodePortIPs, existing);
       const texts = plan.transactions.map((t) => t.toString());
       this.lastTransactions = keptPayloads(texts);
       const progress = new SyncProgress(ctx.logger, ctx.clock, plan.stats.servicesWritten);
@@ -223,7 +229,14 @@ export class NftablesBackend implements Backend {
 
   private commit(plan: NftablesSyncPlan): void {
     const now = this.requireCtx().clock.now();
-    this.services = plan.next.services;
+    const services = plan.next.services;
+    if ('replace' in services) this.services = services.replace;
+    else {
+      for (const [key, objects] of services.patch) {
+        if (objects) this.services.set(key, objects);
+        else this.services.delete(key);
+      }
+    }
     const els = plan.next.elements;
     this.staleElements = plan.next.staleElements;
     if ('replace' in els) this.elements = els.replace;

@@ -4,7 +4,7 @@
 // and a large sync is cut into bounded transactions (chains first, then the map elements that
 // point at them).
 
-import type { ChangeSet, IPFamily, ProxyConfig, ProxyState, ServicePortKey } from '@kube-proxy-ts/core';
+import type { ChangeSet, IPFamily, ProxyConfig, ProxyState, ServicePort, ServicePortKey } from '@kube-proxy-ts/core';
 import { createLocalTrafficDetector, isNftServiceObjectName, nftablesLocalMatch, ruleLines } from '@kube-proxy-ts/netfilter';
 import type { ExistingObjects } from './existing-objects.js';
 import { AFFINITY_PREFIX, OBSOLETE_HELPER_CHAINS, SERVICE_CONTAINERS, TABLE, nftFamily } from './layout.js';
@@ -62,8 +62,8 @@ export interface NftablesSyncPlan {
   /** In order; each is one `nft -f -` run. */
   readonly transactions: readonly NftTransaction[];
   readonly next: {
-    readonly services: Map<ServicePortKey, ServiceObjects>;
-    /** Full syncs replace the bookkeeping; the others patch it, so their cost follows what changed. */
+    /** Full syncs replace the bookkeeping; the others patch it (null: gone), so their cost follows what changed. */
+    readonly services: { readonly replace: Map<ServicePortKey, ServiceObjects> } | { readonly patch: Map<ServicePortKey, ServiceObjects | null> };
     readonly elements: { readonly replace: Elements } | { readonly patch: ElementPatch };
     /** Elements left in lazy containers, unused, for a later deletion. */
     readonly staleElements: Map<string, Set<string>>;
@@ -92,22 +92,39 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
     masqueradeRule: masqueradeRule(limits.config.nftables.masqueradeBit),
   };
 
-  // 1. Objects of every service port; recomputed only where something changed.
-  const next = new Map<ServicePortKey, ServiceObjects>();
+  // 1. Objects of every service port; recomputed only where something changed. A partial sync
+  // looks only at the changed keys (deleted ones included): its cost follows the changes.
+  const all = recomputeAll ? new Map<ServicePortKey, ServiceObjects>() : undefined;
+  const patched = new Map<ServicePortKey, ServiceObjects | null>();
+  const nextOf = (key: ServicePortKey): ServiceObjects | undefined =>
+    all ? all.get(key) : patched.has(key) ? (patched.get(key) ?? undefined) : held.services.get(key);
   const recomputed: ServicePortKey[] = [];
-  for (const [key, svc] of state.services) {
-    const prev = held.services.get(key);
-    if (recomputeAll || !prev || changes.servicePorts.has(key)) {
-      next.set(key, computeServiceObjects(svc, state.endpoints.get(key) ?? [], state.node, ruleCtx));
+  const compute = (key: ServicePortKey, svc: ServicePort) => computeServiceObjects(svc, state.endpoints.get(key) ?? [], state.node, ruleCtx);
+  if (all) {
+    for (const [key, svc] of state.services) {
+      all.set(key, compute(key, svc));
       recomputed.push(key);
-    } else {
-      next.set(key, prev);
+    }
+  } else {
+    for (const key of changes.servicePorts) {
+      const svc = state.services.get(key);
+      if (svc) {
+        patched.set(key, compute(key, svc));
+        recomputed.push(key);
+      } else if (held.services.has(key)) patched.set(key, null);
     }
   }
+  /** Service ports held and gone from the state. */
+  const removed = all ? [...held.services.keys()].filter((k) => !all.has(k)) : [...patched].filter(([, o]) => o === null).map(([k]) => k);
+  const serviceCount = all ? all.size : held.services.size + recomputed.filter((k) => !held.services.has(k)).length - removed.length;
 
   // 2. Affinity sets: the ones that disappear, and the ones to (re)create.
-  const nextSets = new Map<string, number>();
-  for (const o of next.values()) for (const [name, timeout] of o.affinitySets) nextSets.set(name, timeout);
+  const nextSets = new Map<string, number>(all ? [] : held.affinitySets);
+  if (all) for (const o of all.values()) for (const [name, timeout] of o.affinitySets) nextSets.set(name, timeout);
+  else {
+    for (const key of patched.keys()) for (const name of held.services.get(key)?.affinitySets.keys() ?? []) nextSets.delete(name);
+    for (const o of patched.values()) for (const [name, timeout] of o?.affinitySets ?? []) nextSets.set(name, timeout);
+  }
   const knownSets = new Map(held.affinitySets);
   if (existing) for (const name of existing.sets) if (name.startsWith(AFFINITY_PREFIX) && !knownSets.has(name)) knownSets.set(name, -1);
   const setsToDelete = [...knownSets.keys()].filter((name) => !nextSets.has(name));
@@ -118,14 +135,13 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
   const active = new Set<string>();
   const candidates = new Set<string>();
   if (recomputeAll) {
-    for (const o of next.values()) for (const { name } of o.chains) active.add(name);
+    for (const o of all!.values()) for (const { name } of o.chains) active.add(name);
     for (const o of held.services.values()) for (const { name } of o.chains) candidates.add(name);
     if (existing) for (const name of existing.chains) if (isNftServiceObjectName(name) || OBSOLETE_HELPER_CHAINS.includes(name)) candidates.add(name);
   } else {
-    const touched = new Set([...changes.servicePorts, ...[...held.services.keys()].filter((k) => !state.services.has(k))]);
-    for (const key of touched) {
+    for (const key of changes.servicePorts) {
       for (const { name } of held.services.get(key)?.chains ?? []) candidates.add(name);
-      for (const { name } of next.get(key)?.chains ?? []) active.add(name);
+      for (const { name } of nextOf(key)?.chains ?? []) active.add(name);
     }
   }
   const newlyStale = [...candidates].filter((name) => !active.has(name) && !held.staleChains.has(name));
@@ -171,7 +187,7 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
   let chainsWritten = 0;
   let servicesWritten = 0;
   for (const key of recomputed) {
-    const objects = next.get(key)!;
+    const objects = nextOf(key)!;
     const prev = full ? undefined : held.services.get(key);
     const recreate = [...objects.affinitySets.keys()].filter((n) => setsToRecreate.has(n));
     const chains = objects.chains.filter(
@@ -207,7 +223,7 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
   const lazyDeletions: [string, string][] = [];
   if (full) {
     const store: Elements = new Map();
-    for (const o of next.values()) countElements(store, o, 1);
+    for (const o of all!.values()) countElements(store, o, 1);
     for (const c of SERVICE_CONTAINERS) {
       const want = [...(store.get(c.name) ?? [])].map(([k, e]) => [k, e.value] as const);
       final.flushContainer(c.kind, c.name);
@@ -217,9 +233,9 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
     nextElements = { replace: store };
   } else {
     const counted: Elements = new Map();
-    for (const key of new Set([...recomputed, ...[...held.services.keys()].filter((k) => !state.services.has(k))])) {
+    for (const key of new Set([...recomputed, ...removed])) {
       const before = held.services.get(key);
-      const after = next.get(key);
+      const after = nextOf(key);
       if (before === after) continue;
       if (before) countElements(counted, before, -1, held.elements);
       if (after) countElements(counted, after, 1, held.elements);
@@ -303,8 +319,8 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
   return {
     full,
     transactions,
-    next: { services: next, elements: nextElements, staleElements, affinitySets: nextSets, newlyStale, reactivated, deleted: deleteNow, setup: setup ?? held.setup },
-    stats: { recomputedAll: recomputeAll ? 1 : 0, services: next.size, servicesWritten, chainsWritten, elementChanges, staleChains: newlyStale.length },
+    next: { services: all ? { replace: all } : { patch: patched }, elements: nextElements, staleElements, affinitySets: nextSets, newlyStale, reactivated, deleted: deleteNow, setup: setup ?? held.setup },
+    stats: { recomputedAll: recomputeAll ? 1 : 0, services: serviceCount, servicesWritten, chainsWritten, elementChanges, staleChains: newlyStale.length },
   };
 }
 
@@ -327,7 +343,7 @@ function sameElement(a: ElementValue, b: ElementValue): boolean {
 }
 
 /** Equal address lists (null: every local address). */
-function sameList(a: readonly string[] | null, b: readonly string[] | null): boolean {
+export function sameList(a: readonly string[] | null, b: readonly string[] | null): boolean {
   return a === null || b === null ? a === b : a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
