@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ProxyStateTracker, emptyChangeSet, type ChangeSet, type ProxyConfig, type ProxyState } from '@kube-proxy-ts/core';
 import {
   createRecordingRunner,
@@ -304,6 +304,29 @@ describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () =
     expect(f.elements('nodeport-ips')).toEqual([NODE_IP, '192.168.7.7']);
     // Nothing else moved: the next sync writes nothing.
     expect((await f.sync()).scripts).toEqual([]);
+  });
+
+  it('writes a change while the node\'s addresses are listed, and the moved addresses after it', async () => {
+    const f = await fixture({ config: { nodePortAddresses: ['192.168.0.0/16'] } });
+    overallWorld(f);
+    await f.sync();
+    let release: () => void = () => undefined;
+    const listed = new Promise<void>((r) => (release = r));
+    f.runner.on('ip', async () => {
+      await listed;
+      return { stdout: JSON.stringify([{ addr_info: [{ family: 'inet', local: NODE_IP }, { family: 'inet', local: '192.168.7.7' }] }]) };
+    });
+    f.upsert(slice('ns1', 'svc1', [{ ip: '10.180.0.1', nodeName: NODE }, '10.180.0.9']));
+    const { state, changes } = f.tracker.checkpoint();
+    f.runner.reset();
+    const syncing = f.backend.sync(state, changes);
+    await vi.waitFor(() => expect(f.runner.callsTo('nft').length).toBe(1));
+    expect(f.runner.callsTo('nft')[0]!.stdin).toContain('10.180.0.9');
+    expect(f.elements('nodeport-ips')).toEqual([NODE_IP]);
+    release();
+    expect((await syncing).ok).toBe(true);
+    expect(f.runner.callsTo('nft')).toHaveLength(2);
+    expect(f.elements('nodeport-ips')).toEqual([NODE_IP, '192.168.7.7']);
   });
 
   it('masquerades everything with masqueradeAll and drops unallocated service CIDR addresses', async () => {

@@ -27,7 +27,7 @@ import type {
   ServicePortKey,
   SyncResult,
 } from '@kube-proxy-ts/core';
-import { SyncProgress } from '@kube-proxy-ts/core';
+import { SyncProgress, emptyChangeSet } from '@kube-proxy-ts/core';
 import {
   clearStaleUDPFlows,
   currentNodePortIPs,
@@ -193,26 +193,17 @@ export class NftablesBackend implements Backend {
     const full = this.needFullSync || changes.nodeChanged || !this.setup;
     try {
       const existing = this.kernelUnknown && (this.needFullSync || !this.setup) ? await listExistingObjects(ctx.runner, this.family, TABLE, this.timeoutMs) : undefined;
-      // The node's addresses are read at every sync; the plan is made meanwhile with those of the
-      // last sync, and again only if they moved.
+      // The node's addresses are read at every sync, as upstream does, while the changes are
+      // written with those of the last sync: a change does not wait for the listing. Addresses
+      // that moved follow in a second, small transaction.
       const reading = this.nodePortIPs(state);
       reading.catch(() => undefined);
       const assumed = this.setup?.nodePortIPs;
-      let plan = assumed === undefined ? undefined : this.plan(state, changes, assumed, existing);
+      const plan = this.plan(state, changes, assumed === undefined ? await reading : assumed, existing);
+      const texts = await this.apply(ctx, plan);
       const nodePortIPs = await reading;
-      if (!plan || !sameList(assumed ?? null, nodePortIPs)) plan = this.plan(state, changes, nodePortIPs, existing);
-      const texts = plan.transactions.map((t) => t.toString());
+      if (!sameList(plan.next.setup?.nodePortIPs ?? null, nodePortIPs)) texts.push(...(await this.apply(ctx, this.plan(state, emptyChangeSet(), nodePortIPs))));
       this.lastTransactions = keptPayloads(texts);
-      const progress = new SyncProgress(ctx.logger, ctx.clock, plan.stats.servicesWritten);
-      let written = 0;
-      for (const [i, text] of texts.entries()) {
-        const r = await ctx.runner.run('nft', ['-f', '-'], { stdin: text, timeoutMs: this.timeoutMs });
-        if (r.code !== 0) {
-          throw new Error(`nft transaction ${i + 1}/${texts.length} failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(0, 5).join(' | ')}`);
-        }
-        progress.written((written += plan.transactions[i]!.services));
-      }
-      this.commit(plan);
       await clearStaleUDPFlows(ctx, this.ipFamily, state, changes);
       const lines = texts.reduce((n, t) => n + countLines(t), 0);
       return { ok: true, full: plan.full || changes.nodeChanged, stats: { ...plan.stats, transactions: texts.length, lines } };
@@ -225,6 +216,22 @@ export class NftablesBackend implements Backend {
       this.kernelUnknown = true;
       return { ok: false, full, error };
     }
+  }
+
+  /** Runs a plan's transactions in order and commits it; the texts it sent. */
+  private async apply(ctx: BackendContext, plan: NftablesSyncPlan): Promise<string[]> {
+    const texts = plan.transactions.map((t) => t.toString());
+    const progress = new SyncProgress(ctx.logger, ctx.clock, plan.stats.servicesWritten);
+    let written = 0;
+    for (const [i, text] of texts.entries()) {
+      const r = await ctx.runner.run('nft', ['-f', '-'], { stdin: text, timeoutMs: this.timeoutMs });
+      if (r.code !== 0) {
+        throw new Error(`nft transaction ${i + 1}/${texts.length} failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(0, 5).join(' | ')}`);
+      }
+      progress.written((written += plan.transactions[i]!.services));
+    }
+    this.commit(plan);
+    return texts;
   }
 
   private commit(plan: NftablesSyncPlan): void {
