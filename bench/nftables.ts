@@ -7,7 +7,7 @@
 //     a ClusterIP at 100 / 1k / 10k services, for the iptables and nftables backends side by side.
 //
 // usage: node --import tsx nftables.ts [--sizes 1000,5000,10000] [--latency-sizes 100,1000,10000]
-//                                       [--no-iptables] [--out results/nftables.md]
+//                                       [--no-iptables] [--per-tx N] [--out results/nftables.md]
 
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -29,6 +29,8 @@ function arg(name: string, fallback: string): string {
 const sizes = arg('sizes', '1000,5000,10000').split(',').map(Number);
 const latencySizes = arg('latency-sizes', '100,1000,10000').split(',').map(Number);
 const withIptables = !process.argv.includes('--no-iptables');
+/** Service ports per nft transaction; unset: the backend's default. */
+const perTx = process.argv.includes('--per-tx') ? Number(arg('per-tx', '')) : undefined;
 const out = resolve(import.meta.dirname, arg('out', 'results/nftables.md'));
 
 const clusterIP = (i: number) => `10.96.${i >> 8}.${(i & 255) + 0}`;
@@ -100,7 +102,7 @@ async function startBackend(sb: Sandbox, make: () => Backend, fresh = true): Pro
 }
 
 const config = () => proxyConfig({ clusterCIDR: '10.244.0.0/16' });
-const makeNft = () => new NftablesBackend({ ipFamily: 'IPv4', config: config(), nftTimeoutMs: STEP_LIMIT_MS });
+const makeNft = () => new NftablesBackend({ ipFamily: 'IPv4', config: config(), nftTimeoutMs: STEP_LIMIT_MS, ...(perTx ? { servicesPerTransaction: perTx } : {}) });
 const makeIpt = () => (iptablesBackendFactory as BackendFactory)({ ipFamily: 'IPv4', config: config() });
 
 async function sync(backend: Backend, state: ProxyState, changes: ChangeSet) {
@@ -125,7 +127,7 @@ async function main() {
     log(`Run ${startedAt} by \`bench/nftables.ts\` on ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, kernel ${release()}, ${execFileSync('nft', ['--version']).toString().trim()}.`);
     log(`Load average at start (other work on the machine moves these numbers) ${loadavg().map((x) => x.toFixed(2)).join(' / ')}.`);
     const loadLine = () => `load average now ${loadavg().map((x) => x.toFixed(2)).join(' / ')}`;
-    log(`Each step runs in the node namespace of a fresh sandbox, into an empty table; every nft call has a ${STEP_LIMIT_MS / 1000} s timeout and`);
+    log(`Each step runs in the node namespace of a fresh sandbox, into an empty table, ${perTx ? `${perTx} service ports per transaction` : "transactions of the backend's default size"}; every nft call has a ${STEP_LIMIT_MS / 1000} s timeout and`);
     log(`the sizes grow step by step, stopping after a step slower than ${STEP_LIMIT_MS / 1000} s.\n`);
 
     log('## Control plane (nftables, 10 endpoints per service)\n');
