@@ -48,7 +48,17 @@ const processIO: MainIO = {
  */
 function keepHeapNearLiveObjects(): void {
   setFlagsFromString('--heap-growing-percent=10');
+  if (hasMemorySaverMode()) setFlagsFromString('--memory-saver-mode');
   (globalThis as { gc?: () => void }).gc?.();
+}
+
+/**
+ * V8 13 (Node 24) keeps the garbage of a sync in a heap that the growth cap alone does not
+ * shrink (10k Services: 108 MiB used at steady state, 76 MiB with this mode); older V8s do
+ * not know the flag.
+ */
+function hasMemorySaverMode(): boolean {
+  return Number(process.versions.v8.split('.')[0]) >= 13;
 }
 
 /** Runs the command line; resolves with the process exit code. */
