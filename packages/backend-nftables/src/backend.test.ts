@@ -587,11 +587,15 @@ describe('nftables backend: partial sync', () => {
     const f = await fixture();
     overallWorld(f);
     await f.sync();
-    f.remove(service('ns6', 'svc6'));
-    f.remove(affinityLoadBalancer(10800));
-    f.upsert(service('ns7', 'svc7', { clusterIP: '172.30.0.47', ports: [svcPort('p80', 80)] }));
-    f.upsert(slice('ns7', 'svc7', ['10.180.0.7']));
-    f.upsert(slice('ns1', 'svc1', [{ ip: '10.180.0.1', nodeName: NODE }, '10.180.0.9']));
+    // One service port deleted with its affinity sets, one without endpoints deleted, one added, one changed.
+    const change = (x: typeof f) => {
+      x.remove(service('ns6', 'svc6'));
+      x.remove(affinityLoadBalancer(10800));
+      x.upsert(service('ns7', 'svc7', { clusterIP: '172.30.0.47', ports: [svcPort('p80', 80)] }));
+      x.upsert(slice('ns7', 'svc7', ['10.180.0.7']));
+      x.upsert(slice('ns1', 'svc1', [{ ip: '10.180.0.1', nodeName: NODE }, '10.180.0.9']));
+    };
+    change(f);
     const partial = await f.sync();
     expect(partial.full).toBe(false);
     await f.ctx.clock.advanceAsync(1100); // the stale chains' deletion
@@ -605,11 +609,7 @@ describe('nftables backend: partial sync', () => {
     // A fresh backend, one full sync of the same state into an empty table.
     const g = await fixture();
     overallWorld(g);
-    g.remove(service('ns6', 'svc6'));
-    g.remove(affinityLoadBalancer(10800));
-    g.upsert(service('ns7', 'svc7', { clusterIP: '172.30.0.47', ports: [svcPort('p80', 80)] }));
-    g.upsert(slice('ns7', 'svc7', ['10.180.0.7']));
-    g.upsert(slice('ns1', 'svc1', [{ ip: '10.180.0.1', nodeName: NODE }, '10.180.0.9']));
+    change(g);
     expect((await g.sync()).full).toBe(true);
     expect(after).toEqual(picture(g.model));
     expect(held.chains).toEqual((((await g.backend.inspect()) as { chains: unknown }).chains));
