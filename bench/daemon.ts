@@ -313,6 +313,7 @@ async function runInside(spec: RunSpec): Promise<RunResult> {
   ];
   const load0 = loadavg()[0] as number;
   const t0 = performance.now();
+  const t0Wall = Date.now();
   const daemon: ChildProcess = spawn(process.execPath, daemonArgs, {
     cwd: fileURLToPath(new URL('.', import.meta.url)),
     env: { ...process.env, ...interpreter.env },
@@ -329,15 +330,19 @@ async function runInside(spec: RunSpec): Promise<RunResult> {
   daemon.stderr?.on('data', onOut);
   const pid = daemon.pid as number;
   try {
-    const tRules = await until(
+    // The end of the first sync as the daemon stamped it (what it does after, a collection
+    // included, is not the rules' time), on this process's clock.
+    const syncEndWall = await until(
       'the first sync',
       async () => {
         if (daemon.exitCode !== null) throw new Error(`daemon exited ${daemon.exitCode}:\n${log.slice(-3000)}`);
-        return metric(await metrics(), 'sync_proxy_rules_last_timestamp_seconds') > 0 ? performance.now() : undefined;
+        const at = metric(await metrics(), 'sync_proxy_rules_last_timestamp_seconds');
+        return at > 0 ? at * 1000 : undefined;
       },
       600_000,
       100,
     );
+    const tRules = t0 + (syncEndWall - t0Wall);
     const first = procStatus(pid);
     const firstParts = rssParts(pid);
     // The first sync must hold every Service and endpoint, or the figures mean nothing.

@@ -29,6 +29,8 @@ export interface MainIO {
   readonly onSignal?: (signal: NodeJS.Signals, fn: () => void) => void;
   /** Called once the daemon's initial lists are in, before its first sync. */
   readonly onSourcesSynced?: () => void;
+  /** Called once every family's first sync has succeeded. */
+  readonly onFirstSync?: () => void;
 }
 
 const processIO: MainIO = {
@@ -36,6 +38,7 @@ const processIO: MainIO = {
   stderr: (t) => process.stderr.write(t),
   onSignal: (s, fn) => process.on(s, fn),
   onSourcesSynced: keepHeapNearLiveObjects,
+  onFirstSync: collectGarbage,
 };
 
 /**
@@ -49,6 +52,11 @@ const processIO: MainIO = {
 function keepHeapNearLiveObjects(): void {
   setFlagsFromString('--heap-growing-percent=10');
   if (hasMemorySaverMode()) setFlagsFromString('--memory-saver-mode');
+  collectGarbage();
+}
+
+/** One full collection, where the executable exposes gc: after the lists, and after the first sync's payloads. */
+function collectGarbage(): void {
   (globalThis as { gc?: () => void }).gc?.();
 }
 
@@ -188,6 +196,7 @@ async function runDaemon(
     startSource: (handler) => startSource(options, handler, logger, deps),
     checkRequirements: (backend) => missingRequirements(backend, { runner: deps.runner }),
     ...(io.onSourcesSynced ? { onSourcesSynced: io.onSourcesSynced } : {}),
+    ...(io.onFirstSync ? { onFirstSync: io.onFirstSync } : {}),
   });
 
   let stopping = false;

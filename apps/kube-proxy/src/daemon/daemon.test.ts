@@ -36,7 +36,7 @@ afterEach(async () => {
   await Promise.all(daemons.splice(0).map((d) => d.stop()));
 });
 
-function setup(over: Partial<ProxyConfig> = {}, extra: { requirements?: string[]; failingBackends?: boolean; onSourcesSynced?: () => void } = {}) {
+function setup(over: Partial<ProxyConfig> = {}, extra: { requirements?: string[]; failingBackends?: boolean; onSourcesSynced?: () => void; onFirstSync?: () => void } = {}) {
   const config: ProxyConfig = { ...defaultProxyConfig(), healthzBindAddress: '127.0.0.1:0', metricsBindAddress: '127.0.0.1:0', minSyncPeriod: 0, syncPeriod: 200, ...over };
   const { factory, backends } = recordingBackends();
   const src = fakeSource();
@@ -61,6 +61,7 @@ function setup(over: Partial<ProxyConfig> = {}, extra: { requirements?: string[]
     startSource: src.start,
     checkRequirements: async () => extra.requirements ?? [],
     ...(extra.onSourcesSynced ? { onSourcesSynced: extra.onSourcesSynced } : {}),
+    ...(extra.onFirstSync ? { onFirstSync: extra.onFirstSync } : {}),
   });
   daemons.push(daemon);
   return { daemon, backends, src, registry, logger, config };
@@ -148,6 +149,30 @@ describe('daemon assembly', () => {
     h.onServiceAdd(service('ns1', 'db', { clusterIP: '10.96.0.20', ports: [{ port: 5432 }] }));
     await until(() => (backends[0]?.syncs.length ?? 0) >= 1);
     expect(seen).toEqual([0]);
+  });
+
+  it('calls onFirstSync once, when the first sync of every family succeeded, not after a failed one', async () => {
+    let calls = 0;
+    const seen: number[] = [];
+    const { daemon, backends, src } = setup({}, { failingBackends: true, onFirstSync: () => seen.push(++calls) });
+    const { started, h } = await startDaemon(daemon, src);
+    markSynced(h, node('node1', { addresses: ['192.168.50.1', 'fd00::1'] }));
+    await started;
+    expect(backends.map((b) => b.family).sort()).toEqual(['IPv4', 'IPv6']);
+    await until(() => backends.every((b) => b.syncs.length >= 1));
+    expect(seen).toEqual([]);
+    backends[0]!.fail = false;
+    h.onServiceAdd(web());
+    await until(() => backends[0]!.syncs.length >= 2);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(seen).toEqual([]);
+    backends[1]!.fail = false;
+    h.onServiceAdd(service('ns1', 'db', { clusterIP: '10.96.0.20', ports: [{ port: 5432 }] }));
+    await until(() => seen.length === 1);
+    const syncs = backends.map((b) => b.syncs.length);
+    h.onServiceAdd(service('ns1', 'cache', { clusterIP: '10.96.0.30', ports: [{ port: 6379 }] }));
+    await until(() => backends.every((b, i) => b.syncs.length > syncs[i]!));
+    expect(seen).toEqual([1]);
   });
 
   it('records "Starting" on the Node when the proxy starts, after a warning for a server that could not listen', async () => {

@@ -49,6 +49,8 @@ export interface DaemonOptions {
   readonly syncDeadline?: number;
   /** Called once, when the initial lists are in and before any backend starts. */
   readonly onSourcesSynced?: () => void;
+  /** Called once, when every family's first sync has succeeded. */
+  readonly onFirstSync?: () => void;
 }
 
 export class StartupError extends Error {
@@ -178,7 +180,9 @@ export class Daemon {
   }
 
   private onFamilySynced(family: IPFamily, state: ProxyState): void {
+    const first = !this.states.has(family);
     this.states.set(family, state);
+    if (first && this.families.every((f) => this.states.has(f))) this.opts.onFirstSync?.();
     const view = serviceHealthView(this.states);
     this.serviceHealth.syncEndpoints(view.localEndpoints);
     void this.serviceHealth.syncServices(view.ports).then(() => this.serviceHealth.syncEndpoints(view.localEndpoints));
