@@ -428,6 +428,12 @@ async function runInside(spec: RunSpec): Promise<RunResult> {
       load: [load0, loadavg()[0] as number],
     };
   } finally {
+    // SIGTERM first, so that a profile asked for with --node-flags (--cpu-prof) is written.
+    if (daemon.exitCode === null) {
+      const exited = new Promise((r) => daemon.once('exit', r));
+      daemon.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    }
     daemon.kill('SIGKILL');
     await api?.close();
     rmSync(dir, { recursive: true, force: true });
