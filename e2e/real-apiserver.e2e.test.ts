@@ -241,7 +241,8 @@ describe.skipIf(unsupported !== undefined)(`kube-proxy against the real kube-api
   const web = (expected: string[]) => answers(sb, 'client', WEB_IP, 80, 8, expected);
   const webIs = async (pods: string[], timeoutMs: number) => {
     const want = JSON.stringify([...pods].sort());
-    await waitFor(`${WEB_IP} to reach ${pods.join(', ')}`, async () => JSON.stringify([...(await web(pods))].sort()) === want, timeoutMs);
+    // Not sampled until the pods answer: while the rules are not there yet, a short look and a retry.
+    await waitFor(`${WEB_IP} to reach ${pods.join(', ')}`, async () => JSON.stringify([...(await answers(sb, 'client', WEB_IP, 80, pods.length * 4))].sort()) === want, timeoutMs);
   };
   /** `kube-proxy explain` of the running daemon, as pod names (or the verdict of a path that reaches none). */
   const explained = async (to: string) => {
@@ -404,8 +405,8 @@ describe.skipIf(unsupported !== undefined)(`kube-proxy against the real kube-api
       await waitFor('watches of all four resources', async () => (await watching()).size === 4, 60_000);
       expect([...(await watching())].sort()).toEqual(['endpointslices', 'nodes', 'servicecidrs', 'services']);
     } finally {
-      // The later tests need it back, whatever failed above.
-      if (!local.process.running) await cp.startApiServer('node-local');
+      // The later tests need it back, whatever failed above (whose error is the one to report).
+      if (!local.process.running) await cp.startApiServer('node-local').catch((err: Error) => console.error(`restarting kube-apiserver node-local: ${err.message}`));
     }
   }, 120_000);
 
