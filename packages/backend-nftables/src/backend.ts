@@ -196,13 +196,15 @@ export class NftablesBackend implements Backend {
     try {
       const existing = this.kernelUnknown && (this.needFullSync || !this.setup) ? await listExistingObjects(ctx.runner, this.family, TABLE, this.timeoutMs) : undefined;
       // The node's addresses are read at every sync, as upstream does, while the changes are
-      // written with those of the last sync: a change does not wait for the listing. Addresses
-      // that moved follow in a second, small transaction.
-      const reading = this.nodePortIPs(state);
-      reading.catch(() => undefined);
+      // written with those of the last sync: a change does not wait for the listing (nor for its
+      // process to be forked first). Addresses that moved follow in a second, small transaction.
       const assumed = this.setup?.nodePortIPs;
-      const plan = this.plan(state, changes, assumed === undefined ? await reading : assumed, existing);
-      const texts = await this.apply(ctx, plan);
+      let reading = assumed === undefined ? this.nodePortIPs(state) : undefined;
+      const plan = this.plan(state, changes, assumed === undefined ? await reading! : assumed, existing);
+      const applying = this.apply(ctx, plan);
+      reading ??= this.nodePortIPs(state);
+      reading.catch(() => undefined);
+      const texts = await applying;
       const nodePortIPs = await reading;
       if (!sameList(plan.next.setup?.nodePortIPs ?? null, nodePortIPs)) texts.push(...(await this.apply(ctx, this.plan(state, emptyChangeSet(), nodePortIPs))));
       this.lastTransactions = keptPayloads(texts);
