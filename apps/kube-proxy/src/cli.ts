@@ -8,8 +8,8 @@
 //   generation kept 50-80 MiB of RSS committed at 10k Services for no gain in speed.
 // - glibc's malloc returns large blocks (payloads, HTTP bodies) to the system when freed; by
 //   default it raises that threshold after the first such block and kept 20 MiB of later ones.
-// - gc() for the one collection once the initial lists are in, when the old generation's growth
-//   is tightened (main.ts).
+// - gc() for the two collections of main.ts: once the initial lists are in (when the old
+//   generation's growth is tightened), and once the first sync is done.
 
 // Log lines name the TypeScript file and line of their call site: source maps must be on before
 // the modules load, hence the dynamic import.

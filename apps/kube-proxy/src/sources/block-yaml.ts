@@ -1,10 +1,11 @@
 // A fast reader for the block-style YAML that kubectl and most generators write: mappings and
 // sequences by indentation, plain and one-line quoted scalars, comments. The `yaml` package reads
 // about 0.3-1 MB/s (a 10k-Service manifest takes many seconds); this reads about 15 MB/s (the 12 MB
-// of 10k Services and their slices: 0.77 s in a profile of the daemon's start). It gives up (NOT_SIMPLE) on anything it does not fully understand (anchors,
-// aliases, tags, block and multi-line scalars, flow collections, odd keys, duplicate keys), and
-// the caller then reads that document with the `yaml` package, so the result is always what
-// `yaml` (YAML 1.2 core schema) would give.
+// of 10k Services and their slices: 0.77 s in a profile of the daemon's start). It gives up
+// (NOT_SIMPLE) on anything it does not fully understand (anchors, aliases, tags, block and
+// multi-line scalars, flow collections, odd keys, duplicate keys), and the caller then reads that
+// document with the `yaml` package, so the result is always what `yaml` (YAML 1.2 core schema)
+// would give.
 
 export const NOT_SIMPLE: unique symbol = Symbol('not simple YAML');
 
