@@ -17,6 +17,10 @@
 //              offset 10i map @endpoints`; a change takes 10 fresh slots and rewrites the chain.
 //              Each element added to a map walks the rules bound to it, and each rule binding it
 //              walks its elements: quadratic in the services.
+//   versioned-map: no endpoint chains; a named map per service and version, `dnat to numgen random
+//              mod 10 map @<service>-endpoints-g<version>`; a change writes the next version's map
+//              (block form: nft lists nothing) and the one-rule chain that points at it, and leaves
+//              the old map for a later deletion (`delete map` makes nft 1.0.6 list every set).
 // The masquerade jumps and the service-ips verdict map are the same in all five, and so are the
 // endpoint chains in the first three (a reduced form of the backend's layout). The last two
 // masquerade a client that is any endpoint of the service, not only the one it lands on. Transactions hold 250 services' chains, as the
@@ -30,8 +34,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 
-type Layout = 'anonymous' | 'named-map' | 'cascade' | 'endpoint-map' | 'cascade-dnat' | 'interval-map' | 'shared-map';
-const ALL_LAYOUTS: readonly Layout[] = ['anonymous', 'named-map', 'cascade', 'endpoint-map', 'cascade-dnat', 'interval-map', 'shared-map'];
+type Layout = 'anonymous' | 'named-map' | 'cascade' | 'endpoint-map' | 'cascade-dnat' | 'interval-map' | 'shared-map' | 'versioned-map';
+const ALL_LAYOUTS: readonly Layout[] = ['anonymous', 'named-map', 'cascade', 'endpoint-map', 'cascade-dnat', 'interval-map', 'shared-map', 'versioned-map'];
 const ENDPOINTS = 10;
 const perTxArg = process.argv.indexOf('--per-tx');
 const SERVICES_PER_TX = perTxArg > 0 ? Number(process.argv[perTxArg + 1]) : 250;
@@ -59,7 +63,7 @@ function serviceScript(layout: Layout, i: number, generation = 0): string {
   const svc = `svc-${i}`;
   const ep = (j: number) => `${svc}-ep-${j}-g${j === 3 ? generation : 0}`;
   const ips = Array.from({ length: ENDPOINTS }, (_, j) => (j === 3 && generation > 0 ? endpointIP(1_000_000 + i) : endpointIP(i * ENDPOINTS + j + 1)));
-  const chainless = layout === 'endpoint-map' || layout === 'cascade-dnat' || layout === 'interval-map' || layout === 'shared-map';
+  const chainless = layout === 'endpoint-map' || layout === 'cascade-dnat' || layout === 'interval-map' || layout === 'shared-map' || layout === 'versioned-map';
   if (!chainless) {
     for (const [j, ip] of ips.entries()) {
       lines.push(`add chain ${T} ${ep(j)} {`, `\tip saddr ${ip} jump mark-for-masquerade`, `\tmeta l4proto tcp dnat to ${ip}:8080`, '}');
@@ -85,6 +89,12 @@ function serviceScript(layout: Layout, i: number, generation = 0): string {
     if (generation > 0) return lines.join('\n'); // the chain does not change
     lines.push(`add set ${T} hairpin { type ipv4_addr . ipv4_addr ; elements = { ${ips.map((ip) => `${ip} . ${ip}`).join(', ')} } ; }`);
     pick.push(`meta l4proto tcp dnat to numgen random mod 65536 map @${svc}-endpoints`);
+  }
+  if (layout === 'versioned-map') {
+    const m = `${svc}-endpoints-g${generation}`;
+    lines.push(`add map ${T} ${m} { typeof numgen random mod ${ENDPOINTS} : ip daddr . tcp dport ; elements = { ${ips.map((ip, j) => `${j} : ${ip} . 8080`).join(', ')} } ; }`);
+    lines.push(`add set ${T} hairpin { type ipv4_addr . ipv4_addr ; elements = { ${ips.map((ip) => `${ip} . ${ip}`).join(', ')} } ; }`);
+    pick.push(`meta l4proto tcp dnat to numgen random mod ${ENDPOINTS} map @${m}`);
   }
   if (layout === 'shared-map') {
     const offset = (generation > 0 ? 1_000_000 + i : i) * ENDPOINTS;
