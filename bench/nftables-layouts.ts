@@ -21,7 +21,7 @@
 //              mod 10 map @<service>-endpoints-g<version>`; a change writes the next version's map
 //              (block form: nft lists nothing) and the one-rule chain that points at it, and leaves
 //              the old map for a later deletion (`delete map` makes nft 1.0.6 list every set).
-// The masquerade jumps and the service-ips verdict map are the same in all five, and so are the
+// The masquerade jumps and the service-ips verdict map are the same in every layout, and so are the
 // endpoint chains in the first three (a reduced form of the backend's layout). The last two
 // masquerade a client that is any endpoint of the service, not only the one it lands on. Transactions hold 250 services' chains, as the
 // backend's; the service-ips elements come last. Every nft call has a 60 s timeout, and sizes

@@ -285,7 +285,9 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
       upsert(endpointSlice('bulk', name, { name: `${name}-1`, endpoints: Array.from({ length: 5 }, (_, j) => `10.200.${i >> 5}.${((i & 31) << 3) + j + 1}`), ports: [{ name: 'http', port: 8080 }] }));
     }
     await sync();
-    const restarted = new NftablesBackend({ ipFamily: 'IPv4', config: proxyConfig({ clusterCIDR: sb.plan.clusterCIDR }), nftTimeoutMs: 30_000 });
+    // Transactions of 500 service ports, so that the traffic crosses the commits of a reconcile
+    // that rewrites the table piece by piece (as a larger one does with the default size).
+    const restarted = new NftablesBackend({ ipFamily: 'IPv4', config: proxyConfig({ clusterCIDR: sb.plan.clusterCIDR }), nftTimeoutMs: 30_000, servicesPerTransaction: 500 });
     const nodeObject = node(NODE, { addresses: [sb.node.ip], podCIDRs: [sb.plan.podCIDR] });
     await restarted.start(testContext({ runner: sb.runner('node'), clock: realClock, node: nodeToNodeInfo(nodeObject, 'IPv4') }));
     try {
@@ -296,6 +298,7 @@ describe.skipIf(unsupported !== undefined)('nftables backend on a real kernel', 
       const ended = Date.now();
       expect(r.ok, r.error?.message).toBe(true);
       expect(r.full).toBe(true);
+      expect(r.stats?.transactions).toBeGreaterThan(2);
       const loop = JSON.parse(await traffic) as { ok: number; failed: string[]; first: number; last: number };
       expect(loop.failed).toEqual([]);
       expect(loop.first).toBeLessThan(started);
