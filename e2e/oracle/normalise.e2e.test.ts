@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
 import { diffIptables, diffNftables, isAccepted, loadAccepted, normaliseIptablesSave, normaliseNftJson, type Difference } from './normalise.js';
 
 const save = (nat: string[], filter: string[] = []) =>
@@ -100,21 +101,68 @@ describe('nftables fixed parts', () => {
   });
 });
 
+describe('nftables endpoint maps', () => {
+  const dnat = (data: unknown, offset: number) => ({
+    rule: {
+      family: 'ip',
+      table: 'kube-proxy',
+      chain: 'service-ABCD-ns/svc/tcp/p80',
+      handle: 9,
+      expr: [
+        { match: { op: '==', left: { meta: { key: 'l4proto' } }, right: 'tcp' } },
+        { dnat: { family: 'ip', addr: { map: { key: { numgen: { mode: 'random', mod: 2, offset } }, data } } } },
+      ],
+    },
+  });
+  const ep = (ip: string) => ({ concat: [ip, 8080] });
+  const doc = (...entries: unknown[]) => JSON.stringify({ nftables: [{ chain: { family: 'ip', table: 'kube-proxy', name: 'service-ABCD-ns/svc/tcp/p80' } }, ...entries] });
+  const upstream = normaliseNftJson(doc(dnat({ set: [[0, ep('10.244.1.11')], [1, ep('10.244.1.12')]] }, 0)));
+  const ours = (second: string) =>
+    normaliseNftJson(
+      doc(
+        { map: { family: 'ip', table: 'kube-proxy', name: 'endpoints-3', type: 'integer', map: 'ipv4_addr . inet_service', elem: [[2, ep('10.244.1.11')], [3, ep(second)], [7, ep('10.9.9.9')]] } },
+        dnat('@endpoints-3', 2),
+      ),
+    );
+
+  it('writes ours out as the anonymous map upstream writes, numbered from 0, and leaves the map out', () => {
+    expect(diffNftables('ipv4', upstream, ours('10.244.1.12'))).toEqual([]);
+  });
+
+  it('still reports a service chain that DNATs to other endpoints', () => {
+    const found = diffNftables('ipv4', upstream, ours('10.244.1.13'));
+    expect(found.map((d) => `${d.kind} ${d.chain}`)).toEqual(['missing service-ABCD-ns/svc/tcp/p80', 'extra service-ABCD-ns/svc/tcp/p80']);
+    expect(found[1]!.item).toContain('10.244.1.13');
+  });
+});
+
 describe('the list of accepted differences', () => {
   const dnat = (first: string) => `rule {"expr":[${first}{"match":{"op":"==","left":{"meta":{"key":"l4proto"}},"right":"tcp"}},{"dnat":{"addr":"10.244.1.11","port":8080}}]}`;
   const difference: Difference = { mode: 'nftables', family: 'ipv4', table: 'kube-proxy', chain: 'service-ABCD-ns/svc/tcp/p80', kind: 'extra', item: dnat('{"match":{"op":"==","left":{"numgen":{"mode":"random","mod":2,"offset":0}},"right":0}},') };
 
-  it('the checked-in list loads, every entry with a reason, and matches by whole-value patterns', () => {
-    const accepted = loadAccepted();
-    expect(accepted.length).toBeGreaterThan(0);
-    expect(isAccepted(difference, accepted)).toBeDefined();
-    expect(isAccepted({ ...difference, item: dnat('') }, accepted)).toBeDefined();
-    // Only the DNAT form: another rule, or one in another chain, is not accepted.
-    expect(isAccepted({ ...difference, item: dnat('{"counter":null},') }, accepted)).toBeUndefined();
-    expect(isAccepted({ ...difference, chain: 'external-ABCD-ns/svc/tcp/p80' }, accepted)).toBeUndefined();
-    // A service chain is fixed: its absence is never accepted.
-    expect(isAccepted({ ...difference, chain: 'service-ABCD-ns/svc/tcp/p80', kind: 'missing' }, accepted)).toBeUndefined();
-    expect(isAccepted({ ...difference, mode: 'iptables', table: 'nat', chain: 'KUBE-SERVICES' }, accepted)).toBeUndefined();
+  it('the checked-in list loads', () => {
+    expect(Array.isArray(loadAccepted())).toBe(true);
+  });
+
+  it('matches an entry by whole-value patterns of every field it gives', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kpts-accepted-'));
+    try {
+      const file = join(dir, 'a.yaml');
+      const rulePerEndpoint =
+        'rule \\{"expr":\\[(\\{"match":\\{"op":"==","left":\\{"numgen":\\{"mode":"random","mod":\\d+,"offset":0\\}\\},"right":0\\}\\},)?' +
+        '\\{"match":\\{"op":"==","left":\\{"meta":\\{"key":"l4proto"\\}\\},"right":"(tcp|udp|sctp)"\\}\\},\\{"dnat":\\{"addr":"[0-9a-f.:]+","port":\\d+\\}\\}\\]\\}';
+      writeFileSync(file, stringify({ accepted: [{ mode: 'nftables', kind: 'extra', chain: '(service|local)-.*', item: rulePerEndpoint, reason: 'a rule per endpoint' }] }));
+      const accepted = loadAccepted(file);
+      expect(isAccepted(difference, accepted)).toBeDefined();
+      expect(isAccepted({ ...difference, item: dnat('') }, accepted)).toBeDefined();
+      // Only the DNAT form: another rule, or one in another chain, is not accepted.
+      expect(isAccepted({ ...difference, item: dnat('{"counter":null},') }, accepted)).toBeUndefined();
+      expect(isAccepted({ ...difference, chain: 'external-ABCD-ns/svc/tcp/p80' }, accepted)).toBeUndefined();
+      expect(isAccepted({ ...difference, chain: 'service-ABCD-ns/svc/tcp/p80', kind: 'missing' }, accepted)).toBeUndefined();
+      expect(isAccepted({ ...difference, mode: 'iptables', table: 'nat', chain: 'KUBE-SERVICES' }, accepted)).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses an entry without a reason or with a bad pattern, naming it', () => {

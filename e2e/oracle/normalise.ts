@@ -157,12 +157,37 @@ export function normaliseNftJson(json: string): NftTable {
       fixed.elements.set(set.name, (set.elem ?? []).map((e) => JSON.stringify(e)).sort());
     }
   }
+  // Our endpoint maps (`dnat to numgen random mod n offset k map @endpoints-<g>`) are written out
+  // as the anonymous map upstream writes: elements k..k+n-1 renumbered from 0, the map left out.
+  const endpointMaps = new Map<string, unknown[][]>();
+  for (const name of [...fixed.sets.keys()].filter((n) => /^endpoints-\d+$/.test(n))) {
+    endpointMaps.set(name, (fixed.elements.get(name) ?? []).map((e) => JSON.parse(e) as unknown[]));
+    fixed.sets.delete(name);
+    fixed.elements.delete(name);
+  }
+  for (const rule of rules) rule.expr = inlineEndpointMaps(rule.expr, endpointMaps);
   for (const { chain, expr, comment } of rules) {
     const list = fixed.rules.get(chain) ?? [];
     list.push(JSON.stringify(comment === undefined ? { expr } : { expr, comment }));
     fixed.rules.set(chain, list);
   }
   return fixed;
+}
+
+interface NumgenMap { map: { key: { numgen: { mode: string; mod: number; offset: number } }; data: unknown } }
+
+function inlineEndpointMaps(expr: unknown, maps: ReadonlyMap<string, unknown[][]>): unknown {
+  if (!Array.isArray(expr)) return expr;
+  return expr.map((e: { dnat?: { addr?: unknown } }) => {
+    const addr = e.dnat?.addr as NumgenMap | undefined;
+    const name = typeof addr?.map?.data === 'string' ? addr.map.data.replace(/^@/, '') : undefined;
+    const elements = name !== undefined ? maps.get(name) : undefined;
+    if (!addr?.map?.key?.numgen || !elements) return e;
+    const { mod, offset } = addr.map.key.numgen;
+    const byKey = new Map(elements.map(([k, v]) => [Number(k), v]));
+    const set = Array.from({ length: mod }, (_, i) => [i, byKey.get(offset + i) ?? null]);
+    return { ...e, dnat: { ...e.dnat, addr: { map: { key: { numgen: { ...addr.map.key.numgen, offset: 0 } }, data: { set } } } } };
+  });
 }
 
 export function diffNftables(family: Family, upstream: NftTable, ours: NftTable): Difference[] {

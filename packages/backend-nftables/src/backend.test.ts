@@ -12,7 +12,7 @@ import {
   type RecordingRunner,
 } from '@kube-proxy-ts/testing';
 import { NftablesBackend, type NftablesBackendOptions } from './backend.js';
-import { NftScriptModel, expandScript } from './nft-script-model.js';
+import { NftScriptModel, dataPlaneView, expandScript } from './nft-script-model.js';
 
 type V1Service = ReturnType<typeof service>;
 type V1EndpointSlice = ReturnType<typeof endpointSlice>;
@@ -108,9 +108,10 @@ async function fixture(opts: Options = {}) {
     table() {
       return model.table('ip', 'kube-proxy');
     },
-    /** Non-empty chains of the model, as inspect() reports them. */
+    /** Non-empty chains of the model, as inspect() reports them (endpoint maps written out). */
     modelChains() {
-      return Object.fromEntries([...(f.table()?.chains ?? [])].filter(([, r]) => r.length > 0));
+      const t = f.table();
+      return Object.fromEntries([...(t ? dataPlaneView(t).chains : [])].filter(([, r]) => r.length > 0));
     },
     elements(container: string) {
       const c = f.table()?.containers.get(container);
@@ -120,9 +121,10 @@ async function fixture(opts: Options = {}) {
   return f;
 }
 
-/** The model's table: chains with their rules, containers with their elements. */
+/** The model's table as the data plane sees it: chains with their rules, containers with their elements. */
 function picture(model: NftScriptModel): unknown {
-  const t = model.table('ip', 'kube-proxy');
+  const table = model.table('ip', 'kube-proxy');
+  const t = table && dataPlaneView(table);
   return {
     chains: Object.fromEntries(t?.chains ?? []),
     containers: Object.fromEntries([...(t?.containers ?? [])].map(([name, c]) => [name, [...c.elements.keys()].sort()])),
@@ -221,9 +223,12 @@ describe('nftables backend: full sync (upstream TestOverallNFTablesRules)', () =
     // svc3: NodePort, Cluster policy
     has('add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 mark set mark or 0x004000 comment "masquerade"');
     has('add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 goto service-4AT6LBPK-ns3/svc3/tcp/p80');
-    // svc4: two endpoints balanced with numgen, half each
-    has('add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 numgen random mod 2 0 meta l4proto tcp dnat to 10.180.0.4:80');
-    has('add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 meta l4proto tcp dnat to 10.180.0.5:80');
+    // svc4: two endpoints, numbered in an endpoint map, picked with numgen (half each)
+    has('add map ip kube-proxy endpoints-0 { typeof numgen random mod 1 : ip daddr . tcp dport ; comment "service endpoints picked by numgen" ; }');
+    has('add element ip kube-proxy endpoints-0 { 0 : 10.180.0.4 . 80, 1 : 10.180.0.5 . 80 }');
+    has('add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 meta l4proto tcp dnat ip to numgen random mod 2 offset 0 map @endpoints-0');
+    // the map's elements come before the rule that DNATs to them
+    expect(all.indexOf('add element ip kube-proxy endpoints-0')).toBeLessThan(all.indexOf('map @endpoints-0'));
     // svc5: affinity keeps upstream's endpoint chains (their rule updates the affinity set)
     has('add rule ip kube-proxy service-HVFWP5L3-ns5/svc5/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 }');
     has('add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 meta l4proto tcp dnat to 10.180.0.3:80');
@@ -395,15 +400,20 @@ describe('nftables backend: partial sync', () => {
     // nothing that makes nft read every chain of the table first (rules go in block form)
     expect(raw[0]).not.toMatch(/^(add rule|add element|delete) /m);
     const lines = scripts[0]!.trim().split('\n');
-    // the service chain alone, and the new endpoint's hairpin pair; other services untouched
+    // the service chain's one rule, its endpoints at free numbers of the map (the old ones wait
+    // for a later deletion), and the new endpoint's hairpin pair; other services untouched
     expect([...new Set(lines.filter((l) => l.startsWith('add chain')).map((l) => l.split(' ')[4]))]).toEqual(['service-LAUZTJTB-ns4/svc4/tcp/p80']);
+    expect(lines.filter((l) => l.startsWith('add rule'))).toEqual([
+      'add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 meta l4proto tcp dnat ip to numgen random mod 3 offset 2 map @endpoints-0',
+    ]);
     expect(f.modelChains()['service-LAUZTJTB-ns4/svc4/tcp/p80']).toEqual([
-      'numgen random mod 3 0 meta l4proto tcp dnat to 10.180.0.4:80',
-      'numgen random mod 2 0 meta l4proto tcp dnat to 10.180.0.5:80',
-      'meta l4proto tcp dnat to 10.180.0.6:80',
+      'meta l4proto tcp dnat ip to numgen random mod 3 map { 0 : 10.180.0.4 . 80, 1 : 10.180.0.5 . 80, 2 : 10.180.0.6 . 80 }',
     ]);
     expect(scripts[0]).not.toMatch(/ns[12356]\//);
-    expect(lines.filter((l) => l.includes('element'))).toEqual(['add element ip kube-proxy hairpin-connections { 10.180.0.6 . 10.180.0.6 . tcp . 80 }']);
+    expect(lines.filter((l) => l.includes('element'))).toEqual([
+      'add element ip kube-proxy endpoints-0 { 2 : 10.180.0.4 . 80, 3 : 10.180.0.5 . 80, 4 : 10.180.0.6 . 80 }',
+      'add element ip kube-proxy hairpin-connections { 10.180.0.6 . 10.180.0.6 . tcp . 80 }',
+    ]);
     expect(f.modelChains()).toEqual((await f.backend.inspect() as { chains: unknown }).chains);
   });
 
@@ -415,13 +425,18 @@ describe('nftables backend: partial sync', () => {
     const { raw } = await f.sync();
     expect(raw).toHaveLength(1);
     expect(raw[0]).not.toMatch(/^(add rule|add element|delete) /m);
-    expect(f.modelChains()['service-LAUZTJTB-ns4/svc4/tcp/p80']!.at(-1)).toBe('meta l4proto tcp dnat to 10.180.0.4:80');
+    expect(f.modelChains()['service-LAUZTJTB-ns4/svc4/tcp/p80']).toEqual(['meta l4proto tcp dnat to 10.180.0.4:80']);
     expect(f.elements('hairpin-connections')).toContain('10.180.0.5 . 10.180.0.5 . tcp . 80');
+    expect(f.elements('endpoints-0')).toEqual(['0 : 10.180.0.4 . 80', '1 : 10.180.0.5 . 80']);
     f.runner.reset();
     await f.ctx.clock.advanceAsync(1100);
     await f.backend.stop();
-    expect(f.runner.stdinsTo('nft')).toEqual(['delete element ip kube-proxy hairpin-connections { 10.180.0.5 . 10.180.0.5 . tcp . 80 }\n']);
+    // the hairpin pair and the endpoints the chain no longer DNATs to, in one transaction
+    expect(f.runner.stdinsTo('nft')).toEqual([
+      'delete element ip kube-proxy hairpin-connections { 10.180.0.5 . 10.180.0.5 . tcp . 80 }\ndelete element ip kube-proxy endpoints-0 { 0, 1 }\n',
+    ]);
     expect(f.elements('hairpin-connections')).not.toContain('10.180.0.5 . 10.180.0.5 . tcp . 80');
+    expect(f.elements('endpoints-0')).toEqual([]);
     // an unchanged state writes nothing afterwards
     expect((await f.sync()).raw).toEqual([]);
   });
@@ -656,12 +671,14 @@ describe('nftables backend: a restarted daemon', () => {
     return backend;
   }
 
-  /** Every service-ips element leads to a chain that DNATs (directly, or through its endpoint chains). */
+  /** Every service-ips element leads to a chain that DNATs (directly, through its endpoint map or its endpoint chains). */
   function servesEveryService(model: NftScriptModel): string[] {
-    const t = model.table('ip', 'kube-proxy')!;
+    const table = model.table('ip', 'kube-proxy')!;
+    const t = dataPlaneView(table);
+    const dnatsTo = (r: string) => / dnat (ip )?to /.test(r) && !r.includes('(missing)');
     const dnats = (chain: string, depth = 0): boolean =>
-      depth < 4 && (t.chains.get(chain) ?? []).some((r) => r.includes(' dnat to ') || [...r.matchAll(/goto (\S+)/g)].some(([, c]) => dnats(c!, depth + 1)));
-    return [...t.containers.get('service-ips')!.elements].filter(([, e]) => !dnats(/goto (\S+)/.exec(e.value ?? '')![1]!)).map(([k]) => k);
+      depth < 4 && (t.chains.get(chain) ?? []).some((r) => dnatsTo(r) || [...r.matchAll(/goto (\S+)/g)].some(([, c]) => dnats(c!, depth + 1)));
+    return [...table.containers.get('service-ips')!.elements].filter(([, e]) => !dnats(/goto (\S+)/.exec(e.value ?? '')![1]!)).map(([k]) => k);
   }
 
   it('reconciles from the names in the kernel: rewrites in place, traffic served after every transaction', async () => {
@@ -686,14 +703,20 @@ describe('nftables backend: a restarted daemon', () => {
     expect(r.ok).toBe(true);
     expect(r.full).toBe(true);
     // names only: neither the rules nor the elements are read back
-    expect(f.runner.callsTo('nft').filter((c) => c.args[0] !== '-f').map((c) => c.args.join(' '))).toEqual(['-t -j list chains ip', '-t -j list sets ip']);
+    expect(f.runner.callsTo('nft').filter((c) => c.args[0] !== '-f').map((c) => c.args.join(' '))).toEqual(['-t -j list chains ip', '-t -j list sets ip', '-t -j list maps ip']);
     expect(checked.length).toBeGreaterThan(3);
     expect(checked.flat()).toEqual([]);
     expect(picture(f.model)).toEqual(before);
+    // the endpoints are numbered in a map of their own; the earlier process's map goes a second later
+    const endpointMaps = () => [...f.table()!.containers.keys()].filter((n) => n.startsWith('endpoints-'));
+    expect(endpointMaps()).toEqual(['endpoints-0', 'endpoints-1']);
+    await f.ctx.clock.advanceAsync(1100);
+    expect(endpointMaps()).toEqual(['endpoints-1']);
     // and it goes on with partial syncs
     f.upsert(slice('ns1', 'svc1', ['10.180.0.1', '10.180.0.8']));
     const next = f.tracker.checkpoint();
     expect((await backend.sync(next.state, next.changes)).full).toBe(false);
+    await backend.stop();
   });
 
   it('takes over a table in upstream’s layout: endpoint chains flushed, then deleted', async () => {
@@ -805,7 +828,13 @@ describe('nftables backend: bounded transactions', () => {
     expect(f.elements('service-ips')).toHaveLength(120);
     const serviceChains = Object.entries(f.modelChains()).filter(([c]) => c.startsWith('service-') && c.includes('/'));
     expect(serviceChains).toHaveLength(120);
-    for (const [, rules] of serviceChains) expect(rules.filter((r) => r.includes(' dnat to '))).toHaveLength(10);
+    for (const [, rules] of serviceChains) expect(rules.join('\n').match(/ : 10\.1\.\d+\.\d+ \. 80/g)).toHaveLength(10);
+    // each chunk writes the endpoints its chains DNAT to: the transaction of a service's chain holds its map elements
+    for (const script of scripts) {
+      for (const [, offset, map] of [...script.matchAll(/numgen random mod 10 offset (\d+) map @(\S+)/g)]) {
+        expect(script).toMatch(new RegExp(`add element ip kube-proxy ${map} \\{[^}]*\\b${offset} : `));
+      }
+    }
     expect(f.elements('hairpin-connections')).toHaveLength(1200);
   });
 

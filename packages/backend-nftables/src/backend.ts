@@ -6,8 +6,9 @@
 // bounded transactions (chains first, then the map elements that point at them) so that no single
 // netlink batch keeps the kernel busy long. Rules and element additions are written in the block
 // forms of transaction.ts, so that the common sync does not make nft read every chain first;
-// deletions still do, so stale chains and unused hairpin pairs are deleted with a sync that needs
-// that anyway, or later by a timer. A new process reads only the names in the table.
+// deletions still do, so stale chains, unused hairpin pairs, retired endpoint-map numbers and
+// maps are deleted with a sync that needs that anyway, or later by a timer. A new process reads
+// only the names in the table.
 
 import type {
   Backend,
@@ -37,6 +38,14 @@ import {
   ruleLines,
 } from '@kube-proxy-ts/netfilter';
 import { TableWatch } from './canary.js';
+import {
+  NO_ENDPOINT_MAPS,
+  inlineEndpointsMap,
+  retiredElements,
+  withoutRetired,
+  type EndpointMapsState,
+  type SlotRange,
+} from './endpoint-maps.js';
 import { listExistingObjects, type ExistingObjects } from './existing-objects.js';
 import { listTableForInspection, nftablesExplain, nftablesKernelView } from './kernel-view.js';
 import { NODEPORT_IPS_SET, SERVICE_CONTAINERS, TABLE, nftFamily, type NftFamily } from './layout.js';
@@ -79,6 +88,9 @@ export class NftablesBackend implements Backend {
   /** Unused elements of lazy containers still in the kernel (see ContainerSpec.lazyDeletion). */
   private staleElements = new Map<string, Set<string>>();
   private affinitySets = new Map<string, number>();
+  private endpointMaps: EndpointMapsState = NO_ENDPOINT_MAPS;
+  /** Endpoint maps a full sync left behind (no rule refers to them any more), deleted by the timer. */
+  private staleMaps = new Set<string>();
   private setup: SetupOptions | undefined;
   /** Flushed chains waiting to be deleted, with the time they were flushed. */
   private readonly staleChains = new Map<string, number>();
@@ -156,7 +168,17 @@ export class NftablesBackend implements Backend {
     const chains: Record<string, string[]> = {};
     for (const [name, rules] of baseChainRules()) chains[name] = rules;
     for (const [name, rules] of helperChainRules(this.setup)) chains[name] = rules;
-    for (const objects of this.services.values()) for (const { name, rules } of objects.chains) chains[name] = ruleLines(rules);
+    // Endpoint-map references are written out, numbered from 0: the picture says where each
+    // chain DNATs, not which numbers this process happened to use.
+    const ranges = new Map<string, SlotRange>();
+    for (const objects of this.services.values()) for (const r of objects.slots) ranges.set(`${r.map} ${r.offset}`, r);
+    const valueOf = (map: string, key: string): string | undefined => {
+      for (const r of ranges.values()) if (r.map === map && Number(key) >= r.offset && Number(key) < r.offset + r.targets.length) return r.targets[Number(key) - r.offset];
+      return undefined;
+    };
+    for (const objects of this.services.values()) {
+      for (const { name, rules } of objects.chains) chains[name] = ruleLines(rules).map((rule) => (objects.slots.length > 0 ? inlineEndpointsMap(rule, valueOf) : rule));
+    }
     const containers: Record<string, string[]> = {};
     for (const c of SERVICE_CONTAINERS) {
       const els = this.elements.get(c.name) ?? new Map<string, HeldElement>();
@@ -177,6 +199,7 @@ export class NftablesBackend implements Backend {
       elements: this.elements,
       staleElements: this.staleElements,
       affinitySets: this.affinitySets,
+      endpointMaps: this.endpointMaps,
       setup: this.setup,
       staleChains: this.staleChains,
       needFullSync: this.needFullSync,
@@ -262,6 +285,18 @@ export class NftablesBackend implements Backend {
       }
     }
     this.affinitySets = plan.next.affinitySets;
+    const maps = plan.next.endpointMaps;
+    if ('replace' in maps) {
+      this.endpointMaps = maps.replace;
+      for (const name of maps.retiredMaps) this.staleMaps.add(name);
+    } else {
+      const chains = new Map(this.endpointMaps.chains);
+      for (const [chain, r] of maps.patch.chains) {
+        if (r) chains.set(chain, r);
+        else chains.delete(chain);
+      }
+      this.endpointMaps = { chains, maps: new Map([...this.endpointMaps.maps, ...maps.patch.maps]), nextIndex: maps.patch.nextIndex };
+    }
     this.setup = plan.next.setup;
     for (const name of plan.next.reactivated) this.staleChains.delete(name);
     for (const name of plan.next.deleted) this.staleChains.delete(name);
@@ -271,17 +306,22 @@ export class NftablesBackend implements Backend {
       this.kernelUnknown = false;
       this.baseChainsRecreated = true;
     }
-    if (this.staleChains.size > 0 || this.hasStaleElements()) this.scheduleStaleDeletion();
+    if (this.hasStaleObjects()) this.scheduleStaleDeletion();
   }
 
   private hasStaleElements(): boolean {
     return [...this.staleElements.values()].some((keys) => keys.size > 0);
   }
 
+  private hasStaleObjects(): boolean {
+    return this.staleChains.size > 0 || this.hasStaleElements() || this.staleMaps.size > 0 || retiredElements(this.endpointMaps).length > 0;
+  }
+
   /** Deletes the stale chains flushed at least staleChainDelayMs ago, in bounded transactions. */
   private async deleteStaleChains(): Promise<void> {
     const ctx = this.requireCtx();
     await this.deleteStaleElements();
+    await this.deleteStaleMaps();
     if (this.staleChains.size === 0) return;
     const due = [...this.staleChains].filter(([, at]) => ctx.clock.now() - at >= this.limits.staleDelayMs).map(([name]) => name);
     for (let i = 0; i < due.length; i += this.limits.linesPerTransaction) {
@@ -300,22 +340,43 @@ export class NftablesBackend implements Backend {
     }
   }
 
-  /** Deletes the unused elements of lazy containers, in one transaction. */
+  /** Deletes the unused elements of lazy containers and the retired endpoint-map ranges, in one transaction. */
   private async deleteStaleElements(): Promise<void> {
-    if (!this.hasStaleElements()) return;
+    const retired = retiredElements(this.endpointMaps);
+    if (!this.hasStaleElements() && retired.length === 0) return;
     const ctx = this.requireCtx();
     const tx = new NftTransaction(this.family, TABLE);
     for (const [container, keys] of this.staleElements) tx.deleteElements(container, [...keys]);
+    for (const [map, keys] of retired) tx.deleteElements(map, keys);
     const r = await ctx.runner.run('nft', ['-f', '-'], { stdin: tx.toString(), timeoutMs: this.timeoutMs });
     if (r.code !== 0) {
-      // Left in the kernel, they go with the next full sync's flush.
+      // Left in the kernel, they go with the next full sync's flush. That sync also renumbers
+      // the endpoints into new maps, so numbers that may still be taken are not used again.
       this.metrics().cleanupFailures.inc({ ip_family: this.ipFamily });
       ctx.logger.warn({ stderr: r.stderr.trim().slice(0, 500) }, 'deleting unused nftables elements failed');
       this.kernelUnknown = true;
+      if (retired.length > 0) this.needFullSync = true;
     } else {
       for (const [container, keys] of this.staleElements) for (const k of keys) this.elements.get(container)?.delete(k);
     }
+    this.endpointMaps = withoutRetired(this.endpointMaps, retired.map(([map]) => map));
     this.staleElements = new Map();
+  }
+
+  /** Deletes the endpoint maps of an earlier numbering, in one transaction. */
+  private async deleteStaleMaps(): Promise<void> {
+    if (this.staleMaps.size === 0) return;
+    const ctx = this.requireCtx();
+    const tx = new NftTransaction(this.family, TABLE);
+    for (const name of this.staleMaps) tx.deleteContainer('map', name);
+    const r = await ctx.runner.run('nft', ['-f', '-'], { stdin: tx.toString(), timeoutMs: this.timeoutMs });
+    if (r.code !== 0) {
+      // Left in the kernel, they are found again (and deleted) after the next full sync.
+      this.metrics().cleanupFailures.inc({ ip_family: this.ipFamily });
+      ctx.logger.warn({ maps: this.staleMaps.size, stderr: r.stderr.trim().slice(0, 500) }, 'deleting old nftables endpoint maps failed');
+      this.kernelUnknown = true;
+    }
+    this.staleMaps = new Set();
   }
 
   private scheduleStaleDeletion(): void {
@@ -325,7 +386,7 @@ export class NftablesBackend implements Backend {
       this.staleTimer = undefined;
       void this.serialized(() => this.deleteStaleChains()).then(
         () => {
-          if (this.staleChains.size > 0 || this.hasStaleElements()) this.scheduleStaleDeletion();
+          if (this.hasStaleObjects()) this.scheduleStaleDeletion();
         },
         (err: unknown) => ctx.logger.warn({ err: String(err) }, 'stale chain deletion failed'),
       );
@@ -355,6 +416,8 @@ export class NftablesBackend implements Backend {
     this.elements = new Map();
     this.staleElements = new Map();
     this.affinitySets = new Map();
+    this.endpointMaps = NO_ENDPOINT_MAPS;
+    this.staleMaps = new Set();
     this.setup = undefined;
     this.staleChains.clear();
     this.needFullSync = true;

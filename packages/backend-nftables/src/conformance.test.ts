@@ -1,7 +1,7 @@
 import type { Backend, BackendFactory, CommandRunner } from '@kube-proxy-ts/core';
 import { describeBackendConformance } from '@kube-proxy-ts/testing';
 import { nftablesBackendFactory } from './index.js';
-import { NftScriptModel } from './nft-script-model.js';
+import { NftScriptModel, dataPlaneView } from './nft-script-model.js';
 import { NftablesBackend, type NftablesBackendOptions } from './backend.js';
 import { HAIRPIN_CONNECTIONS_SET } from './layout.js';
 
@@ -29,15 +29,20 @@ function modelRunner(model: NftScriptModel, fallback: CommandRunner): CommandRun
 }
 
 /**
- * The model table: non-empty chains (flushed stale chains are waiting for deletion), sets and
- * maps, without the hairpin connections of endpoints no rule DNATs to any more (they wait for a
+ * The model table as the data plane sees it (dataPlaneView): non-empty chains (flushed stale
+ * chains are waiting for deletion), sets and maps, without the hairpin connections of endpoints no rule DNATs to any more (they wait for a
  * lazy deletion).
  */
 function picture(model: NftScriptModel): unknown {
-  const t = model.table('ip', 'kube-proxy');
-  if (!t) return null;
+  const table = model.table('ip', 'kube-proxy');
+  if (!table) return null;
+  const t = dataPlaneView(table);
   const chains = Object.fromEntries([...t.chains].filter(([, rules]) => rules.length > 0));
-  const targets = new Set(Object.values(chains).flatMap((rules) => rules.flatMap((r) => [...r.matchAll(/dnat to \[?([0-9a-f.:]+?)\]?:(\d+)/g)].map(([, ip, port]) => `${ip}:${port}`))));
+  const dnatTargets = (r: string) => [
+    ...[...r.matchAll(/dnat to \[?([0-9a-f.:]+?)\]?:(\d+)/g)].map(([, ip, port]) => `${ip}:${port}`),
+    ...[...r.matchAll(/\d+ : ([0-9a-f.:]+) \. (\d+)/g)].map(([, ip, port]) => `${ip}:${port}`),
+  ];
+  const targets = new Set(Object.values(chains).flatMap((rules) => rules.flatMap(dnatTargets)));
   const inUse = (container: string, key: string) => {
     if (container !== HAIRPIN_CONNECTIONS_SET) return true;
     const [ip, , , port] = key.split(' . ');

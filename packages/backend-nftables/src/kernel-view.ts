@@ -1,6 +1,6 @@
 // `kube-proxy inspect` and `explain` in nftables mode: one `nft -j list table <family> kube-proxy`,
 // indexed through the verdict maps (service-ips, service-nodeports, no-endpoint-*, firewall-ips)
-// and the service chains' numgen maps; and a walker that takes a packet through the base chains
+// the service chains' numgen maps and the endpoint maps they DNAT through; and a walker that takes a packet through the base chains
 // of its hook in priority order, as the kernel would, evaluating the expressions upstream's
 // layout uses. An expression it does not know is explored both ways and noted, never guessed.
 
@@ -157,11 +157,31 @@ function endpointChainsOf(chain: NftChain | undefined): string[] {
   return out;
 }
 
-function dnatsOf(chain: NftChain | undefined): string[] {
+/**
+ * Where a `dnat` expression sends a packet: its address (and port), or, through an endpoint map
+ * (`numgen random mod n offset k map @m`), each of the n elements from k, taken 1/n of the time.
+ */
+function dnatTargets(dnat: Json, table: NftTable): string[] {
+  const map = dnat?.addr?.map;
+  if (map === undefined) return [dnat.port !== undefined ? joinHostPort(String(dnat.addr), Number(dnat.port)) : String(dnat.addr)];
+  const numgen = map.key?.numgen;
+  const name = typeof map.data === 'string' && map.data.startsWith('@') ? map.data.slice(1) : undefined;
+  if (!numgen || !name) return [];
+  const mod = Number(numgen.mod) || 0;
+  const offset = Number(numgen.offset) || 0;
+  const byKey = new Map((table.maps.get(name) ?? []).map((el) => [Number(el.key[0]), el.verdict]));
   const out: string[] = [];
-  for (const r of chain?.rules ?? []) {
-    for (const e of r.expr) if (e?.dnat?.addr !== undefined) out.push(e.dnat.port !== undefined ? joinHostPort(String(e.dnat.addr), Number(e.dnat.port)) : String(e.dnat.addr));
+  for (let n = offset; n < offset + mod; n++) {
+    const parts = keyParts(byKey.get(n));
+    if (parts.length === 2) out.push(joinHostPort(String(parts[0]), Number(parts[1])));
+    else if (parts.length === 1 && parts[0] !== undefined) out.push(String(parts[0]));
   }
+  return out;
+}
+
+function dnatsOf(chain: NftChain | undefined, table: NftTable): string[] {
+  const out: string[] = [];
+  for (const r of chain?.rules ?? []) for (const e of r.expr) if (e?.dnat?.addr !== undefined) out.push(...dnatTargets(e.dnat, table));
   return out;
 }
 
@@ -215,11 +235,11 @@ export function nftablesKernelView(table: NftTable, servicePorts: readonly Servi
     for (const prefix of [CLUSTER_POLICY_PREFIX, LOCAL_POLICY_PREFIX]) {
       const policyChain = table.chains.get(prefix + base);
       // Endpoints are DNATed in the policy chain itself, or in endpoint chains it jumps to.
-      v.endpoints.push(...dnatsOf(policyChain));
+      v.endpoints.push(...dnatsOf(policyChain, table));
       for (const epChain of endpointChainsOf(policyChain)) {
         if (!owned.has(epChain)) v.objects.push(`chain ${epChain}`);
         owned.add(epChain);
-        v.endpoints.push(...dnatsOf(table.chains.get(epChain)));
+        v.endpoints.push(...dnatsOf(table.chains.get(epChain), table));
       }
     }
     const candidates = new Set([sp.clusterIP, ...sp.externalIPs, ...sp.loadBalancerVIPs].map((ip) => frontend(ip, sp.port, sp.protocol)));
@@ -432,8 +452,18 @@ function runChain(name: string, w0: Walk, c: Ctx, depth: number): End[] {
             w.masquerade = true;
             ends.push({ walk: w, verdict: 'accept', chain: name });
           } else if (e.dnat) {
-            w.dnat = e.dnat.port !== undefined ? joinHostPort(String(e.dnat.addr), Number(e.dnat.port)) : String(e.dnat.addr);
-            ends.push({ walk: w, verdict: 'accept', chain: name });
+            // Through an endpoint map, each endpoint takes its share of the packets.
+            const targets = dnatTargets(e.dnat, c.table);
+            for (const target of targets) {
+              const b = targets.length > 1 ? copy(w) : w;
+              b.probability *= 1 / targets.length;
+              b.dnat = target;
+              ends.push({ walk: b, verdict: 'accept', chain: name });
+            }
+            if (targets.length === 0) {
+              w.unknown.push(`${name}: dnat ${JSON.stringify(e.dnat)}`);
+              next.push(w);
+            }
           } else if (e.reject !== undefined || e.drop !== undefined || e.accept !== undefined) {
             const verdict: ExplainVerdict = e.reject !== undefined ? 'reject' : e.drop !== undefined ? 'drop' : 'accept';
             ends.push({ walk: w, verdict, chain: name, ...(verdict !== 'accept' ? { reason: reasonFor(verdict, name, w, rule.comment, c) } : {}) });

@@ -30,6 +30,8 @@ export const SERVICE_NODEPORTS_MAP = 'service-nodeports';
 export const NO_ENDPOINT_SERVICES_MAP = 'no-endpoint-services';
 export const NO_ENDPOINT_NODEPORTS_MAP = 'no-endpoint-nodeports';
 export const FIREWALL_IPS_MAP = 'firewall-ips';
+/** `endpoints-<n>`: the numbered endpoints of policy chains, `K : address . port` (endpoint-maps.ts). */
+export const ENDPOINTS_MAP_PREFIX = 'endpoints-';
 /** `endpoint . endpoint . proto . port` of local endpoints: a connection DNATed back to its own source is masqueraded (hairpin). */
 export const HAIRPIN_CONNECTIONS_SET = 'hairpin-connections';
 

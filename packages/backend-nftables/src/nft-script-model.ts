@@ -4,6 +4,8 @@
 // a failing script changes nothing. Tests and dry runs use it to check transactions without a
 // kernel.
 
+import { inlineEndpointsMap, isEndpointsMap } from './endpoint-maps.js';
+
 export interface ModelContainer {
   readonly kind: 'set' | 'map';
   readonly spec: string;
@@ -15,6 +17,19 @@ export interface ModelTable {
   comment: string;
   chains: Map<string, string[]>;
   containers: Map<string, ModelContainer>;
+}
+
+/**
+ * The table as the data plane sees it: endpoint-map references written out in the chains
+ * (numbered from 0), and the endpoint maps themselves left out, so that two tables that DNAT
+ * alike compare equal whichever numbers they used.
+ */
+export function dataPlaneView(t: ModelTable): { chains: Map<string, string[]>; containers: Map<string, ModelContainer> } {
+  const valueOf = (map: string, key: string) => t.containers.get(map)?.elements.get(key)?.value;
+  return {
+    chains: new Map([...t.chains].map(([n, rules]) => [n, rules.map((r) => inlineEndpointsMap(r, valueOf))])),
+    containers: new Map([...t.containers].filter(([name]) => !isEndpointsMap(name))),
+  };
 }
 
 const VERDICT_TARGET = /\b(?:jump|goto)\s+(\S+)/g;

@@ -1,6 +1,8 @@
 // What one service port needs in the kube-proxy table: its chains (with rules), its affinity
-// sets and its elements in the shared sets and maps. A pure function of the service port, its
-// endpoints and the node, so partial and full syncs compute the very same objects.
+// sets, its elements in the shared sets and maps, and the ranges of the endpoint maps its policy
+// chains DNAT through. A function of the service port, its endpoints and the node (and of where
+// the plan numbers the endpoints, which stays put while they do), so partial and full syncs
+// compute the same objects.
 
 import {
   categorizeEndpoints,
@@ -14,6 +16,7 @@ import {
   type ServicePort,
 } from '@kube-proxy-ts/core';
 import { joinRuleLines, nftablesLocalMatch, nftEndpointChainBase, nftServiceChainBase, type LocalTrafficDetector } from '@kube-proxy-ts/netfilter';
+import { endpointsMapRule, type SlotRange } from './endpoint-maps.js';
 import {
   AFFINITY_PREFIX,
   CLUSTER_IPS_SET,
@@ -61,11 +64,14 @@ export interface ServiceObjects {
   /** Affinity set name -> timeout in seconds. */
   readonly affinitySets: ReadonlyMap<string, number>;
   readonly elements: readonly ServiceElement[];
+  /** The endpoint-map ranges its policy chains DNAT through (chains of n >= 2 endpoints, no affinity). */
+  readonly slots: readonly SlotRange[];
 }
 
 /** A set element's value, shared by every set element. */
 const SET_ELEMENT: ElementValue = Object.freeze({ value: '' });
 const NO_AFFINITY_SETS: ReadonlyMap<string, number> = new Map();
+const NO_SLOTS: readonly SlotRange[] = [];
 
 export interface RuleContext {
   readonly family: NftFamily;
@@ -75,6 +81,8 @@ export interface RuleContext {
   readonly nodeIP: string | undefined;
   /** What marks a packet for masquerading in postrouting: `mark set mark or 0x004000`. */
   readonly masqueradeRule: string;
+  /** Where a policy chain's endpoints (`address . port`, in numgen order) are numbered. */
+  readonly endpointSlots: (chain: string, protocol: string, targets: readonly string[]) => SlotRange;
 }
 
 export function computeServiceObjects(
@@ -178,14 +186,21 @@ export function computeServiceObjects(
   }
 
   // Session affinity needs a chain per endpoint (its rule updates the endpoint's affinity set),
-  // as upstream. Without it, the policy chain DNATs itself: rule k of n matches with probability
-  // 1/(n-k), so each endpoint gets 1/n, and nothing below the service chain exists for the
-  // kernel to validate or to name (see layout.ts).
+  // as upstream. Without it the policy chain DNATs itself, with one rule: to its endpoint when it
+  // has one, else through its range of an endpoint map, so that a change of endpoints adds
+  // elements and rewrites that rule only (see layout.ts and endpoint-maps.ts).
   const dnat = (ep: Endpoint) => `meta l4proto ${protocol} dnat to ${ep.hostPort}`;
+  const slots: SlotRange[] = [];
   const writeBalancing = (chain: string, eps: readonly Endpoint[]): void => {
     const r = rules(chain);
     if (affinity === 0) {
-      eps.forEach((ep, i) => r.push(i < eps.length - 1 ? `numgen random mod ${eps.length - i} 0 ${dnat(ep)}` : dnat(ep)));
+      if (eps.length === 1) {
+        r.push(dnat(eps[0]!));
+        return;
+      }
+      const range = ctx.endpointSlots(chain, protocol, eps.map((ep) => `${ep.ip} . ${ep.port}`));
+      slots.push(range);
+      r.push(endpointsMapRule(ipX, range));
       return;
     }
     for (const ep of eps) {
@@ -218,6 +233,7 @@ export function computeServiceObjects(
     chains: [...chains].map(([name, r]) => ({ name, rules: joinRuleLines(name, r) })),
     affinitySets: affinitySets.size > 0 ? affinitySets : NO_AFFINITY_SETS,
     elements: [...elements.values()],
+    slots: slots.length > 0 ? slots : NO_SLOTS,
   };
 }
 

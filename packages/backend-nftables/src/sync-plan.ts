@@ -1,11 +1,12 @@
 // The planning of an nftables sync, without I/O: from the state, the changes and what this
 // process has written (HeldState), the transactions to run and the bookkeeping they lead to.
 // Service objects are recomputed only where something changed, elements are counted per user,
-// and a large sync is cut into bounded transactions (chains first, then the map elements that
-// point at them).
+// and a large sync is cut into bounded transactions (chains first, each after the endpoint-map
+// elements it DNATs to, then the map elements that point at the chains).
 
 import type { ChangeSet, IPFamily, ProxyConfig, ProxyState, ServicePort, ServicePortKey } from '@kube-proxy-ts/core';
 import { createLocalTrafficDetector, isNftServiceObjectName, nftablesLocalMatch, ruleLines } from '@kube-proxy-ts/netfilter';
+import { EndpointMapsPlanner, endpointsMapDeclaration, rangeElements as elementsOf, type EndpointMapsNext, type EndpointMapsState } from './endpoint-maps.js';
 import type { ExistingObjects } from './existing-objects.js';
 import { AFFINITY_PREFIX, OBSOLETE_HELPER_CHAINS, SERVICE_CONTAINERS, TABLE, nftFamily } from './layout.js';
 import { computeServiceObjects, type ElementValue, type RuleContext, type ServiceObjects } from './service-objects.js';
@@ -29,6 +30,7 @@ export interface HeldState {
   /** Unused elements of lazy containers still in the kernel (see ContainerSpec.lazyDeletion). */
   readonly staleElements: ReadonlyMap<string, ReadonlySet<string>>;
   readonly affinitySets: ReadonlyMap<string, number>;
+  readonly endpointMaps: EndpointMapsState;
   readonly setup: SetupOptions | undefined;
   /** Flushed chains waiting to be deleted, with the time they were flushed. */
   readonly staleChains: ReadonlyMap<string, number>;
@@ -68,6 +70,8 @@ export interface NftablesSyncPlan {
     /** Elements left in lazy containers, unused, for a later deletion. */
     readonly staleElements: Map<string, Set<string>>;
     readonly affinitySets: Map<string, number>;
+    /** A full sync renumbers every endpoint into new maps and retires the old maps whole (deleted later). */
+    readonly endpointMaps: EndpointMapsNext;
     readonly newlyStale: readonly string[];
     readonly reactivated: readonly string[];
     /** Stale chains flushed long enough ago, deleted by this sync. */
@@ -90,7 +94,9 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
     localDetector: createLocalTrafficDetector(limits.config, limits.ipFamily, state.node),
     nodeIP: state.node.addresses[0],
     masqueradeRule: masqueradeRule(limits.config.nftables.masqueradeBit),
+    endpointSlots: (chain, protocol, targets) => slots.place(chain, protocol, targets),
   };
+  const slots = new EndpointMapsPlanner(held.endpointMaps, full, existing?.maps);
 
   // 1. Objects of every service port; recomputed only where something changed. A partial sync
   // looks only at the changed keys (deleted ones included): its cost follows the changes.
@@ -113,6 +119,10 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
         recomputed.push(key);
       } else if (held.services.has(key)) patched.set(key, null);
     }
+  }
+  // Policy chains that no longer DNAT through a map: their ranges retire.
+  for (const key of all ? held.services.keys() : patched.keys()) {
+    for (const { chain } of held.services.get(key)?.slots ?? []) slots.release(chain);
   }
   /** Service ports held and gone from the state. */
   const removed = all ? [...held.services.keys()].filter((k) => !all.has(k)) : [...patched].filter(([, o]) => o === null).map(([k]) => k);
@@ -184,6 +194,7 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
     if (nodePortIPsMoved) writeNodePortIPs(tx, setup);
   }
   let servicesInTx = 0;
+  let rangeElements = 0;
   let chainsWritten = 0;
   let servicesWritten = 0;
   for (const key of recomputed) {
@@ -194,7 +205,8 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
       ({ name, rules }) => !prev || recreate.length > 0 || held.staleChains.has(name) || prev.chains.find((c) => c.name === name)?.rules !== rules,
     );
     const newSets = [...objects.affinitySets].filter(([name]) => full || !knownSets.has(name) || setsToRecreate.has(name));
-    if (chains.length === 0 && newSets.length === 0) continue;
+    const newRanges = objects.slots.filter((r) => slots.isNew(r));
+    if (chains.length === 0 && newSets.length === 0 && newRanges.length === 0) continue;
     servicesWritten++;
     chainsWritten += chains.length;
     const part = newTx();
@@ -203,6 +215,9 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
     for (const [name, timeout] of newSets) {
       part.addContainer('set', name, family === 'ip6' ? 'ipv6_addr' : 'ipv4_addr', { flags: 'dynamic,timeout', timeoutSeconds: timeout });
     }
+    // A range's elements go before the rule that DNATs to them, in the same transaction.
+    for (const r of newRanges) part.addElements(r.map, elementsOf(r), endpointsMapDeclaration(family, r.protocol));
+    for (const r of newRanges) rangeElements += r.targets.length;
     for (const { name, rules } of chains) part.addChainRules(name, ruleLines(rules));
     if (tx.size > 0 && (servicesInTx >= limits.servicesPerTransaction || tx.size + part.size > limits.linesPerTransaction)) {
       transactions.push(tx);
@@ -218,7 +233,7 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
   // recomputed service ports are looked at: counted in and out, and written where the kernel's
   // element has to appear, go or change value.
   const final = newTx();
-  let elementChanges = 0;
+  let elementChanges = rangeElements;
   let nextElements: NftablesSyncPlan['next']['elements'];
   const lazyDeletions: [string, string][] = [];
   if (full) {
@@ -306,6 +321,13 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
       }
     }
   }
+  // Retired endpoint-map ranges: the same (nothing DNATs to them; their numbers are reused once deleted).
+  if (listsChains && !full) {
+    for (const [map, keys] of slots.deleteRetired()) {
+      if (flushTx.size >= limits.linesPerTransaction) tail.push((flushTx = newTx()));
+      flushTx.deleteElements(map, keys);
+    }
+  }
   // A small sync is one atomic transaction.
   if (tx.size + final.size <= limits.linesPerTransaction) {
     tx.append(final);
@@ -319,7 +341,7 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
   return {
     full,
     transactions,
-    next: { services: all ? { replace: all } : { patch: patched }, elements: nextElements, staleElements, affinitySets: nextSets, newlyStale, reactivated, deleted: deleteNow, setup: setup ?? held.setup },
+    next: { services: all ? { replace: all } : { patch: patched }, elements: nextElements, staleElements, affinitySets: nextSets, endpointMaps: slots.next(), newlyStale, reactivated, deleted: deleteNow, setup: setup ?? held.setup },
     stats: { recomputedAll: recomputeAll ? 1 : 0, services: serviceCount, servicesWritten, chainsWritten, elementChanges, staleChains: newlyStale.length },
   };
 }

@@ -144,14 +144,16 @@ export class NftTransaction {
 /** A set or map as declared with addContainer. */
 export interface ContainerDeclaration {
   readonly kind: 'set' | 'map';
+  /** With typeOf, the expressions whose types the key and value take (`typeof numgen ... : ip daddr . tcp dport`). */
   readonly type: string;
+  readonly typeOf?: boolean;
   readonly flags?: string;
   readonly timeoutSeconds?: number;
   readonly comment?: string;
 }
 
 function containerSpec(d: Omit<ContainerDeclaration, 'kind'>): string[] {
-  const parts = [`type ${statement(d.type)}`];
+  const parts = [`${d.typeOf ? 'typeof' : 'type'} ${statement(d.type)}`];
   if (d.flags) parts.push(`flags ${statement(d.flags)}`);
   if (d.timeoutSeconds !== undefined) parts.push(`timeout ${d.timeoutSeconds}s`);
   if (d.comment) parts.push(`comment ${quote(d.comment)}`);
