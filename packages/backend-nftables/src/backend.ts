@@ -44,7 +44,6 @@ import {
   retiredElements,
   withoutRetired,
   type EndpointMapsState,
-  type SlotRange,
 } from './endpoint-maps.js';
 import { listExistingObjects, type ExistingObjects } from './existing-objects.js';
 import { listTableForInspection, nftablesExplain, nftablesKernelView } from './kernel-view.js';
@@ -170,12 +169,9 @@ export class NftablesBackend implements Backend {
     for (const [name, rules] of helperChainRules(this.setup)) chains[name] = rules;
     // Endpoint-map references are written out, numbered from 0: the picture says where each
     // chain DNATs, not which numbers this process happened to use.
-    const ranges = new Map<string, SlotRange>();
-    for (const objects of this.services.values()) for (const r of objects.slots) ranges.set(`${r.map} ${r.offset}`, r);
-    const valueOf = (map: string, key: string): string | undefined => {
-      for (const r of ranges.values()) if (r.map === map && Number(key) >= r.offset && Number(key) < r.offset + r.targets.length) return r.targets[Number(key) - r.offset];
-      return undefined;
-    };
+    const values = new Map<string, string>();
+    for (const objects of this.services.values()) for (const r of objects.slots) r.targets.forEach((t, i) => values.set(`${r.map} ${r.offset + i}`, t));
+    const valueOf = (map: string, key: string): string | undefined => values.get(`${map} ${key}`);
     for (const objects of this.services.values()) {
       for (const { name, rules } of objects.chains) chains[name] = ruleLines(rules).map((rule) => (objects.slots.length > 0 ? inlineEndpointsMap(rule, valueOf) : rule));
     }

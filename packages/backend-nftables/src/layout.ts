@@ -1,12 +1,13 @@
 // The nftables layout: upstream's table `kube-proxy` per family, base and helper chains, service
 // chains and the sets and verdict maps that dispatch service traffic in one lookup. Below the
-// service chains it differs (docs/nftables.md): a service chain picks its endpoint with
-// `numgen` rules that DNAT directly, with no chain per endpoint and no anonymous map. The kernel
-// validates every chain reachable from a base chain at each commit that adds a rule, and finds
-// each new anonymous set a name by scanning the table's sets; a map shared by the service chains
-// instead makes every element added walk the rules bound to it (bench/README.md). Only
-// session-affinity services keep upstream's endpoint chains (their rules update the affinity
-// sets), and hairpin traffic is masqueraded in postrouting through hairpin-connections.
+// service chains it differs (docs/nftables.md): a policy chain DNATs with one rule, `dnat to
+// numgen random mod n offset k map @endpoints-<g>`, through numbered elements of an endpoint map
+// shared by a few hundred chains (endpoint-maps.ts), with no chain per endpoint and no anonymous
+// map. The kernel validates every chain reachable from a base chain (once per hook) at each commit
+// that adds a rule, and finds each new anonymous set a name by scanning the table's sets, so the
+// fewer rules and sets the cheaper each change (bench/README.md). Only session-affinity services
+// keep upstream's endpoint chains (their rules update the affinity sets), and hairpin traffic is
+// masqueraded in postrouting through hairpin-connections.
 
 import type { IPFamily } from '@kube-proxy-ts/core';
 
