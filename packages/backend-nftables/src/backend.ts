@@ -39,8 +39,9 @@ import {
 } from '@kube-proxy-ts/netfilter';
 import { TableWatch } from './canary.js';
 import {
-  NO_ENDPOINT_MAPS,
+  applyEndpointMaps,
   inlineEndpointsMap,
+  noEndpointMaps,
   retiredElements,
   withoutRetired,
   type EndpointMapsState,
@@ -87,7 +88,7 @@ export class NftablesBackend implements Backend {
   /** Unused elements of lazy containers still in the kernel (see ContainerSpec.lazyDeletion). */
   private staleElements = new Map<string, Set<string>>();
   private affinitySets = new Map<string, number>();
-  private endpointMaps: EndpointMapsState = NO_ENDPOINT_MAPS;
+  private endpointMaps: EndpointMapsState = noEndpointMaps();
   /** Endpoint maps a full sync left behind (no rule refers to them any more), deleted by the timer. */
   private staleMaps = new Set<string>();
   private setup: SetupOptions | undefined;
@@ -281,18 +282,8 @@ export class NftablesBackend implements Backend {
       }
     }
     this.affinitySets = plan.next.affinitySets;
-    const maps = plan.next.endpointMaps;
-    if ('replace' in maps) {
-      this.endpointMaps = maps.replace;
-      for (const name of maps.retiredMaps) this.staleMaps.add(name);
-    } else {
-      const chains = new Map(this.endpointMaps.chains);
-      for (const [chain, r] of maps.patch.chains) {
-        if (r) chains.set(chain, r);
-        else chains.delete(chain);
-      }
-      this.endpointMaps = { chains, maps: new Map([...this.endpointMaps.maps, ...maps.patch.maps]), nextIndex: maps.patch.nextIndex };
-    }
+    this.endpointMaps = applyEndpointMaps(this.endpointMaps, plan.next.endpointMaps);
+    if ('replace' in plan.next.endpointMaps) for (const name of plan.next.endpointMaps.retiredMaps) this.staleMaps.add(name);
     this.setup = plan.next.setup;
     for (const name of plan.next.reactivated) this.staleChains.delete(name);
     for (const name of plan.next.deleted) this.staleChains.delete(name);
@@ -412,7 +403,7 @@ export class NftablesBackend implements Backend {
     this.elements = new Map();
     this.staleElements = new Map();
     this.affinitySets = new Map();
-    this.endpointMaps = NO_ENDPOINT_MAPS;
+    this.endpointMaps = noEndpointMaps();
     this.staleMaps = new Set();
     this.setup = undefined;
     this.staleChains.clear();

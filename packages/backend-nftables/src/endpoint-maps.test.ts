@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import {
   CHAINS_PER_MAP,
   EndpointMapsPlanner,
-  NO_ENDPOINT_MAPS,
+  applyEndpointMaps,
+  noEndpointMaps,
   inlineEndpointsMap,
   retiredElements,
   withoutRetired,
@@ -11,26 +12,16 @@ import {
 
 const eps = (...last: number[]) => last.map((n) => `10.1.0.${n} . 80`);
 
-/** The held state once a plan is committed, as the backend does. */
-function commit(held: EndpointMapsState, planner: EndpointMapsPlanner): EndpointMapsState {
-  const next = planner.next();
-  if ('replace' in next) return next.replace;
-  const chains = new Map(held.chains);
-  for (const [c, r] of next.patch.chains) {
-    if (r) chains.set(c, r);
-    else chains.delete(c);
-  }
-  return { chains, maps: new Map([...held.maps, ...next.patch.maps]), nextIndex: next.patch.nextIndex };
-}
+const commit = (held: EndpointMapsState, planner: EndpointMapsPlanner) => applyEndpointMaps(held, planner.next());
 
 describe('endpoint maps', () => {
   it('keeps a chain where it is while its endpoints stay, and moves it to free numbers when they change', () => {
-    let p = new EndpointMapsPlanner(NO_ENDPOINT_MAPS, false);
+    let p = new EndpointMapsPlanner(noEndpointMaps(), false);
     const a = p.place('service-a', 'tcp', eps(1, 2));
     const b = p.place('service-b', 'tcp', eps(3, 4, 5));
     expect([a.map, a.offset, b.map, b.offset]).toEqual(['endpoints-0', 0, 'endpoints-0', 2]);
     expect(p.isNew(a) && p.isNew(b)).toBe(true);
-    let held = commit(NO_ENDPOINT_MAPS, p);
+    let held = commit(noEndpointMaps(), p);
 
     p = new EndpointMapsPlanner(held, false);
     expect(p.place('service-a', 'tcp', eps(1, 2))).toBe(a);
@@ -51,10 +42,10 @@ describe('endpoint maps', () => {
   });
 
   it('retires the range of a chain released, unless the plan placed it again', () => {
-    let p = new EndpointMapsPlanner(NO_ENDPOINT_MAPS, false);
+    let p = new EndpointMapsPlanner(noEndpointMaps(), false);
     p.place('service-a', 'tcp', eps(1, 2));
     p.place('service-b', 'tcp', eps(3, 4));
-    let held = commit(NO_ENDPOINT_MAPS, p);
+    let held = commit(noEndpointMaps(), p);
     p = new EndpointMapsPlanner(held, false);
     p.place('service-a', 'tcp', eps(1, 2));
     p.release('service-a');
@@ -65,9 +56,9 @@ describe('endpoint maps', () => {
   });
 
   it('a plan that deletes the retired ranges frees their numbers in the same plan', () => {
-    let p = new EndpointMapsPlanner(NO_ENDPOINT_MAPS, false);
+    let p = new EndpointMapsPlanner(noEndpointMaps(), false);
     p.place('service-a', 'tcp', eps(1, 2));
-    let held = commit(NO_ENDPOINT_MAPS, p);
+    let held = commit(noEndpointMaps(), p);
     p = new EndpointMapsPlanner(held, false);
     p.place('service-a', 'tcp', eps(1, 3));
     expect(p.deleteRetired()).toEqual([['endpoints-0', ['0', '1']]]);
@@ -77,22 +68,22 @@ describe('endpoint maps', () => {
   });
 
   it(`opens another map after ${CHAINS_PER_MAP} chains`, () => {
-    const p = new EndpointMapsPlanner(NO_ENDPOINT_MAPS, false);
+    const p = new EndpointMapsPlanner(noEndpointMaps(), false);
     const maps = Array.from({ length: CHAINS_PER_MAP + 1 }, (_, i) => p.place(`service-${i}`, 'tcp', eps(1, 2)).map);
     expect(maps.filter((m) => m === 'endpoints-0')).toHaveLength(CHAINS_PER_MAP);
     expect(maps.at(-1)).toBe('endpoints-1');
   });
 
   it('keeps the endpoints of each protocol in maps of their own (the value type names the protocol)', () => {
-    const p = new EndpointMapsPlanner(NO_ENDPOINT_MAPS, false);
+    const p = new EndpointMapsPlanner(noEndpointMaps(), false);
     const maps = ['tcp', 'udp', 'tcp', 'sctp'].map((proto, i) => p.place(`service-${i}`, proto, eps(1, 2)).map);
     expect(maps).toEqual(['endpoints-0', 'endpoints-1', 'endpoints-0', 'endpoints-2']);
   });
 
   it('a full plan numbers everything anew, in maps named after every map held or found in the kernel', () => {
-    let p = new EndpointMapsPlanner(NO_ENDPOINT_MAPS, false);
+    let p = new EndpointMapsPlanner(noEndpointMaps(), false);
     p.place('service-a', 'tcp', eps(1, 2));
-    const held = commit(NO_ENDPOINT_MAPS, p);
+    const held = commit(noEndpointMaps(), p);
     p = new EndpointMapsPlanner(held, true, ['service-ips', 'endpoints-0', 'endpoints-7']);
     const a = p.place('service-a', 'tcp', eps(1, 2));
     expect([a.map, a.offset, p.isNew(a)]).toEqual(['endpoints-8', 0, true]);

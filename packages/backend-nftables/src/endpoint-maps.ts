@@ -52,7 +52,10 @@ export interface EndpointMapsState {
   readonly nextIndex: number;
 }
 
-export const NO_ENDPOINT_MAPS: EndpointMapsState = { chains: new Map(), maps: new Map(), nextIndex: 0 };
+/** Nothing numbered yet (fresh maps: a committed plan patches them in place). */
+export function noEndpointMaps(): EndpointMapsState {
+  return { chains: new Map(), maps: new Map(), nextIndex: 0 };
+}
 
 /** What a plan changes: replaced (a full sync starts over) or patched (null: gone). */
 export type EndpointMapsNext =
@@ -89,6 +92,22 @@ export function inlineEndpointsMap(rule: string, valueOf: (map: string, key: str
   const [, mod, offset, map] = m;
   const items = Array.from({ length: Number(mod) }, (_, i) => `${i} : ${valueOf(map!, String(Number(offset) + i)) ?? '(missing)'}`);
   return rule.replace(MAP_RULE, `numgen random mod ${mod} map { ${items.join(', ')} }`);
+}
+
+/**
+ * The state once a plan is applied. A partial plan's patch is applied in place, so that a sync
+ * costs what it changed, not the size of the table; `state` must not be shared.
+ */
+export function applyEndpointMaps(state: EndpointMapsState, next: EndpointMapsNext): EndpointMapsState {
+  if ('replace' in next) return next.replace;
+  const chains = state.chains as Map<string, SlotRange>;
+  const maps = state.maps as Map<string, MapUse>;
+  for (const [chain, r] of next.patch.chains) {
+    if (r) chains.set(chain, r);
+    else chains.delete(chain);
+  }
+  for (const [name, use] of next.patch.maps) maps.set(name, use);
+  return { chains, maps, nextIndex: next.patch.nextIndex };
 }
 
 /** Element keys of the retired ranges, per map. */
@@ -131,7 +150,7 @@ export class EndpointMapsPlanner {
     private readonly full: boolean,
     existingMaps: Iterable<string> = [],
   ) {
-    this.held = full ? NO_ENDPOINT_MAPS : held;
+    this.held = full ? noEndpointMaps() : held;
     let next = held.nextIndex;
     if (full) {
       const retired = new Set([...held.maps.keys(), ...[...existingMaps].filter(isEndpointsMap)]);
