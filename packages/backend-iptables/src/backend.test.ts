@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { endpointSlice, proxyConfig, service, testContext, type DeepPartial } from '@kube-proxy-ts/testing';
-import type { ProxyConfig } from '@kube-proxy-ts/core';
+import type { CommandRunner, ProxyConfig } from '@kube-proxy-ts/core';
+import { iptablesCommands, isServiceChainName } from '@kube-proxy-ts/netfilter';
 import { IptablesBackend, type IptablesBackendOptions } from './backend.js';
 import { FULL_SYNC_PERIOD_MS } from './layout.js';
 import { tracePacket } from './packet-tracer.js';
 import { chainsOf, Cluster, TEST_HOSTNAME, TEST_NODE_IP } from './cluster.test-support.js';
+import { IptablesKernelModel } from './kernel-model.test-support.js';
+import { commitPlan, planSync } from './sync-plan.js';
 
 const RESTORE = 'iptables-nft-restore';
 const SAVE = 'iptables-nft-save';
@@ -180,6 +183,54 @@ describe('IptablesBackend sync', () => {
     expect(removed).toContain('-D KUBE-SERVICES -m comment --comment "ns1/svc2:p80 cluster IP"');
     expect(removed).toMatch(/^-X KUBE-SVC-/m);
     expect(await backend.inspect()).toEqual(before);
+  });
+
+  it('remembers its service chains as the kernel holds them, and a partial sync writes what a recompute from scratch would', async () => {
+    // What the backend keeps of each service port is not the text it wrote: both must still agree.
+    const ctx = testContext({ node: { name: TEST_HOSTNAME, addresses: [TEST_NODE_IP] } });
+    const kernel = new IptablesKernelModel();
+    const commands = iptablesCommands('nft', 'IPv4');
+    const toKernel = kernel.runner(commands, ctx.runner);
+    const payloads: string[] = [];
+    const runner: CommandRunner = {
+      run: (command, args, options) => {
+        if (command === commands.restore) payloads.push(String(options?.stdin));
+        return toKernel.run(command, args, options);
+      },
+    };
+    const backend = new IptablesBackend({ ipFamily: 'IPv4', config: proxyConfig({ clusterCIDR: '10.0.0.0/8' }), flavour: 'nft' });
+    await backend.start({ ...ctx, runner });
+    const kernelServiceChains = () => {
+      const nat = kernel.snapshot().nat!;
+      return Object.fromEntries(Object.keys(nat).filter(isServiceChainName).sort().map((chain) => [chain, nat[chain]]));
+    };
+    const cluster = new Cluster().upsert(
+      svc(1, { type: 'NodePort' }),
+      slice(1, ['10.180.0.1', '10.180.0.2']),
+      service('ns1', 'svc2', (s) => {
+        s.spec!.clusterIP = '172.30.0.2';
+        s.spec!.ports = [{ name: 'p80', port: 80 }];
+        s.spec!.sessionAffinity = 'ClientIP';
+      }),
+      slice(2, ['10.180.0.3', '10.180.0.4']),
+      svc(3),
+      slice(3, ['10.180.0.5']),
+    );
+    const first = cluster.checkpoint();
+    expect(await backend.sync(first.state, first.changes)).toMatchObject({ ok: true, full: true });
+    const inspected = async () => ((await backend.inspect()) as { serviceChains: Record<string, string[]> }).serviceChains;
+    expect(Object.keys(kernelServiceChains()).length).toBeGreaterThan(8);
+    expect(await inspected()).toEqual(kernelServiceChains());
+
+    payloads.length = 0;
+    const next = cluster.upsert(slice(2, ['10.180.0.3', '10.180.0.9'])).checkpoint();
+    expect(await backend.sync(next.state, next.changes)).toMatchObject({ ok: true, full: false, stats: { servicesWritten: 1, chainsDeleted: 1 } });
+    const previous = backend.computeRules(first.state);
+    const model = commitPlan(undefined, planSync({ rules: previous, model: undefined, full: true, changed: new Set(), previous: undefined }));
+    const recomputed = planSync({ rules: backend.computeRules(next.state), model, full: false, changed: next.changes.servicePorts, previous });
+    expect(payloads).toEqual(recomputed.transactions.map((t) => t.payload));
+    expect(payloads.join('')).not.toMatch(/10\.180\.0\.[125]:80/);
+    expect(await inspected()).toEqual(kernelServiceChains());
   });
 
   it('splits a large sync into bounded transactions, top-level chains last', async () => {

@@ -73,7 +73,7 @@ import {
   KUBE_SERVICES,
   KUBELET_FIREWALL_JUMPS,
 } from './layout.js';
-import { computeRules, markMasqRules, RuleSetBuilder, type RuleOptions, type RuleSet, type ServicePortRules } from './rules.js';
+import { computeRules, markMasqRules, releaseChainRules, RuleSetBuilder, type RuleOptions, type RuleSet, type ServicePortRules } from './rules.js';
 import {
   chainRemovalTransactions,
   commitPlan,
@@ -372,6 +372,8 @@ export class IptablesBackend implements Backend {
       this.model = commitPlan(this.model, plan);
       const counts = ruleCounts(this.model);
       this.previousRules = rules;
+      // Kept for reuse and inspect(); the chains' text is rebuilt when read.
+      for (const serviceRules of rules.services.values()) releaseChainRules(serviceRules);
       this.needFullSync = false;
       if (full) {
         this.lastFullSync = ctx.clock.now();
@@ -468,7 +470,7 @@ export class IptablesBackend implements Backend {
       const batch = builder.advance(COMPUTE_STEP);
       timing.computeMs += ctx.clock.now() - started;
       for (const [key, rules] of batch) {
-        if (rules.chains.size === 0) continue;
+        if (rules.chainNames.length === 0) continue;
         const closed = grouper.add(key, rules);
         const failure = closed ? await launch(closed) : undefined;
         if (failure) {
@@ -595,7 +597,14 @@ export class IptablesBackend implements Backend {
       }
       return out;
     };
-    const serviceChains = new Map([...model.serviceChains].map(([chain, rules]) => [chain, ruleLines(rules)]));
+    // Released rules rebuild their chains at each read: once per service port here.
+    const texts = new Map<ServicePortRules, ReadonlyMap<string, string>>();
+    const serviceChains = new Map<string, string[]>();
+    for (const [chain, owner] of model.serviceChains) {
+      let chains = texts.get(owner);
+      if (!chains) texts.set(owner, (chains = owner.chains));
+      serviceChains.set(chain, ruleLines(chains.get(chain) ?? ''));
+    }
     return Promise.resolve({ filter: picture('filter', model.filter), nat: picture('nat', model.nat), serviceChains: picture('svc', serviceChains) });
   }
 }

@@ -74,10 +74,65 @@ export interface ServicePortRules {
   readonly filterExternalServices: readonly string[];
   readonly filterNodePorts: readonly string[];
   readonly filterFirewall: readonly string[];
-  /** Per-service nat chains (KUBE-EXT/FW/SVC/SVL/SEP) in declaration order, with their rules (joinRuleLines). */
+  /**
+   * Per-service nat chains (KUBE-EXT/FW/SVC/SVL/SEP) in declaration order, with their rules
+   * (joinRuleLines). Once released (releaseChainRules), rebuilt from the service port at each read.
+   */
   readonly chains: ReadonlyMap<string, string>;
+  /** The keys of `chains`, in order; kept when the rules are released. */
+  readonly chainNames: readonly string[];
   readonly noLocalEndpointsInternal: boolean;
   readonly noLocalEndpointsExternal: boolean;
+}
+
+/** What serviceRules() reads besides the service port and its endpoints; one per computation. */
+interface ServiceRulesContext {
+  readonly state: Pick<ProxyState, 'node' | 'ipFamily'>;
+  readonly options: RuleOptions;
+  readonly largeClusterMode: boolean;
+}
+
+/**
+ * A service port's rules that can let go of its chains' text: a sync keeps the rules of every
+ * service port (10^5 chains, most of the retained memory at 10k services) but reads that text
+ * again only for chains it rewrites or for inspect(). The service port, its endpoints and the
+ * context are the objects the state holds anyway, and serviceRules() is pure, so the text
+ * rebuilt from them is the text that was written.
+ */
+class RetainableServicePortRules implements ServicePortRules {
+  private held: ReadonlyMap<string, string> | undefined;
+  readonly chainNames: readonly string[];
+
+  constructor(
+    readonly natServices: readonly string[],
+    readonly natNodePorts: readonly string[],
+    readonly filterServices: readonly string[],
+    readonly filterExternalServices: readonly string[],
+    readonly filterNodePorts: readonly string[],
+    readonly filterFirewall: readonly string[],
+    chains: ReadonlyMap<string, string>,
+    readonly noLocalEndpointsInternal: boolean,
+    readonly noLocalEndpointsExternal: boolean,
+    private readonly svc: ServicePort,
+    private readonly endpoints: readonly Endpoint[],
+    private readonly context: ServiceRulesContext,
+  ) {
+    this.held = chains;
+    this.chainNames = chains.size === 0 ? NO_RULES : [...chains.keys()];
+  }
+
+  get chains(): ReadonlyMap<string, string> {
+    return this.held ?? serviceRulesIn(this.svc, this.endpoints, this.context).chains;
+  }
+
+  release(): void {
+    this.held = undefined;
+  }
+}
+
+/** Lets `rules` drop its chains' text; `chains` is then rebuilt on each read (same text). */
+export function releaseChainRules(rules: ServicePortRules): void {
+  if (rules instanceof RetainableServicePortRules) rules.release();
 }
 
 export interface RuleSet {
@@ -177,6 +232,7 @@ export class RuleSetBuilder {
   private readonly keys: ServicePortKey[];
   private readonly services = new Map<ServicePortKey, ServicePortRules>();
   private readonly skipped = new Map<ServicePortKey, string>();
+  private readonly context: ServiceRulesContext;
   private next = 0;
 
   constructor(
@@ -189,6 +245,8 @@ export class RuleSetBuilder {
     this.totalEndpoints = totalEndpoints;
     this.largeClusterMode = totalEndpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
     this.fingerprint = fingerprintOf(options, this.largeClusterMode, state);
+    // Not the state itself: released rules keep their context, and the state's maps would go with it.
+    this.context = { state: { node: state.node, ipFamily: state.ipFamily }, options, largeClusterMode: this.largeClusterMode };
     this.reuse = compute.previous && compute.changed && compute.previous.fingerprint === this.fingerprint ? compute.previous : undefined;
     this.keys = sortedKeys(state, this.reuse);
   }
@@ -224,7 +282,7 @@ export class RuleSetBuilder {
         this.skipped.set(key, reason);
         return undefined;
       }
-      rules = serviceRules(svc, endpoints, this.state, this.options, this.largeClusterMode);
+      rules = serviceRulesIn(svc, endpoints, this.context);
     }
     this.services.set(key, rules);
     return rules;
@@ -340,6 +398,11 @@ export function serviceRules(
   options: RuleOptions,
   largeClusterMode: boolean,
 ): ServicePortRules {
+  return serviceRulesIn(svc, endpoints, { state: { node: state.node, ipFamily: state.ipFamily }, options, largeClusterMode });
+}
+
+function serviceRulesIn(svc: ServicePort, endpoints: readonly Endpoint[], context: ServiceRulesContext): ServicePortRules {
+  const { state, options, largeClusterMode } = context;
   const name = servicePortNameString(svc.name);
   const protocol = svc.protocol.toLowerCase();
   const chainNames = cachedName(`${name}\u0000${svc.protocol}`, () => servicePortChainNames(name, svc.protocol));
@@ -525,17 +588,20 @@ export function serviceRules(
   }
 
   // Held until the service changes: lists at their length (one grown by push keeps room for 16).
-  return {
-    natServices: exact(natServices),
-    natNodePorts: exact(natNodePorts),
-    filterServices: exact(filterServices),
-    filterExternalServices: exact(filterExternalServices),
-    filterNodePorts: exact(filterNodePorts),
-    filterFirewall: exact(filterFirewall),
-    chains: new Map([...chains].map(([n, rules]) => [n, joinRuleLines(n, rules)])),
+  return new RetainableServicePortRules(
+    exact(natServices),
+    exact(natNodePorts),
+    exact(filterServices),
+    exact(filterExternalServices),
+    exact(filterNodePorts),
+    exact(filterFirewall),
+    new Map([...chains].map(([n, rules]) => [n, joinRuleLines(n, rules)])),
     noLocalEndpointsInternal,
     noLocalEndpointsExternal,
-  };
+    svc,
+    endpoints,
+    context,
+  );
 }
 
 /** The whole rule set as one iptables-restore payload (filter, then nat), as upstream writes a full sync. */
@@ -545,7 +611,7 @@ export function renderFullPayload(rules: RuleSet): string {
   for (const [chainName, lines] of rules.filter) for (const line of lines) out.push(`-A ${chainName} ${line}`);
   out.push('COMMIT', '*nat');
   for (const chainName of rules.nat.keys()) out.push(`:${chainName} - [0:0]`);
-  for (const svc of rules.services.values()) for (const chainName of svc.chains.keys()) out.push(`:${chainName} - [0:0]`);
+  for (const svc of rules.services.values()) for (const chainName of svc.chainNames) out.push(`:${chainName} - [0:0]`);
   for (const svc of rules.services.values()) for (const [chainName, lines] of svc.chains) for (const line of ruleLines(lines)) out.push(`-A ${chainName} ${line}`);
   for (const [chainName, lines] of rules.nat) for (const line of lines) out.push(`-A ${chainName} ${line}`);
   out.push('COMMIT');

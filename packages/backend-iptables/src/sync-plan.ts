@@ -33,10 +33,11 @@ export interface KernelModel {
   readonly filter: ReadonlyMap<string, readonly string[]>;
   readonly nat: ReadonlyMap<string, readonly string[]>;
   /**
-   * Per-service nat chains (KUBE-SVC/SVL/EXT/FW/SEP). Updated in place by commitPlan(), so a
-   * partial sync costs what changed, not what exists.
+   * Per-service nat chains (KUBE-SVC/SVL/EXT/FW/SEP), each with the rules of the service port that
+   * wrote it (its `chains` has the chain's rules). Updated in place by commitPlan(), so a partial
+   * sync costs what changed, not what exists.
    */
-  readonly serviceChains: Map<string, string>;
+  readonly serviceChains: Map<string, ServicePortRules>;
   /** Rules in serviceChains. */
   readonly serviceRuleCount: number;
 }
@@ -109,8 +110,8 @@ export interface IptablesSyncPlan {
   /** Top-level chains as the kernel holds them once every transaction succeeded. */
   readonly filter: ReadonlyMap<string, readonly string[]>;
   readonly nat: ReadonlyMap<string, readonly string[]>;
-  /** Service chains written; with `replaceServiceChains`, these are all of them. */
-  readonly serviceChainsWritten: ReadonlyMap<string, string>;
+  /** Service chains written, with the rules of their service port; with `replaceServiceChains`, these are all of them. */
+  readonly serviceChainsWritten: ReadonlyMap<string, ServicePortRules>;
   readonly serviceChainsDeleted: readonly string[];
   readonly replaceServiceChains: boolean;
   readonly stats: {
@@ -124,16 +125,24 @@ export interface IptablesSyncPlan {
 /** The kernel's content after `plan` succeeded; reuses (and updates) `model`'s service-chain map. */
 export function commitPlan(model: KernelModel | undefined, plan: IptablesSyncPlan): KernelModel {
   const replace = plan.replaceServiceChains || !model;
-  const serviceChains = replace ? new Map<string, string>() : model.serviceChains;
+  const serviceChains = replace ? new Map<string, ServicePortRules>() : model.serviceChains;
   let count = replace ? 0 : model.serviceRuleCount;
-  const rulesOf = (chain: string) => ruleLineCount(serviceChains.get(chain) ?? '');
+  // Released rules rebuild their chains at each read: once per service port here.
+  const texts = new Map<ServicePortRules, ReadonlyMap<string, string>>();
+  const textOf = (owner: ServicePortRules | undefined, chain: string) => {
+    if (!owner) return '';
+    let chains = texts.get(owner);
+    if (!chains) texts.set(owner, (chains = owner.chains));
+    return chains.get(chain) ?? '';
+  };
+  const rulesOf = (chain: string) => ruleLineCount(textOf(serviceChains.get(chain), chain));
   for (const chain of plan.serviceChainsDeleted) {
     count -= rulesOf(chain);
     serviceChains.delete(chain);
   }
-  for (const [chain, rules] of plan.serviceChainsWritten) {
-    count += ruleLineCount(rules) - rulesOf(chain);
-    serviceChains.set(chain, rules);
+  for (const [chain, owner] of plan.serviceChainsWritten) {
+    count += ruleLineCount(textOf(owner, chain)) - rulesOf(chain);
+    serviceChains.set(chain, owner);
   }
   return { filter: plan.filter, nat: plan.nat, serviceChains, serviceRuleCount: count };
 }
@@ -321,12 +330,12 @@ export function planSync(input: IptablesPlanInput): IptablesSyncPlan {
 
   // Which service ports to write.
   const toWrite: Array<[ServicePortKey, ServicePortRules]> = [];
-  const serviceChainsWritten = new Map<string, string>();
+  const serviceChainsWritten = new Map<string, ServicePortRules>();
   let servicesWritten = 0;
   for (const [key, svc] of rules.services) {
-    if (svc.chains.size === 0 || !(everything || input.changed.has(key) || !previous?.services.has(key))) continue;
+    if (svc.chainNames.length === 0 || !(everything || input.changed.has(key) || !previous?.services.has(key))) continue;
     servicesWritten++;
-    for (const [chain, lines] of svc.chains) serviceChainsWritten.set(chain, lines);
+    for (const chain of svc.chainNames) serviceChainsWritten.set(chain, svc);
     if (!input.applied?.has(key)) toWrite.push([key, svc]);
   }
 
@@ -335,15 +344,15 @@ export function planSync(input: IptablesPlanInput): IptablesSyncPlan {
   const stale = new Set<string>();
   if (everything) {
     const active = new Set<string>();
-    for (const svc of rules.services.values()) for (const chain of svc.chains.keys()) active.add(chain);
+    for (const svc of rules.services.values()) for (const chain of svc.chainNames) active.add(chain);
     for (const chain of model?.serviceChains.keys() ?? []) if (!active.has(chain)) stale.add(chain);
     for (const chain of input.kernelServiceChains ?? []) if (!active.has(chain)) stale.add(chain);
-    for (const svc of previous?.services.values() ?? []) for (const chain of svc.chains.keys()) if (!active.has(chain)) stale.add(chain);
+    for (const svc of previous?.services.values() ?? []) for (const chain of svc.chainNames) if (!active.has(chain)) stale.add(chain);
   } else {
     for (const key of input.changed) {
-      const before = previous?.services.get(key)?.chains;
-      const now = rules.services.get(key)?.chains;
-      for (const chain of before?.keys() ?? []) if (!now?.has(chain) && model.serviceChains.has(chain)) stale.add(chain);
+      const before = previous?.services.get(key)?.chainNames ?? [];
+      const now = new Set(rules.services.get(key)?.chainNames);
+      for (const chain of before) if (!now.has(chain) && model.serviceChains.has(chain)) stale.add(chain);
     }
   }
   // Split the service chains into bounded transactions. A single group joins the top-level
