@@ -4,10 +4,11 @@
 //     endpoints, growing step by step and stopping when a step exceeds 60 s; the iptables
 //     backend's full sync of the same services in the same run, and this process's RSS;
 //  2. data plane: TCP connect time (first packet of a new connection through the NAT rules) to
-//     a ClusterIP at 100 / 1k / 10k services, for the iptables and nftables backends side by side.
+//     a ClusterIP at 100 / 1k / 10k services, for the iptables and nftables backends side by side,
+//     in rounds (--rounds) that take turns, each figure the median over the rounds.
 //
 // usage: node --import tsx nftables.ts [--sizes 1000,5000,10000] [--latency-sizes 100,1000,10000]
-//                                       [--no-iptables] [--per-tx N] [--out results/nftables.md]
+//                                       [--rounds 3] [--no-iptables] [--per-tx N] [--out results/nftables.md]
 
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -29,6 +30,8 @@ function arg(name: string, fallback: string): string {
 const sizes = arg('sizes', '1000,5000,10000').split(',').map(Number);
 const latencySizes = arg('latency-sizes', '100,1000,10000').split(',').map(Number);
 const withIptables = !process.argv.includes('--no-iptables');
+/** Rounds of the data-plane measurement: a p50 of 300 connections moves with the machine from one minute to the next. */
+const rounds = Number(arg('rounds', '3'));
 /** Service ports per nft transaction; unset: the backend's default. */
 const perTx = process.argv.includes('--per-tx') ? Number(arg('per-tx', '')) : undefined;
 const out = resolve(import.meta.dirname, arg('out', 'results/nftables.md'));
@@ -196,36 +199,51 @@ async function main() {
     }
 
     log(`\nAfter the control-plane steps: ${loadLine()}.`);
-    log('\n## Data plane: TCP connect time to a ClusterIP (300 connections, 1 endpoint per service)\n');
+    log(`\n## Data plane: TCP connect time to a ClusterIP (300 connections, 1 endpoint per service, ${rounds} rounds)\n`);
     log('Time from connect() to the established socket, from a pod namespace through the node to a pod.');
-    log('The target is the last service written; the others have one (unreachable) endpoint each.\n');
-    log('| services | backend | sync | connect p50 | p90 | p99 |');
-    log('|---:|---|---:|---:|---:|---:|');
+    log('The target is the last service written; the others have one (unreachable) endpoint each. The sizes');
+    log('and backends take turns, round after round, so that the machine\'s drift falls on all of them; each');
+    log('figure is the median over the rounds, with the p50 of every round after it.\n');
+    log('| services | backend | sync | connect p50 | p90 | p99 | p50 per round |');
+    log('|---:|---|---:|---:|---:|---:|---|');
     const backends: [string, () => Backend][] = [['nftables', makeNft]];
     if (withIptables) backends.unshift(['iptables', makeIpt]);
     const stopped = new Set<string>();
-    for (const n of latencySizes) {
-      const w = world(sb, n, 1);
-      for (const [name, make] of backends) {
-        if (stopped.has(name)) continue;
-        let backend: Backend | undefined;
-        try {
-          backend = await startBackend(sb, make);
-          const { state, changes } = w.tracker.checkpoint();
-          // Each backend gets the full state; the tracker's checkpoint is reused for the second.
-          const s = await sync(backend, state, { ...changes, servicePorts: new Set(state.services.keys()) });
-          const l = await connectLatency(sb, w.target);
-          log(`| ${n} | ${name} | ${fmt(s.ms)} | ${l.p50.toFixed(3)} ms | ${l.p90.toFixed(3)} ms | ${l.p99.toFixed(3)} ms |`);
-          if (s.ms > STEP_LIMIT_MS) stopped.add(name);
-        } catch (e) {
-          log(`| ${n} | ${name} | failed: ${String((e as Error).message).replaceAll('|', '/').slice(0, 200)} | | | |`);
-          stopped.add(name);
-        } finally {
-          await backend?.cleanup(nodeContext(sb)).catch(() => undefined);
-          await backend?.stop?.();
+    const measured = new Map<string, { syncMs: number[]; latency: Latency[] }>();
+    for (let round = 0; round < rounds; round++) {
+      for (const n of latencySizes) {
+        const w = world(sb, n, 1);
+        for (const [name, make] of backends) {
+          if (stopped.has(`${name} ${n}`)) continue;
+          let backend: Backend | undefined;
+          try {
+            backend = await startBackend(sb, make);
+            const { state, changes } = w.tracker.checkpoint();
+            // Each backend gets the full state; the tracker's checkpoint is reused for the second.
+            const s = await sync(backend, state, { ...changes, servicePorts: new Set(state.services.keys()) });
+            const l = await connectLatency(sb, w.target);
+            const m = measured.get(`${n} ${name}`) ?? { syncMs: [], latency: [] };
+            m.syncMs.push(s.ms);
+            m.latency.push(l);
+            measured.set(`${n} ${name}`, m);
+            if (s.ms > STEP_LIMIT_MS) stopped.add(`${name} ${n}`);
+          } catch (e) {
+            log(`| ${n} | ${name} | failed: ${String((e as Error).message).replaceAll('|', '/').slice(0, 200)} | | | | |`);
+            stopped.add(`${name} ${n}`);
+          } finally {
+            await backend?.cleanup(nodeContext(sb)).catch(() => undefined);
+            await backend?.stop?.();
+          }
         }
       }
-      // keep the tracker's snapshot for the next backend: rebuild it per size instead
+    }
+    for (const n of latencySizes) {
+      for (const [name] of backends) {
+        const m = measured.get(`${n} ${name}`);
+        if (!m) continue;
+        const q = (k: keyof Latency) => `${median(m.latency.map((l) => l[k])).toFixed(3)} ms`;
+        log(`| ${n} | ${name} | ${fmt(median(m.syncMs))} | ${q('p50')} | ${q('p90')} | ${q('p99')} | ${m.latency.map((l) => l.p50.toFixed(3)).join(' / ')} |`);
+      }
     }
     if (!withIptables) log('\niptables was not measured (--no-iptables).');
     log(`\nAt the end: ${loadLine()}.`);
