@@ -719,6 +719,57 @@ describe('nftables backend: a restarted daemon', () => {
     await backend.stop();
   });
 
+  it('re-creates the affinity sets it finds even when a chain the service no longer uses refers to them', async () => {
+    const f = await fixture();
+    const svc = (policy: 'Local' | 'Cluster') =>
+      service('ns1', 'sticky', { type: 'NodePort', externalTrafficPolicy: policy, clusterIP: '172.30.0.50', ports: [svcPort('p80', 80, { nodePort: 3050 })], sessionAffinity: 'ClientIP' });
+    f.upsert(svc('Local'));
+    f.upsert(slice('ns1', 'sticky', [{ ip: '10.180.0.1', nodeName: NODE }, { ip: '10.180.0.2', nodeName: 'other' }]));
+    await f.sync();
+    const localChains = () => Object.keys(f.modelChains()).filter((c) => c.startsWith('local-'));
+    expect(localChains()).toHaveLength(1);
+    // While no daemon runs, the Service's policy goes Local -> Cluster: the local- chain, which
+    // refers to the local endpoint's affinity set, is stale for the next daemon, which re-creates
+    // every affinity set it finds (it cannot know their timeouts).
+    f.upsert(svc('Cluster'));
+    const { state } = f.tracker.checkpoint();
+    const backend = await restarted(f);
+    const r = await backend.sync(state, emptyChangeSet());
+    expect(r.ok, r.error?.message).toBe(true);
+    expect(localChains()).toEqual([]);
+    expect(servesEveryService(f.model)).toEqual([]);
+    await backend.stop();
+  });
+
+  it('deletes the maps of an earlier numbering one by one when one of them cannot go', async () => {
+    const f = await fixture();
+    f.upsert(service('ns1', 'web', { clusterIP: '172.30.0.60', ports: [svcPort('p80', 80)] }));
+    f.upsert(slice('ns1', 'web', ['10.180.0.1', '10.180.0.2']));
+    f.upsert(service('ns1', 'dns', { clusterIP: '172.30.0.61', ports: [{ name: 'p80', port: 53, protocol: 'UDP' }] }));
+    f.upsert(slice('ns1', 'dns', ['10.180.0.3', '10.180.0.4'], 53, 'UDP'));
+    await f.sync();
+    const endpointMaps = () => [...f.table()!.containers.keys()].filter((n) => n.startsWith('endpoints-')).sort();
+    expect(endpointMaps()).toEqual(['endpoints-0', 'endpoints-1']); // one a protocol
+    const { state } = f.tracker.checkpoint();
+    const backend = await restarted(f);
+    expect((await backend.sync(state, emptyChangeSet())).ok).toBe(true);
+    expect(endpointMaps()).toEqual(['endpoints-0', 'endpoints-1', 'endpoints-2', 'endpoints-3']);
+    // endpoints-0 will not go (as if something still referred to it)
+    f.runner.on(
+      'nft',
+      (_args, stdin) => {
+        if ((stdin ?? '').includes('delete map ip kube-proxy endpoints-0')) return { code: 1, stderr: 'Error: Device or resource busy' };
+        f.model.apply(stdin ?? '');
+        return { code: 0 };
+      },
+      (args) => args[0] === '-f',
+    );
+    await f.ctx.clock.advanceAsync(1100);
+    expect(endpointMaps()).toEqual(['endpoints-0', 'endpoints-2', 'endpoints-3']);
+    expect(f.ctx.logger.entries.some((e) => e.msg === 'deleting old nftables endpoint maps failed')).toBe(true);
+    await backend.stop();
+  });
+
   it('takes over a table in upstream’s layout: endpoint chains flushed, then deleted', async () => {
     const f = await fixture();
     f.upsert(service('ns1', 'svc1', { clusterIP: '172.30.0.41', ports: [svcPort('p80', 80)] }));
@@ -892,6 +943,8 @@ describe('nftables backend: IPv6', () => {
     const tracker = new ProxyStateTracker({ ipFamily: 'IPv6', nodeName: NODE });
     tracker.onServiceAdd(service('ns1', 'svc1', { clusterIP: 'fd00:172:30::41', ipFamily: 'IPv6', ports: [svcPort('p80', 80)], sessionAffinity: 'ClientIP' }));
     tracker.onEndpointSliceAdd(endpointSlice('ns1', 'svc1', { name: 'svc1-1', endpoints: [{ ip: 'fd00:10::1', nodeName: NODE }], ports: [{ name: 'p80', port: 80 }] }));
+    tracker.onServiceAdd(service('ns1', 'svc2', { clusterIP: 'fd00:172:30::42', ipFamily: 'IPv6', ports: [svcPort('p80', 80)] }));
+    tracker.onEndpointSliceAdd(endpointSlice('ns1', 'svc2', { name: 'svc2-1', endpoints: ['fd00:10::2', 'fd00:10::3'], ports: [{ name: 'p80', port: 80 }] }));
     const { state, changes } = tracker.checkpoint();
     const r = await backend.sync(state, changes);
     expect(r.ok).toBe(true);
@@ -904,5 +957,9 @@ describe('nftables backend: IPv6', () => {
     expect(text).toContain('add rule ip6 kube-proxy services ip6 daddr @cluster-ips ip6 saddr != fd00:10::/64 mark set mark or 0x004000 comment "masquerade clusterIP traffic from outside cluster"');
     expect(text).toContain('add set ip6 kube-proxy hairpin-connections { type ipv6_addr . ipv6_addr . inet_proto . inet_service ; comment "service hairpin connections" ; }');
     expect(text).toContain('add element ip6 kube-proxy hairpin-connections { fd00:10::1 . fd00:10::1 . tcp . 80 }');
+    // two endpoints: numbered in an ip6 endpoint map
+    expect(text).toContain('add map ip6 kube-proxy endpoints-0 { typeof numgen random mod 1 : ip6 daddr . tcp dport ; comment "service endpoints picked by numgen" ; }');
+    expect(text).toContain('add element ip6 kube-proxy endpoints-0 { 0 : fd00:10::2 . 80, 1 : fd00:10::3 . 80 }');
+    expect(text).toMatch(/add rule ip6 kube-proxy service-[A-Z2-7]{8}-ns1\/svc2\/tcp\/p80 meta l4proto tcp dnat ip6 to numgen random mod 2 offset 0 map @endpoints-0/);
   });
 });

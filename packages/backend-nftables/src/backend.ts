@@ -350,20 +350,32 @@ export class NftablesBackend implements Backend {
     this.staleElements = new Map();
   }
 
-  /** Deletes the endpoint maps of an earlier numbering, in one transaction. */
+  /**
+   * Deletes the endpoint maps of an earlier numbering, in one transaction; when that fails, one by
+   * one, so that a map that cannot go (one still referred to) keeps none of the others.
+   */
   private async deleteStaleMaps(): Promise<void> {
     if (this.staleMaps.size === 0) return;
     const ctx = this.requireCtx();
-    const tx = new NftTransaction(this.family, TABLE);
-    for (const name of this.staleMaps) tx.deleteContainer('map', name);
-    const r = await ctx.runner.run('nft', ['-f', '-'], { stdin: tx.toString(), timeoutMs: this.timeoutMs });
-    if (r.code !== 0) {
-      // Left in the kernel, they are found again (and deleted) after the next full sync.
-      this.metrics().cleanupFailures.inc({ ip_family: this.ipFamily });
-      ctx.logger.warn({ maps: this.staleMaps.size, stderr: r.stderr.trim().slice(0, 500) }, 'deleting old nftables endpoint maps failed');
-      this.kernelUnknown = true;
-    }
+    const deleteMaps = (names: Iterable<string>) => {
+      const tx = new NftTransaction(this.family, TABLE);
+      for (const name of names) tx.deleteContainer('map', name);
+      return ctx.runner.run('nft', ['-f', '-'], { stdin: tx.toString(), timeoutMs: this.timeoutMs });
+    };
+    const maps = [...this.staleMaps];
     this.staleMaps = new Set();
+    if ((await deleteMaps(maps)).code === 0) return;
+    const failed = maps.length === 1 ? maps : [];
+    if (maps.length > 1) for (const name of maps) if ((await deleteMaps([name])).code !== 0) failed.push(name);
+    this.keptMaps(maps, failed);
+  }
+
+  /** Endpoint maps that could not be deleted stay in the kernel; a later full sync finds them again. */
+  private keptMaps(maps: readonly string[], failed: readonly string[]): void {
+    if (failed.length === 0) return;
+    this.metrics().cleanupFailures.inc({ ip_family: this.ipFamily });
+    this.requireCtx().logger.warn({ maps: failed.slice(0, 10), of: maps.length }, 'deleting old nftables endpoint maps failed');
+    this.kernelUnknown = true;
   }
 
   private scheduleStaleDeletion(): void {

@@ -73,6 +73,19 @@ describe('nftables explain', () => {
     expect(hairpin.map((p) => [p.endpoint, p.masquerade])).toEqual([['10.244.1.11:8080', true], ['10.244.1.12:8080', false]]);
   });
 
+  it('lets the share of an endpoint-map number that is missing go on undirected, as the kernel does', () => {
+    const doc = JSON.parse(LISTING) as { nftables: { map?: { name: string; elem: unknown[][] } }[] };
+    const map = doc.nftables.find((o) => o.map?.name === 'endpoints-0')!.map!;
+    map.elem = map.elem.filter(([k]) => k !== 1); // web's second endpoint (10.244.1.12) is numbered 1
+    const broken = parseNftTable(JSON.stringify(doc));
+    const paths = nftablesExplain(broken, { src: '10.244.1.100', dst: '10.96.0.10', port: 80, protocol: 'TCP' }, [INSPECT_WORLD_NODE_IP], 'IPv4').paths;
+    expect(paths.map((p) => [p.endpoint, p.probability])).toEqual([
+      ['10.244.1.11:8080', 0.5],
+      [undefined, 0.5],
+    ]);
+    expect(nftablesKernelView(broken, servicePorts, 'IPv4').servicePorts['e2e/web:http/TCP']!.endpoints).toEqual(['10.244.1.11:8080']);
+  });
+
   it('sends external NodePort traffic with externalTrafficPolicy Local to the local endpoint, node traffic to any', () => {
     expect(explain('192.168.50.2', INSPECT_WORLD_NODE_IP, 30081).paths.map((p) => [p.endpoint, p.probability, p.masquerade])).toEqual([['10.244.1.11:8080', 1, false]]);
     expect(explain(INSPECT_WORLD_NODE_IP, INSPECT_WORLD_NODE_IP, 30081).paths.map((p) => [p.endpoint, p.probability, p.masquerade])).toEqual([

@@ -157,11 +157,15 @@ function endpointChainsOf(chain: NftChain | undefined): string[] {
   return out;
 }
 
+/** Each map's elements by their number key, built once per listing. */
+const elementsByNumber = new WeakMap<NftTable, Map<string, Map<number, Json>>>();
+
 /**
  * Where a `dnat` expression sends a packet: its address (and port), or, through an endpoint map
- * (`numgen random mod n offset k map @m`), each of the n elements from k, taken 1/n of the time.
+ * (`numgen random mod n offset k map @m`), each of the n elements from k, taken 1/n of the time;
+ * undefined for a number the map lacks (the kernel's lookup fails and the rule does nothing).
  */
-function dnatTargets(dnat: Json, table: NftTable): string[] {
+function dnatTargets(dnat: Json, table: NftTable): (string | undefined)[] {
   const map = dnat?.addr?.map;
   if (map === undefined) return [dnat.port !== undefined ? joinHostPort(String(dnat.addr), Number(dnat.port)) : String(dnat.addr)];
   const numgen = map.key?.numgen;
@@ -169,19 +173,23 @@ function dnatTargets(dnat: Json, table: NftTable): string[] {
   if (!numgen || !name) return [];
   const mod = Number(numgen.mod) || 0;
   const offset = Number(numgen.offset) || 0;
-  const byKey = new Map((table.maps.get(name) ?? []).map((el) => [Number(el.key[0]), el.verdict]));
-  const out: string[] = [];
+  let maps = elementsByNumber.get(table);
+  if (!maps) elementsByNumber.set(table, (maps = new Map()));
+  let byKey = maps.get(name);
+  if (!byKey) maps.set(name, (byKey = new Map((table.maps.get(name) ?? []).map((el) => [Number(el.key[0]), el.verdict]))));
+  const out: (string | undefined)[] = [];
   for (let n = offset; n < offset + mod; n++) {
-    const parts = keyParts(byKey.get(n));
-    if (parts.length === 2) out.push(joinHostPort(String(parts[0]), Number(parts[1])));
-    else if (parts.length === 1 && parts[0] !== undefined) out.push(String(parts[0]));
+    const parts = byKey.has(n) ? keyParts(byKey.get(n)) : [];
+    out.push(parts.length === 2 ? joinHostPort(String(parts[0]), Number(parts[1])) : parts.length === 1 ? String(parts[0]) : undefined);
   }
   return out;
 }
 
 function dnatsOf(chain: NftChain | undefined, table: NftTable): string[] {
   const out: string[] = [];
-  for (const r of chain?.rules ?? []) for (const e of r.expr) if (e?.dnat?.addr !== undefined) out.push(...dnatTargets(e.dnat, table));
+  for (const r of chain?.rules ?? []) {
+    for (const e of r.expr) if (e?.dnat?.addr !== undefined) for (const t of dnatTargets(e.dnat, table)) if (t !== undefined) out.push(t);
+  }
   return out;
 }
 
@@ -452,16 +460,19 @@ function runChain(name: string, w0: Walk, c: Ctx, depth: number): End[] {
             w.masquerade = true;
             ends.push({ walk: w, verdict: 'accept', chain: name });
           } else if (e.dnat) {
-            // Through an endpoint map, each endpoint takes its share of the packets.
+            // Through an endpoint map, each endpoint takes its share of the packets; the share of a
+            // number the map lacks goes on to the next rule, as in the kernel.
             const targets = dnatTargets(e.dnat, c.table);
-            for (const target of targets) {
-              const b = targets.length > 1 ? copy(w) : w;
+            const found = targets.filter((t): t is string => t !== undefined);
+            for (const target of found) {
+              const b = copy(w);
               b.probability *= 1 / targets.length;
               b.dnat = target;
               ends.push({ walk: b, verdict: 'accept', chain: name });
             }
-            if (targets.length === 0) {
-              w.unknown.push(`${name}: dnat ${JSON.stringify(e.dnat)}`);
+            if (targets.length === 0) w.unknown.push(`${name}: dnat ${JSON.stringify(e.dnat)}`);
+            if (found.length < targets.length || targets.length === 0) {
+              w.probability *= targets.length === 0 ? 1 : (targets.length - found.length) / targets.length;
               next.push(w);
             }
           } else if (e.reject !== undefined || e.drop !== undefined || e.accept !== undefined) {

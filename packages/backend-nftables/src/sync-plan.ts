@@ -193,6 +193,15 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
     if (cidrsMoved) writeClusterIPsCheck(tx, setup);
     if (nodePortIPsMoved) writeNodePortIPs(tx, setup);
   }
+  // A set re-created below may still be referenced by a chain its service port no longer uses
+  // (a restarted daemon re-creates every affinity set it finds): those stale chains are flushed in
+  // the service port's own transaction, before the set is deleted, not with the others at the end.
+  const staleByServicePort = new Map<string, string[]>();
+  for (const name of newlyStale) {
+    const owner = servicePortOfChain(name);
+    if (owner !== undefined) staleByServicePort.set(owner, [...(staleByServicePort.get(owner) ?? []), name]);
+  }
+  const flushedEarly = new Set<string>();
   let servicesInTx = 0;
   let rangeElements = 0;
   let chainsWritten = 0;
@@ -211,6 +220,12 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
     chainsWritten += chains.length;
     const part = newTx();
     for (const { name } of chains) part.addChain(name).flushChain(name);
+    if (recreate.length > 0) {
+      for (const name of staleByServicePort.get(servicePortOfChain(objects.chains[0]?.name ?? '') ?? '') ?? []) {
+        part.flushChain(name);
+        flushedEarly.add(name);
+      }
+    }
     for (const name of recreate) part.deleteContainer('set', name);
     for (const [name, timeout] of newSets) {
       part.addContainer('set', name, family === 'ip6' ? 'ipv6_addr' : 'ipv4_addr', { flags: 'dynamic,timeout', timeoutSeconds: timeout });
@@ -282,6 +297,7 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
   const tail: NftTransaction[] = [];
   let flushTx = final;
   for (const name of newlyStale) {
+    if (flushedEarly.has(name)) continue;
     if (flushTx.size >= limits.linesPerTransaction) tail.push((flushTx = newTx()));
     flushTx.flushChain(name);
   }
@@ -362,6 +378,11 @@ function countElements(into: Elements, objects: ServiceObjects, sign: 1 | -1, ba
 
 function sameElement(a: ElementValue, b: ElementValue): boolean {
   return a.value === b.value && a.comment === b.comment;
+}
+
+/** `ns/name/proto/port` of a service port's chain (`service-HASH-ns/name/proto/port`, `endpoint-HASH-...__ip/port`). */
+function servicePortOfChain(chain: string): string | undefined {
+  return /^[a-z]+-[A-Z2-7]{8}-(.+?)(?:__.*)?$/.exec(chain)?.[1];
 }
 
 /** Equal address lists (null: every local address). */
