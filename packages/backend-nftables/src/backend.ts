@@ -40,8 +40,10 @@ import {
 import { TableWatch } from './canary.js';
 import {
   applyEndpointMaps,
+  hasRetired,
   inlineEndpointsMap,
   noEndpointMaps,
+  rangeElements,
   retiredElements,
   withoutRetired,
   type EndpointMapsState,
@@ -171,7 +173,7 @@ export class NftablesBackend implements Backend {
     // Endpoint-map references are written out, numbered from 0: the picture says where each
     // chain DNATs, not which numbers this process happened to use.
     const values = new Map<string, string>();
-    for (const objects of this.services.values()) for (const r of objects.slots) r.targets.forEach((t, i) => values.set(`${r.map} ${r.offset + i}`, t));
+    for (const objects of this.services.values()) for (const r of objects.slots) for (const [k, v] of rangeElements(r)) values.set(`${r.map} ${k}`, v.value);
     const valueOf = (map: string, key: string): string | undefined => values.get(`${map} ${key}`);
     for (const objects of this.services.values()) {
       for (const { name, rules } of objects.chains) chains[name] = ruleLines(rules).map((rule) => (objects.slots.length > 0 ? inlineEndpointsMap(rule, valueOf) : rule));
@@ -301,7 +303,7 @@ export class NftablesBackend implements Backend {
   }
 
   private hasStaleObjects(): boolean {
-    return this.staleChains.size > 0 || this.hasStaleElements() || this.staleMaps.size > 0 || retiredElements(this.endpointMaps).length > 0;
+    return this.staleChains.size > 0 || this.hasStaleElements() || this.staleMaps.size > 0 || hasRetired(this.endpointMaps);
   }
 
   /** Deletes the stale chains flushed at least staleChainDelayMs ago, in bounded transactions. */

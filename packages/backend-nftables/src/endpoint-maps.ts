@@ -17,15 +17,16 @@ import type { ContainerDeclaration } from './transaction.js';
 export const CHAINS_PER_MAP = 256;
 export const SLOTS_PER_MAP = 4096;
 
-/** The endpoints of one policy chain: numbers offset .. offset+targets.length-1 of `map`. */
+/** The endpoints of one policy chain: numbers offset .. offset+size-1 of `map`. */
 export interface SlotRange {
   readonly chain: string;
   /** tcp, udp or sctp: the map's type follows it. */
   readonly protocol: string;
   readonly map: string;
   readonly offset: number;
-  /** `address . port` of each endpoint, in numgen order. */
-  readonly targets: readonly string[];
+  readonly size: number;
+  /** `address . port` of each endpoint, in numgen order, joined by ", " (one string: 10^4 ranges are held). */
+  readonly targets: string;
 }
 
 interface Range {
@@ -72,12 +73,12 @@ export function isEndpointsMap(name: string): boolean {
 
 /** The rule that DNATs to one of a range's endpoints. */
 export function endpointsMapRule(family: NftFamily, range: SlotRange): string {
-  return `meta l4proto ${range.protocol} dnat ${family} to numgen random mod ${range.targets.length} offset ${range.offset} map @${range.map}`;
+  return `meta l4proto ${range.protocol} dnat ${family} to numgen random mod ${range.size} offset ${range.offset} map @${range.map}`;
 }
 
 /** The elements of a range, `K+i : address . port`. */
 export function rangeElements(range: SlotRange): [string, { value: string }][] {
-  return range.targets.map((t, i) => [String(range.offset + i), { value: t }]);
+  return range.targets.split(', ').map((t, i) => [String(range.offset + i), { value: t }]);
 }
 
 const MAP_RULE = /numgen random mod (\d+) offset (\d+) map @(\S+)/;
@@ -112,12 +113,13 @@ export function applyEndpointMaps(state: EndpointMapsState, next: EndpointMapsNe
 
 /** Element keys of the retired ranges, per map. */
 export function retiredElements(state: EndpointMapsState): [string, string[]][] {
-  const out: [string, string[]][] = [];
-  for (const [map, use] of state.maps) {
-    if (use.retired === 0) continue;
-    out.push([map, use.ranges.filter((r) => r.retired).flatMap((r) => keysOf(r))]);
-  }
-  return out;
+  return [...state.maps].filter(([, use]) => use.retired > 0).map(([map, use]) => [map, retiredKeys(use)]);
+}
+
+/** Whether some range waits for its elements' deletion. */
+export function hasRetired(state: EndpointMapsState): boolean {
+  for (const use of state.maps.values()) if (use.retired > 0) return true;
+  return false;
 }
 
 /** `state` once the retired ranges of `maps` are deleted from the kernel. */
@@ -162,20 +164,22 @@ export class EndpointMapsPlanner {
   }
 
   /** The chain's range for these endpoints: the one it has when they are the same, else a new one. */
-  place(chain: string, protocol: string, targets: readonly string[]): SlotRange {
+  place(chain: string, protocol: string, endpoints: readonly string[]): SlotRange {
     const live = this.rangeOf(chain);
-    if (live && live.protocol === protocol && sameTargets(live.targets, targets)) {
+    const targets = endpoints.join(', ');
+    const size = endpoints.length;
+    if (live && live.protocol === protocol && live.targets === targets) {
       this.chains.set(chain, live);
       return live;
     }
     if (live) this.retire(live);
-    const map = live && this.hasRoom(live.map, protocol, targets.length) ? live.map : this.openMap(protocol, targets.length);
+    const map = live && this.hasRoom(live.map, protocol, size) ? live.map : this.openMap(protocol, size);
     const use = this.use(map, protocol);
-    const offset = firstFit(use.ranges, targets.length);
+    const offset = firstFit(use.ranges, size);
     const ranges = [...use.ranges];
-    ranges.splice(insertionIndex(ranges, offset), 0, { offset, size: targets.length, retired: false });
-    this.maps.set(map, { protocol, ranges, chains: use.chains + 1, slots: use.slots + targets.length, retired: use.retired });
-    const range: SlotRange = { chain, protocol, map, offset, targets: [...targets] };
+    ranges.splice(insertionIndex(ranges, offset), 0, { offset, size, retired: false });
+    this.maps.set(map, { protocol, ranges, chains: use.chains + 1, slots: use.slots + size, retired: use.retired });
+    const range: SlotRange = { chain, protocol, map, offset, size, targets };
     this.chains.set(chain, range);
     this.placed.add(range);
     return range;
@@ -202,7 +206,7 @@ export class EndpointMapsPlanner {
     for (const map of names) {
       const use = this.use(map);
       if (use.retired === 0) continue;
-      out.push([map, use.ranges.filter((r) => r.retired).flatMap((r) => keysOf(r))]);
+      out.push([map, retiredKeys(use)]);
       this.maps.set(map, dropRetired(use));
     }
     return out;
@@ -255,8 +259,9 @@ export class EndpointMapsPlanner {
   }
 }
 
-function keysOf(r: Range): string[] {
-  return Array.from({ length: r.size }, (_, i) => String(r.offset + i));
+/** The element keys of a map's retired ranges. */
+function retiredKeys(use: MapUse): string[] {
+  return use.ranges.filter((r) => r.retired).flatMap((r) => Array.from({ length: r.size }, (_, i) => String(r.offset + i)));
 }
 
 function dropRetired(use: MapUse): MapUse {
@@ -278,8 +283,4 @@ function insertionIndex(ranges: readonly Range[], offset: number): number {
   let i = ranges.length;
   while (i > 0 && ranges[i - 1]!.offset > offset) i--;
   return i;
-}
-
-function sameTargets(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

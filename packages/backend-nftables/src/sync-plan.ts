@@ -232,7 +232,7 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
     }
     // A range's elements go before the rule that DNATs to them, in the same transaction.
     for (const r of newRanges) part.addElements(r.map, elementsOf(r), endpointsMapDeclaration(family, r.protocol));
-    for (const r of newRanges) rangeElements += r.targets.length;
+    for (const r of newRanges) rangeElements += r.size;
     for (const { name, rules } of chains) part.addChainRules(name, ruleLines(rules));
     if (tx.size > 0 && (servicesInTx >= limits.servicesPerTransaction || tx.size + part.size > limits.linesPerTransaction)) {
       transactions.push(tx);
