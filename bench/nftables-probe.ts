@@ -5,7 +5,7 @@
 //
 // usage (root, from bench/):
 //   node --conditions=@kube-proxy-ts/source --import tsx nftables-probe.ts --size 1000 [--per-tx 1000]
-//        [--changes 4] [--no-probes] [--keep] [--dump DIR]
+//        [--changes 4] [--no-probes] [--per-hook] [--keep] [--dump DIR]
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -81,6 +81,19 @@ async function main() {
         writeFileSync(`${dump}/change-${k}.nft`, backend.lastTransactions.join('\n---\n'));
       }
       await new Promise((r) => setTimeout(r, 1200)); // lets the stale-chain deletion run
+    }
+    if (process.argv.includes('--per-hook')) {
+      // The last change's transaction again (adding what is there changes nothing), 9 times, then
+      // with nat-output's jump to services deleted: the commit validates the chains once per hook.
+      const change = backend.lastTransactions[0]!;
+      const timesOf = () => Array.from({ length: 9 }, () => nft(change)).sort((a, b) => a - b).map((t) => t.toFixed(0)).join(' ');
+      console.log(`change transaction, both hooks: ${timesOf()} ms`);
+      const listing = execFileSync('ip', ['netns', 'exec', ns, 'nft', '-a', 'list', 'chain', 'ip', 'kube-proxy', 'nat-output'], { encoding: 'utf8' });
+      const handle = /jump services # handle (\d+)/.exec(listing)?.[1];
+      if (!handle) throw new Error(`no jump services in nat-output:\n${listing}`);
+      nft(`delete rule ip kube-proxy nat-output handle ${handle}\n`);
+      console.log(`change transaction, prerouting only: ${timesOf()} ms`);
+      nft('add rule ip kube-proxy nat-output jump services\n');
     }
     const probes: [string, string][] = [
       ['add element (set)', `add element ip kube-proxy cluster-ips { ${clusterIP(0)} }\n`],
