@@ -46,7 +46,12 @@ async function fixture(opts: Options = {}) {
       const objects =
         kind === 'chain'
           ? [...(t?.chains.keys() ?? [])].map((name) => ({ chain: { family: 'ip', table: 'kube-proxy', name } }))
-          : [...(t?.containers ?? [])].filter(([, c]) => c.kind === kind).map(([name]) => ({ [kind]: { family: 'ip', table: 'kube-proxy', name } }));
+          : [...(t?.containers ?? [])]
+              .filter(([, c]) => c.kind === kind)
+              .map(([name, c]) => {
+                const timeout = /timeout (\d+)s/.exec(c.spec)?.[1];
+                return { [kind]: { family: 'ip', table: 'kube-proxy', name, ...(timeout ? { timeout: Number(timeout) } : {}) } };
+              });
       return { code: 0, stdout: JSON.stringify({ nftables: objects }) };
     }
     return { code: 0 };
@@ -719,19 +724,39 @@ describe('nftables backend: a restarted daemon', () => {
     await backend.stop();
   });
 
-  it('re-creates the affinity sets it finds even when a chain the service no longer uses refers to them', async () => {
+  it('keeps the affinity sets it finds with their timeout, and their clients', async () => {
     const f = await fixture();
-    const svc = (policy: 'Local' | 'Cluster') =>
-      service('ns1', 'sticky', { type: 'NodePort', externalTrafficPolicy: policy, clusterIP: '172.30.0.50', ports: [svcPort('p80', 80, { nodePort: 3050 })], sessionAffinity: 'ClientIP' });
-    f.upsert(svc('Local'));
+    f.upsert(affinityLoadBalancer(10800));
+    f.upsert(slice('ns5', 'svc5', ['10.180.0.3', '10.180.0.4']));
+    await f.sync();
+    const { state } = f.tracker.checkpoint();
+    const backend = await restarted(f);
+    f.runner.reset();
+    expect((await backend.sync(state, emptyChangeSet())).ok).toBe(true);
+    expect(f.runner.stdinsTo('nft').join('')).not.toMatch(/delete set .*affinity-/);
+    await backend.stop();
+  });
+
+  it('re-creates an affinity set whose timeout changed even when a chain the service no longer uses refers to it', async () => {
+    const f = await fixture();
+    const svc = (policy: 'Local' | 'Cluster', timeoutSeconds: number) =>
+      service('ns1', 'sticky', {
+        type: 'NodePort',
+        externalTrafficPolicy: policy,
+        clusterIP: '172.30.0.50',
+        ports: [svcPort('p80', 80, { nodePort: 3050 })],
+        sessionAffinity: 'ClientIP',
+        sessionAffinityConfig: { clientIP: { timeoutSeconds } },
+      });
+    f.upsert(svc('Local', 600));
     f.upsert(slice('ns1', 'sticky', [{ ip: '10.180.0.1', nodeName: NODE }, { ip: '10.180.0.2', nodeName: 'other' }]));
     await f.sync();
     const localChains = () => Object.keys(f.modelChains()).filter((c) => c.startsWith('local-'));
     expect(localChains()).toHaveLength(1);
-    // While no daemon runs, the Service's policy goes Local -> Cluster: the local- chain, which
-    // refers to the local endpoint's affinity set, is stale for the next daemon, which re-creates
-    // every affinity set it finds (it cannot know their timeouts).
-    f.upsert(svc('Cluster'));
+    // While no daemon runs, the Service's policy goes Local -> Cluster and its affinity timeout
+    // changes: the local- chain, which refers to the local endpoint's affinity set, is stale for
+    // the next daemon, which re-creates that set with the new timeout.
+    f.upsert(svc('Cluster', 900));
     const { state } = f.tracker.checkpoint();
     const backend = await restarted(f);
     const r = await backend.sync(state, emptyChangeSet());

@@ -11,11 +11,13 @@ export interface ExistingObjects {
   readonly tableExists: boolean;
   readonly chains: ReadonlySet<string>;
   readonly sets: ReadonlySet<string>;
+  /** Timeouts in seconds of the sets that have one (the affinity sets): an unchanged one is kept, with its clients. */
+  readonly setTimeouts: ReadonlyMap<string, number>;
   readonly maps: ReadonlySet<string>;
 }
 
 interface NftJsonListing {
-  nftables?: Array<{ chain?: { table?: string; name?: string }; set?: { table?: string; name?: string }; map?: { table?: string; name?: string } }>;
+  nftables?: Array<{ chain?: { table?: string; name?: string }; set?: { table?: string; name?: string; timeout?: number }; map?: { table?: string; name?: string } }>;
 }
 
 /** Names of the chains, sets and maps of `table`. */
@@ -27,6 +29,7 @@ export async function listExistingObjects(
 ): Promise<ExistingObjects> {
   const chains = new Set<string>();
   const sets = new Set<string>();
+  const setTimeouts = new Map<string, number>();
   const maps = new Set<string>();
   for (const what of ['chains', 'sets', 'maps'] as const) {
     const r = await runner.run('nft', ['-t', '-j', 'list', what, family], { timeoutMs });
@@ -34,10 +37,11 @@ export async function listExistingObjects(
     for (const o of parseListing(r.stdout) as NftJsonListing['nftables'] & object) {
       if (o.chain?.table === table && o.chain.name) chains.add(o.chain.name);
       if (o.set?.table === table && o.set.name) sets.add(o.set.name);
+      if (o.set?.table === table && o.set.name && typeof o.set.timeout === 'number') setTimeouts.set(o.set.name, o.set.timeout);
       if (o.map?.table === table && o.map.name) maps.add(o.map.name);
     }
   }
-  return { tableExists: chains.size > 0 || sets.size > 0 || maps.size > 0, chains, sets, maps };
+  return { tableExists: chains.size > 0 || sets.size > 0 || maps.size > 0, chains, sets, setTimeouts, maps };
 }
 
 function parseListing(stdout: string): unknown[] {

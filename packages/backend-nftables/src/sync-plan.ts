@@ -136,7 +136,9 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
     for (const o of patched.values()) for (const [name, timeout] of o?.affinitySets ?? []) nextSets.set(name, timeout);
   }
   const knownSets = new Map(held.affinitySets);
-  if (existing) for (const name of existing.sets) if (name.startsWith(AFFINITY_PREFIX) && !knownSets.has(name)) knownSets.set(name, -1);
+  if (existing) {
+    for (const name of existing.sets) if (name.startsWith(AFFINITY_PREFIX) && !knownSets.has(name)) knownSets.set(name, existing.setTimeouts.get(name) ?? -1);
+  }
   const setsToDelete = [...knownSets.keys()].filter((name) => !nextSets.has(name));
   /** Sets whose timeout changed: deleted and re-added, after their service's chains are flushed. */
   const setsToRecreate = new Set([...nextSets].filter(([name, t]) => knownSets.has(name) && knownSets.get(name) !== t).map(([n]) => n));
@@ -193,9 +195,9 @@ export function planSync(input: NftablesPlanInput, held: HeldState, limits: Nfta
     if (cidrsMoved) writeClusterIPsCheck(tx, setup);
     if (nodePortIPsMoved) writeNodePortIPs(tx, setup);
   }
-  // A set re-created below may still be referenced by a chain its service port no longer uses
-  // (a restarted daemon re-creates every affinity set it finds): those stale chains are flushed in
-  // the service port's own transaction, before the set is deleted, not with the others at the end.
+  // A set re-created below (its timeout changed, or a table of an earlier process did not say it)
+  // may still be referenced by a chain its service port no longer uses: those stale chains are
+  // flushed in the service port's own transaction, before the set is deleted, not at the end.
   const staleByServicePort = new Map<string, string[]>();
   for (const name of newlyStale) {
     const owner = servicePortOfChain(name);
